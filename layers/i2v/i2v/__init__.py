@@ -1,0 +1,1 @@
+"""Shared runtime of the image-to-video pipeline (shipped as the Lambda layer)."""

@@ -1,0 +1,74 @@
+"""Settings read from the environment at call time (never at import time)."""
+
+import os
+from dataclasses import dataclass
+
+OPTION_NAMES = (
+    "prompt",
+    "video_model",
+    "resolution",
+    "duration",
+    "aspect_ratio",
+    "motion_intensity",
+    "mode",
+    "negative_prompt",
+    "cfg_scale",
+    "sound",
+)
+
+
+def _env(name: str, default: str = "") -> str:
+    return os.environ.get(name, default).strip()
+
+
+def _int(name: str, default: int) -> int:
+    value = _env(name)
+    return int(value) if value else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    provider: str
+    api_key_secret: str
+    provider_base_url: str
+    default_options: dict
+    poll_interval_seconds: int
+    max_wait_minutes: int
+    presign_expiry_seconds: int
+    max_source_bytes: int
+    output_bucket: str
+    work_prefix: str
+    output_prefix: str
+    idempotency_table: str
+    jobs_table: str
+    state_machine_arn: str
+    topic_arn: str
+    event_bus_name: str
+    result_allowed_hosts: tuple
+    allow_loopback_http: bool
+    max_result_bytes: int
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        defaults = {name: _env(f"DEFAULT_{name.upper()}") for name in OPTION_NAMES}
+        return cls(
+            provider=_env("PROVIDER", "nohuman").lower(),
+            api_key_secret=_env("PROVIDER_API_KEY_SECRET"),
+            provider_base_url=_env("PROVIDER_BASE_URL"),
+            default_options={name: value for name, value in defaults.items() if value},
+            poll_interval_seconds=_int("POLL_INTERVAL_SECONDS", 5),
+            max_wait_minutes=_int("MAX_WAIT_MINUTES", 30),
+            presign_expiry_seconds=min(_int("PRESIGN_EXPIRY_SECONDS", 3600), 604800),
+            max_source_bytes=_int("MAX_SOURCE_BYTES", 50 * 1024 * 1024),
+            output_bucket=_env("OUTPUT_BUCKET"),
+            work_prefix=_env("WORK_PREFIX", "work/"),
+            output_prefix=_env("OUTPUT_PREFIX", "videos/"),
+            idempotency_table=_env("IDEMPOTENCY_TABLE"),
+            jobs_table=_env("JOBS_TABLE"),
+            state_machine_arn=_env("STATE_MACHINE_ARN"),
+            topic_arn=_env("TOPIC_ARN"),
+            event_bus_name=_env("EVENT_BUS_NAME", "default"),
+            result_allowed_hosts=tuple(h.strip().lower() for h in _env("RESULT_ALLOWED_HOSTS").split(",") if h.strip()),
+            allow_loopback_http=_env("ALLOW_LOOPBACK_HTTP").lower() == "true",
+            max_result_bytes=_int("MAX_RESULT_BYTES", 500 * 1024 * 1024),
+        )

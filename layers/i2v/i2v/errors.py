@@ -1,0 +1,86 @@
+"""Errors the pipeline raises on purpose.
+
+Each carries a stable ``code`` that ends up in the failure notification, so subscribers can
+branch on it. The exception *class name* is what Step Functions sees as the task's Error
+name, which is how the state machine's Retry/Catch tell transient errors from final ones.
+"""
+
+
+class PipelineError(Exception):
+    """A failure we understand; its message is written for the person who uploaded."""
+
+    code = "InternalError"
+
+    def __init__(self, message: str, *, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+
+    def as_dict(self) -> dict:
+        return {"code": self.code, "message": self.message}
+
+
+class InvalidOptionError(PipelineError):
+    code = "InvalidOption"
+
+
+class ImageError(PipelineError):
+    """The uploaded object cannot become a provider input (empty, corrupt, wrong format, too big)."""
+
+    code = "InvalidImage"
+
+
+class ProviderError(PipelineError):
+    code = "ProviderError"
+
+
+class ProviderAuthError(ProviderError):
+    code = "ProviderAuthRejected"
+
+
+class ProviderRejectedError(ProviderError):
+    """The provider refused the request itself (4xx validation): retrying cannot help."""
+
+    code = "ProviderRejectedRequest"
+
+
+class ProviderTransientError(ProviderError):
+    """429/5xx/connection trouble before any work started: safe to retry."""
+
+    code = "ProviderUnavailable"
+
+
+class SubmitOutcomeUnknownError(ProviderError):
+    """The create request was sent but no answer came back: re-sending could charge twice."""
+
+    code = "SubmitOutcomeUnknown"
+
+
+class ProviderJobFailedError(ProviderError):
+    code = "ProviderJobFailed"
+
+
+class ResultFetchError(PipelineError):
+    """The provider's result could not be fetched safely (host, scheme, size, expiry)."""
+
+    code = "ResultFetchFailed"
+
+
+# Error name (exception class) -> stable code, for failures that reach the notifier
+# through a Step Functions Catch, where only the class name and message survive.
+CODES_BY_ERROR_NAME = {
+    cls.__name__: cls.code
+    for cls in (
+        PipelineError,
+        InvalidOptionError,
+        ImageError,
+        ProviderError,
+        ProviderAuthError,
+        ProviderRejectedError,
+        ProviderTransientError,
+        SubmitOutcomeUnknownError,
+        ProviderJobFailedError,
+        ResultFetchError,
+    )
+}
