@@ -1,0 +1,164 @@
+"""Decode and normalise an uploaded image with Pillow before anything is paid for.
+
+Both providers take JPEG, PNG or WebP up to 10 MB. An image they can take as it is goes
+through byte for byte; anything else that can be fixed (EXIF rotation, alpha, CMYK, 16-bit,
+animation, too many bytes) becomes a JPEG that fits; anything that cannot (empty, corrupt,
+another format) raises ImageError with a message written for the person who uploaded.
+"""
+
+import io
+import math
+import struct
+from dataclasses import dataclass, field
+
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+
+from i2v.errors import ImageError
+
+DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+
+# Pillow format name -> (content type, file extension)
+ACCEPTED_FORMATS = {
+    "JPEG": ("image/jpeg", "jpg"),
+    "PNG": ("image/png", "png"),
+    "WEBP": ("image/webp", "webp"),
+}
+ACCEPTED_NAMES = "JPEG, PNG or WebP"
+
+# Modes a provider takes as they are; everything else (RGBA, LA, CMYK, I;16, F, ...) is re-encoded.
+_PLAIN_MODES = {"RGB", "L", "P", "1"}
+
+# Re-encoding: try these JPEG qualities, then shrink the picture and try again.
+_QUALITIES = (90, 80, 70)
+_MIN_SIDE_PX = 256
+
+# What Pillow raises on bytes it cannot decode: it has no single base class for these.
+_DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, struct.error)
+
+
+@dataclass
+class PreparedImage:
+    body: bytes
+    content_type: str
+    extension: str
+    width: int
+    height: int
+    format: str
+    reencoded: bool
+    warnings: list[str] = field(default_factory=list)
+
+
+def prepare_image(data: bytes, *, min_recommended_px: int, max_bytes: int = DEFAULT_MAX_BYTES) -> PreparedImage:
+    """Return the image a provider should receive, or raise ImageError saying why there is none."""
+    if not data:
+        raise ImageError("the upload is empty (0 bytes): there is no image to turn into a video", code="EmptyObject")
+
+    image = _decode(data)
+    warnings: list[str] = []
+
+    reasons = _reasons_to_reencode(image, len(data), max_bytes)
+    if reasons:
+        image = ImageOps.exif_transpose(image)
+        original_size = image.size
+        body, image_size = _encode_jpeg_under(_flatten_to_rgb(image), max_bytes)
+        if image_size != original_size:
+            warnings.append(
+                f"image was downscaled from {original_size[0]}x{original_size[1]} to "
+                f"{image_size[0]}x{image_size[1]} to fit under {max_bytes // (1024 * 1024)} MB"
+            )
+        width, height = image_size
+        prepared = PreparedImage(body, "image/jpeg", "jpg", width, height, "JPEG", True, warnings)
+    else:
+        content_type, extension = ACCEPTED_FORMATS[image.format]
+        width, height = image.size
+        prepared = PreparedImage(data, content_type, extension, width, height, image.format, False, warnings)
+
+    if min(width, height) < min_recommended_px:
+        warnings.append(
+            f"image is {width}x{height}, below the {min_recommended_px}x{min_recommended_px} the provider recommends"
+        )
+    return prepared
+
+
+def _decode(data: bytes) -> Image.Image:
+    """Open and fully decode the image, so truncated or corrupt files fail here and not at the provider."""
+    try:
+        image = Image.open(io.BytesIO(data))
+        image_format = image.format
+        if image_format not in ACCEPTED_FORMATS:
+            raise ImageError(
+                f"the upload is a {image_format} image; only {ACCEPTED_NAMES} images are accepted",
+                code="UnsupportedFormat",
+            )
+        # verify() checks structure (e.g. PNG checksums) but leaves the image unusable: reopen to decode.
+        image.verify()
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except Image.DecompressionBombError as exc:
+        raise ImageError(
+            f"the image has too many pixels to process safely ({exc})", code="ImageTooLarge"
+        ) from exc
+    except UnidentifiedImageError as exc:
+        raise ImageError(
+            "the upload is not an image Pillow can read (its bytes match no known image format)",
+            code="CorruptImage",
+        ) from exc
+    except _DECODE_ERRORS as exc:
+        raise ImageError(
+            f"the upload is not an image Pillow can read, or it is truncated or corrupt: {exc}",
+            code="CorruptImage",
+        ) from exc
+    return image
+
+
+def _reasons_to_reencode(image: Image.Image, size: int, max_bytes: int) -> list[str]:
+    reasons = []
+    if size > max_bytes:
+        reasons.append("too many bytes")
+    if image.getexif().get(ExifTags.Base.Orientation, 1) != 1:
+        reasons.append("EXIF orientation")
+    if _has_alpha(image):
+        reasons.append("transparency")
+    if image.mode not in _PLAIN_MODES:
+        reasons.append(f"mode {image.mode}")
+    if getattr(image, "is_animated", False):
+        reasons.append("animated")
+    return reasons
+
+
+def _has_alpha(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+
+
+def _flatten_to_rgb(image: Image.Image) -> Image.Image:
+    """An RGB picture of the first frame: alpha flattened on white, 16-bit scaled to 8-bit."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # convert("L") would clip 16-bit values at 255 (a white picture): scale them first.
+        image = image.convert("I").point(lambda value: value * (1 / 256)).convert("L")
+    if _has_alpha(image):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return image.convert("RGB")
+
+
+def _encode_jpeg_under(image: Image.Image, max_bytes: int) -> tuple[bytes, tuple[int, int]]:
+    """Encode as JPEG, lowering quality and then dimensions until the bytes fit."""
+    while True:
+        body = b""
+        for quality in _QUALITIES:
+            buffer = io.BytesIO()
+            image.save(buffer, "JPEG", quality=quality, optimize=True)
+            body = buffer.getvalue()
+            if len(body) <= max_bytes:
+                return body, image.size
+        # Bytes grow roughly with pixel count: aim a little under the limit, at least 15% smaller.
+        scale = min(0.85, math.sqrt(max_bytes / len(body)) * 0.95)
+        width, height = (max(1, int(side * scale)) for side in image.size)
+        if min(width, height) < _MIN_SIDE_PX:
+            raise ImageError(
+                f"the image cannot be made smaller than {max_bytes} bytes without losing too much detail",
+                code="ImageTooLarge",
+            )
+        image = image.resize((width, height), Image.Resampling.LANCZOS)
