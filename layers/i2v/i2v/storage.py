@@ -1,7 +1,6 @@
 """S3 helpers: presigned links, object names under the work/output prefixes, manifests, streaming uploads."""
 
 import json
-import os
 import re
 from collections.abc import Iterable
 from functools import lru_cache
@@ -30,16 +29,18 @@ def presign_get(bucket: str, key: str, expires_in: int) -> str:
 
 
 def _sigv4_s3():
-    # botocore presigns with SigV2 in us-east-1 unless SigV4 is asked for explicitly, and SigV2
-    # links are refused in newer regions. Keyed on the endpoint so the local stack and tests,
-    # which switch AWS_ENDPOINT_URL, never get a client pointing at the previous one.
-    return _sigv4_s3_for(os.environ.get("AWS_ENDPOINT_URL", ""), client("s3").meta.region_name)
+    # botocore presigns with SigV2 in us-east-1 unless SigV4 is asked for explicitly (SigV2 links
+    # are refused in newer regions), so presign with a SigV4 twin of the shared client, on the
+    # same regional (or local stack) endpoint. Cached per endpoint: tests and the local stack
+    # switch endpoints between runs.
+    s3 = client("s3")
+    return _sigv4_s3_for(s3.meta.endpoint_url, s3.meta.region_name)
 
 
 @lru_cache(maxsize=4)
 def _sigv4_s3_for(endpoint_url: str, region: str):
     config = client("s3").meta.config.merge(Config(signature_version="s3v4"))
-    return boto3.client("s3", region_name=region, endpoint_url=endpoint_url or None, config=config)
+    return boto3.client("s3", region_name=region, endpoint_url=endpoint_url, config=config)
 
 
 def readable_name(source_key: str) -> str:
