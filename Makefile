@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+export SAM_CLI_TELEMETRY := 0
 STAMP := $(VENV)/.installed
 
 .PHONY: venv demo test unit lint build bench clean
