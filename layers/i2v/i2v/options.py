@@ -1,0 +1,189 @@
+"""Per-image options: stack defaults overridden by the upload's S3 user metadata, validated per provider.
+
+Everything here runs before any paid call, so a job that cannot succeed fails with a message
+naming the option, the allowed values and the value received, and costs nothing.
+"""
+
+from collections.abc import Mapping
+
+from i2v.errors import InvalidOptionError
+
+NANOBANANA = "nanobanana"
+NOHUMAN = "nohuman"
+PROVIDERS = (NANOBANANA, NOHUMAN)
+
+# Both providers default to this prompt; NoHuman requires one, so we always send it.
+DEFAULT_PROMPT = "Generate a video from this image"
+MAX_PROMPT_CHARS = 2000
+
+OPTIONS_BY_PROVIDER = {
+    NANOBANANA: ("prompt", "video_model", "resolution", "duration", "aspect_ratio", "motion_intensity"),
+    NOHUMAN: ("prompt", "mode", "negative_prompt", "aspect_ratio", "duration", "cfg_scale", "sound"),
+}
+
+NANOBANANA_MODELS = ("seedance2", "veo3", "sora2")
+NANOBANANA_RESOLUTIONS = ("480p", "720p", "1080p")
+NANOBANANA_ASPECT_RATIOS = {
+    "seedance2": ("16:9", "9:16", "1:1", "4:3", "3:4", "21:9"),
+    "veo3": ("16:9",),
+    "sora2": ("16:9",),
+}
+# Allowed durations per model and the duration used when none is given.
+NANOBANANA_DURATIONS = {
+    "seedance2": (tuple(range(3, 13)), 5),
+    "veo3": ((8,), 8),
+    "sora2": ((10, 15), 10),
+}
+MOTION_INTENSITIES = ("low", "medium", "high")
+
+NOHUMAN_MODES = ("fast", "hq")
+NOHUMAN_ASPECT_RATIOS = ("16:9", "9:16", "1:1")
+NOHUMAN_DURATIONS = (5, 10)
+TRUE_WORDS = ("true", "yes", "1")
+FALSE_WORDS = ("false", "no", "0")
+
+
+def normalise_key(key: str) -> str:
+    """`Video-Model`, `video-model` and `video_model` all name the same option."""
+    return key.strip().lower().replace("-", "_")
+
+
+def resolve_options(provider: str, defaults: Mapping[str, str], metadata: Mapping[str, str]) -> dict:
+    """Stack defaults, overridden option by option by S3 metadata, validated and typed.
+
+    Stack defaults that do not apply to the provider are ignored (the template carries
+    defaults for both providers); metadata naming an option the provider does not take is
+    an error, because the uploader asked for something that would be silently dropped.
+    """
+    allowed = _allowed(provider)
+    merged = {key: value for key, value in defaults.items() if key in allowed and str(value).strip() != ""}
+    for raw_key, value in metadata.items():
+        key = normalise_key(raw_key)
+        if key not in allowed:
+            raise InvalidOptionError(_unknown_message(raw_key, key, provider))
+        merged[key] = value
+    return validate_options(provider, merged)
+
+
+def requested_options(provider: str, defaults: Mapping[str, str], metadata: Mapping[str, str]) -> dict:
+    """The options as asked for, untyped: what a failure notification shows when validation fails."""
+    allowed = OPTIONS_BY_PROVIDER.get(provider, ())
+    merged = {key: value for key, value in defaults.items() if key in allowed}
+    merged.update({normalise_key(key): value for key, value in metadata.items()})
+    return merged
+
+
+def validate_options(provider: str, options: Mapping[str, object]) -> dict:
+    """Check and type every option for the provider, filling in the provider's defaults."""
+    allowed = _allowed(provider)
+    for key in options:
+        if key not in allowed:
+            raise InvalidOptionError(_unknown_message(key, key, provider))
+    if provider == NANOBANANA:
+        return _nanobanana(options)
+    return _nohuman(options)
+
+
+def _allowed(provider: str) -> tuple:
+    if provider not in OPTIONS_BY_PROVIDER:
+        raise InvalidOptionError(f"provider must be one of {', '.join(PROVIDERS)} (got {provider!r})")
+    return OPTIONS_BY_PROVIDER[provider]
+
+
+def _unknown_message(raw_key: str, key: str, provider: str) -> str:
+    allowed = ", ".join(OPTIONS_BY_PROVIDER[provider])
+    other = [name for name, names in OPTIONS_BY_PROVIDER.items() if name != provider and key in names]
+    if other:
+        return f"{raw_key!r} is not an option of {provider} (it belongs to {other[0]}); allowed: {allowed}"
+    return f"unknown option {raw_key!r} for {provider}; allowed: {allowed}"
+
+
+def _text(options: Mapping, name: str, default: str | None) -> str | None:
+    value = options.get(name)
+    if value is None or str(value).strip() == "":
+        return default
+    value = str(value).strip()
+    if len(value) > MAX_PROMPT_CHARS:
+        raise InvalidOptionError(f"{name} must be at most {MAX_PROMPT_CHARS} characters (got {len(value)})")
+    return value
+
+
+def _choice(options: Mapping, name: str, allowed: tuple, default: str, context: str = "") -> str:
+    value = options.get(name)
+    if value is None or str(value).strip() == "":
+        value = default
+    value = str(value).strip().lower()
+    if value not in allowed:
+        raise InvalidOptionError(
+            f"{name} must be one of {', '.join(allowed)}{context} (got {options.get(name)!r})"
+        )
+    return value
+
+
+def _int_choice(options: Mapping, name: str, allowed: tuple, default: int, context: str) -> int:
+    value = options.get(name)
+    if value is None or str(value).strip() == "":
+        return default
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        number = None
+    if number not in allowed:
+        shown = f"{allowed[0]} to {allowed[-1]}" if len(allowed) > 3 else ", ".join(map(str, allowed))
+        raise InvalidOptionError(f"{name} must be {shown}{context} (got {value!r})")
+    return number
+
+
+def _nanobanana(options: Mapping) -> dict:
+    model = _choice(options, "video_model", NANOBANANA_MODELS, "seedance2", " for nanobanana")
+    durations, default_duration = NANOBANANA_DURATIONS[model]
+    return {
+        "prompt": _text(options, "prompt", DEFAULT_PROMPT),
+        "video_model": model,
+        "resolution": _choice(options, "resolution", NANOBANANA_RESOLUTIONS, "480p", " for nanobanana"),
+        "duration": _int_choice(options, "duration", durations, default_duration, f" seconds for nanobanana {model}"),
+        "aspect_ratio": _choice(
+            options, "aspect_ratio", NANOBANANA_ASPECT_RATIOS[model], "16:9", f" for nanobanana {model}"
+        ),
+        "motion_intensity": _choice(options, "motion_intensity", MOTION_INTENSITIES, "medium", " for nanobanana"),
+    }
+
+
+def _nohuman(options: Mapping) -> dict:
+    resolved = {
+        "prompt": _text(options, "prompt", DEFAULT_PROMPT),
+        "mode": _choice(options, "mode", NOHUMAN_MODES, "fast", " for nohuman"),
+        "aspect_ratio": _choice(options, "aspect_ratio", NOHUMAN_ASPECT_RATIOS, "16:9", " for nohuman"),
+        "duration": _int_choice(options, "duration", NOHUMAN_DURATIONS, 5, " seconds for nohuman"),
+        "cfg_scale": _cfg_scale(options.get("cfg_scale")),
+        "sound": _bool("sound", options.get("sound"), True),
+    }
+    negative = _text(options, "negative_prompt", None)
+    if negative:
+        resolved["negative_prompt"] = negative
+    return resolved
+
+
+def _cfg_scale(value) -> float:
+    if value is None or str(value).strip() == "":
+        return 0.5
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        number = float("nan")
+    if not 0 <= number <= 1:  # NaN fails this too
+        raise InvalidOptionError(f"cfg_scale must be a number from 0 to 1 for nohuman (got {value!r})")
+    return number
+
+
+def _bool(name: str, value, default: bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value is None or str(value).strip() == "":
+        return default
+    word = str(value).strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise InvalidOptionError(f"{name} must be one of true, false, yes, no, 1, 0 for nohuman (got {value!r})")

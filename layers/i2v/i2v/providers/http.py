@@ -1,0 +1,231 @@
+"""HTTP to a provider: one requests.Session, error classification, bounded retries on create.
+
+The rule that shapes this module: a create request that may have reached the provider is
+never sent again, because that can charge twice. Only failures where nothing was sent
+(connection refused, connect timeout) or where the provider said no work was started
+(429, 5xx) are retried.
+"""
+
+import email.utils
+import random
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+import requests
+from aws_lambda_powertools import Logger
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
+
+from i2v.errors import (
+    ProviderAuthError,
+    ProviderError,
+    ProviderRejectedError,
+    ProviderTransientError,
+    SubmitOutcomeUnknownError,
+)
+
+logger = Logger(child=True)
+
+CONNECT_TIMEOUT = 5.0
+POLL_READ_TIMEOUT = 30.0
+MAX_ATTEMPTS = 4
+BASE_DELAY = 1.0
+MAX_DELAY = 30.0
+# Time kept back when deciding whether another attempt fits in the Lambda's remaining time.
+SAFETY_MARGIN_SECONDS = 10.0
+MAX_MESSAGE_CHARS = 300
+RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
+
+
+def error_message(response: requests.Response) -> str:
+    """The provider's own explanation: `{"error": "..."}`, `{"error": {"message": ...}}`,
+    `{"message": ...}` or plain text (NanoBanana's error bodies are undocumented)."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    message = None
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            message = error.get("message") or error.get("detail") or error.get("code")
+        elif error:
+            message = error
+        message = message or body.get("message") or body.get("detail")
+    if not message:
+        message = response.text.strip() or response.reason or "no details"
+    return str(message)[:MAX_MESSAGE_CHARS]
+
+
+def retry_after_seconds(response: requests.Response, now: datetime | None = None) -> float | None:
+    """Retry-After as seconds (it may be a number or an HTTP date); None when absent or unreadable."""
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
+
+
+def nothing_was_sent(exc: requests.ConnectionError) -> bool:
+    """True when the connection was never established, so the provider cannot have seen the request."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    reason = exc.args[0] if exc.args else None
+    if isinstance(reason, MaxRetryError):
+        reason = reason.reason
+    # NewConnectionError covers refused connections and DNS failures.
+    return isinstance(reason, (NewConnectionError, ConnectTimeoutError))
+
+
+class ProviderHttp:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: Callable[[], str],
+        *,
+        create_read_timeout: float = 60.0,
+        poll_read_timeout: float = POLL_READ_TIMEOUT,
+        max_attempts: int = MAX_ATTEMPTS,
+        base_delay: float = BASE_DELAY,
+        max_delay: float = MAX_DELAY,
+        remaining_ms: Callable[[], int] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        session: requests.Session | None = None,
+    ):
+        self.base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self.create_read_timeout = create_read_timeout
+        self.poll_read_timeout = poll_read_timeout
+        self.max_attempts = max_attempts
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.remaining_ms = remaining_ms
+        self.sleep = sleep
+        self.session = session or requests.Session()
+
+    def _headers(self) -> dict:
+        return {"Authorization": f"Bearer {self._api_key()}", "Accept": "application/json"}
+
+    def _seconds_left(self) -> float | None:
+        return None if self.remaining_ms is None else self.remaining_ms() / 1000.0
+
+    def _read_timeout(self, wanted: float) -> float:
+        # Give up on the answer before Lambda kills us, so the failure carries a clear message.
+        left = self._seconds_left()
+        if left is None:
+            return wanted
+        return max(1.0, min(wanted, left - SAFETY_MARGIN_SECONDS))
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return retry_after
+        ceiling = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
+        return random.uniform(ceiling / 2, ceiling)  # jitter spreads retries from concurrent uploads
+
+    def _fits(self, delay: float) -> bool:
+        left = self._seconds_left()
+        return left is None or delay + SAFETY_MARGIN_SECONDS < left
+
+    def create(self, path: str, payload: dict) -> dict:
+        """POST a paid create request. Returns the JSON body of a 2xx answer.
+
+        Raises ProviderAuthError / ProviderRejectedError (final), ProviderTransientError once
+        retries are exhausted, SubmitOutcomeUnknownError when the request may have been seen.
+        """
+        url = self.base_url + path
+        headers = self._headers()
+        last_problem = ""
+        for attempt in range(1, self.max_attempts + 1):
+            retry_after = None
+            try:
+                response = self.session.post(
+                    url,
+                    json=payload,
+                    headers=headers,
+                    timeout=(CONNECT_TIMEOUT, self._read_timeout(self.create_read_timeout)),
+                )
+            except requests.ConnectionError as exc:
+                if not nothing_was_sent(exc):
+                    raise _unknown_outcome(f"the connection broke after the request was sent ({type(exc).__name__})")
+                last_problem = f"could not connect ({type(exc).__name__})"
+            except requests.Timeout:
+                # A read timeout: the provider has the request and may be rendering (and charging).
+                raise _unknown_outcome("no answer came back in time") from None
+            else:
+                if response.ok:
+                    return _json_or_unknown(response)
+                _raise_final(response)
+                last_problem = f"HTTP {response.status_code}: {error_message(response)}"
+                retry_after = retry_after_seconds(response)
+            if attempt == self.max_attempts:
+                break
+            delay = self._backoff(attempt, retry_after)
+            if not self._fits(delay):
+                logger.warning("not retrying create: the wait does not fit in the remaining time", extra={"delay": delay})
+                break
+            logger.info("retrying provider create", extra={"attempt": attempt, "delay": delay, "problem": last_problem})
+            self.sleep(delay)
+        raise ProviderTransientError(f"provider unavailable after {attempt} attempt(s): {last_problem}")
+
+    def get(self, path: str) -> dict:
+        """One GET (status check). Anything transient raises ProviderTransientError for the
+        state machine's Retry; auth and validation failures are final."""
+        url = self.base_url + path
+        try:
+            response = self.session.get(
+                url,
+                headers=self._headers(),
+                timeout=(CONNECT_TIMEOUT, self._read_timeout(self.poll_read_timeout)),
+            )
+        except requests.RequestException as exc:
+            raise ProviderTransientError(f"provider status check failed ({type(exc).__name__})") from None
+        if response.ok:
+            try:
+                return response.json()
+            except ValueError:
+                raise ProviderTransientError("provider status check returned a body that is not JSON") from None
+        if response.status_code == 404:
+            # A job just created may not be visible yet; the deadline bounds how long we wait.
+            raise ProviderTransientError(f"provider does not know the job yet (HTTP 404: {error_message(response)})")
+        _raise_final(response)
+        raise ProviderTransientError(f"provider status check failed: HTTP {response.status_code}: {error_message(response)}")
+
+
+def _raise_final(response: requests.Response) -> None:
+    """Raise for answers that retrying cannot fix; return for retryable ones."""
+    status = response.status_code
+    if status in (401, 403):
+        raise ProviderAuthError(f"provider rejected the API key (HTTP {status})")
+    if status in RETRYABLE_STATUS:
+        return
+    if 400 <= status < 500:
+        raise ProviderRejectedError(f"provider rejected the request (HTTP {status}): {error_message(response)}")
+    if status >= 500:
+        return
+    raise ProviderError(f"unexpected HTTP {status} from provider")
+
+
+def _json_or_unknown(response: requests.Response) -> dict:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        # The provider accepted something, but we cannot tell what: do not resubmit.
+        raise _unknown_outcome(f"the provider answered HTTP {response.status_code} with a body that is not a JSON object")
+    return body
+
+
+def _unknown_outcome(why: str) -> SubmitOutcomeUnknownError:
+    return SubmitOutcomeUnknownError(
+        f"the create request was sent but {why}: its outcome is unknown; nothing was resubmitted, "
+        "to avoid paying twice. Check the provider's dashboard before uploading again."
+    )
