@@ -1,0 +1,152 @@
+"""Standard Webhooks signing and delivery of outcome notifications.
+
+A delivery is one POST of the notification body, signed per the Standard Webhooks
+specification (https://www.standardwebhooks.com): headers ``webhook-id`` (stable across
+retries, so receivers can de-duplicate), ``webhook-timestamp`` (this attempt, Unix seconds)
+and ``webhook-signature`` (``v1,`` + base64 HMAC-SHA256 of ``id.timestamp.body``).
+
+``deliver`` makes one attempt and classifies the answer; the caller (the SQS-fed delivery
+Lambda) turns "retry" into a delayed redelivery and, after the queue's last attempt, the DLQ.
+"""
+
+import email.utils
+import json
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import requests
+from standardwebhooks.webhooks import Webhook
+
+from i2v.urlsafety import UnsafeUrlError, check_url
+
+TIMEOUT_SECONDS = 15.0
+BACKOFF_BASE_SECONDS = 5.0
+BACKOFF_CAP_SECONDS = 15 * 60.0
+# SQS cannot hide a message for longer than 12 hours: a longer Retry-After is cut to that.
+MAX_DELAY_SECONDS = 12 * 60 * 60
+
+DELIVERED = "delivered"
+GONE = "gone"
+RETRY = "retry"
+
+
+class WebhookDeliveryFailed(Exception):
+    """One delivery attempt failed and should be tried again later."""
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    outcome: str  # DELIVERED, GONE (410: stop for good) or RETRY
+    status_code: int | None
+    reason: str
+    delay_seconds: int = 0  # for RETRY: how long to wait before the next attempt
+
+    @property
+    def delivered(self) -> bool:
+        return self.outcome == DELIVERED
+
+
+def message_id(job_key: str, status: str) -> str:
+    """The webhook id: one per outcome, identical on every retry."""
+    return f"msg_{job_key[:32]}_{status}"
+
+
+def encode_body(outcome: dict) -> bytes:
+    return json.dumps(outcome, separators=(",", ":"), sort_keys=True).encode("utf-8")
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> dict:
+    """Headers for one signed delivery.
+
+    ``secret`` is ``whsec_`` + base64; several secrets separated by spaces (during a
+    rotation) give one signature each, space-separated, as the specification allows.
+    """
+    when = datetime.fromtimestamp(int(timestamp), tz=timezone.utc)
+    text = body.decode("utf-8")
+    signatures = [Webhook(one).sign(msg_id, when, text) for one in secret.split()]
+    if not signatures:
+        raise ValueError("webhook secret is empty")
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(timestamp)),
+        "webhook-signature": " ".join(signatures),
+        "content-type": "application/json",
+    }
+
+
+def backoff_delay(attempt: int, *, rng: random.Random | None = None) -> int:
+    """Exponential backoff with full jitter: uniform(0, min(cap, base * 2**(attempt-1)))."""
+    ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(attempt - 1, 0))
+    return int(round((rng or random).uniform(0, ceiling)))
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> int | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        seconds = int(value)
+    else:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = int(when.timestamp() - (time.time() if now is None else now))
+    return max(0, min(seconds, MAX_DELAY_SECONDS))
+
+
+def deliver(
+    url: str,
+    outcome: dict,
+    secret: str,
+    msg_id: str,
+    attempt: int,
+    *,
+    allow_insecure: bool = False,
+    timeout: float = TIMEOUT_SECONDS,
+    rng: random.Random | None = None,
+) -> DeliveryResult:
+    """POST one signed delivery and classify the answer. Never follows redirects.
+
+    2xx: delivered. 410: the subscriber is gone, stop. Anything else (3xx, 4xx, 429, 5xx,
+    timeouts, connection errors, an unsafe URL): retry after Retry-After when the answer
+    carries one, else after the backoff delay for ``attempt`` (1 for the first).
+    """
+
+    def retry(status_code: int | None, reason: str, retry_after: int | None = None) -> DeliveryResult:
+        delay = retry_after if retry_after is not None else backoff_delay(attempt, rng=rng)
+        return DeliveryResult(RETRY, status_code, reason, delay)
+
+    try:
+        check_url(url, allow_loopback_http=allow_insecure)
+    except UnsafeUrlError as exc:
+        # Kept for retry (and then the DLQ) rather than dropped: once the operator fixes
+        # the URL, the messages can be redriven.
+        return retry(None, f"webhook URL refused: {exc}")
+
+    body = encode_body(outcome)
+    headers = sign(secret, msg_id, int(time.time()), body)
+    headers["user-agent"] = "image-to-video-webhooks/1"
+    try:
+        response = requests.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False, stream=True)
+    except requests.Timeout:
+        return retry(None, f"no answer within {timeout:g} s")
+    except requests.RequestException as exc:
+        return retry(None, f"request failed: {type(exc).__name__}")
+    # The answer's body is of no interest; do not download whatever the receiver sends.
+    response.close()
+
+    status = response.status_code
+    if 200 <= status < 300:
+        return DeliveryResult(DELIVERED, status, f"HTTP {status}")
+    if status == 410:
+        return DeliveryResult(GONE, status, "HTTP 410: the receiver no longer wants deliveries")
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    if 300 <= status < 400:
+        return retry(status, f"HTTP {status}: redirects are not followed", retry_after)
+    return retry(status, f"HTTP {status}", retry_after)

@@ -1,0 +1,227 @@
+"""Standard Webhooks signing, and how one delivery attempt is classified."""
+
+import base64
+import hashlib
+import hmac
+import json
+import random
+import socket
+
+import pytest
+import requests
+import responses
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from i2v import webhooks
+
+# The Standard Webhooks specification's published example.
+SPEC_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+SPEC_ID = "msg_p5jXN8AQM9LWM0D4loKWxJek"
+SPEC_TIMESTAMP = 1614265330
+SPEC_BODY = b'{"test": 2432232314}'
+SPEC_SIGNATURE = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+URL = "https://hooks.example.com/video-events"
+SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
+OUTCOME = {"schema_version": "1", "status": "succeeded", "job_key": "ab" * 32, "error": None}
+
+
+@pytest.fixture(autouse=True)
+def public_dns(monkeypatch):
+    """hooks.example.com resolves to a public address; no test reaches a real resolver."""
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+def test_signature_matches_the_specification_example():
+    headers = webhooks.sign(SPEC_SECRET, SPEC_ID, SPEC_TIMESTAMP, SPEC_BODY)
+    assert headers == {
+        "webhook-id": SPEC_ID,
+        "webhook-timestamp": str(SPEC_TIMESTAMP),
+        "webhook-signature": SPEC_SIGNATURE,
+        "content-type": "application/json",
+    }
+
+
+def test_signature_is_hmac_sha256_of_id_timestamp_body():
+    # Cross-check against the definition, independently of the standardwebhooks package.
+    key = base64.b64decode(SPEC_SECRET.removeprefix("whsec_"))
+    digest = hmac.new(key, f"{SPEC_ID}.{SPEC_TIMESTAMP}.".encode() + SPEC_BODY, hashlib.sha256).digest()
+    assert SPEC_SIGNATURE == "v1," + base64.b64encode(digest).decode()
+
+
+def test_rotation_signs_with_every_secret_and_each_verifies():
+    new_secret = "whsec_" + base64.b64encode(b"another secret of 32 bytes!!!!!!").decode()
+    headers = webhooks.sign(f"{SPEC_SECRET} {new_secret}", SPEC_ID, SPEC_TIMESTAMP, SPEC_BODY)
+    old_signature, new_signature = headers["webhook-signature"].split(" ")
+    assert old_signature == SPEC_SIGNATURE
+    assert new_signature == webhooks.sign(new_secret, SPEC_ID, SPEC_TIMESTAMP, SPEC_BODY)["webhook-signature"]
+
+
+def test_empty_secret_is_refused():
+    with pytest.raises(ValueError):
+        webhooks.sign("  ", SPEC_ID, SPEC_TIMESTAMP, SPEC_BODY)
+
+
+def test_message_id_is_stable_per_job_and_status():
+    job_key = "3f1c" + "0" * 60
+    assert webhooks.message_id(job_key, "succeeded") == "msg_3f1c" + "0" * 28 + "_succeeded"
+    assert webhooks.message_id(job_key, "succeeded") == webhooks.message_id(job_key, "succeeded")
+    assert webhooks.message_id(job_key, "failed") != webhooks.message_id(job_key, "succeeded")
+
+
+def test_backoff_is_full_jitter_under_an_exponential_ceiling_with_a_cap():
+    class Highest(random.Random):
+        def uniform(self, a, b):
+            return b
+
+    assert [webhooks.backoff_delay(n, rng=Highest()) for n in (1, 2, 3, 4)] == [5, 10, 20, 40]
+    assert webhooks.backoff_delay(30, rng=Highest()) == 900
+    rng = random.Random(7)
+    delays = [webhooks.backoff_delay(6, rng=rng) for _ in range(200)]
+    assert min(delays) >= 0 and max(delays) <= 160
+    assert len(set(delays)) > 20  # jittered, not a fixed step
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [("120", 120), (" 7 ", 7), ("0", 0), (None, None), ("", None), ("soon", None), ("999999", 43200)],
+)
+def test_retry_after_seconds(value, expected):
+    assert webhooks.parse_retry_after(value) == expected
+
+
+def test_retry_after_http_date():
+    now = 1_700_000_000
+    assert webhooks.parse_retry_after("Tue, 14 Nov 2023 22:14:20 GMT", now=now) == 1 * 60
+    assert webhooks.parse_retry_after("Tue, 14 Nov 2023 22:00:00 GMT", now=now) == 0
+
+
+def _verified_request(call):
+    """The delivered request verifies with the receiver-side library."""
+    headers = dict(call.request.headers)
+    assert Webhook(SECRET).verify(call.request.body, headers) == OUTCOME
+    return headers
+
+
+@responses.activate
+def test_2xx_is_delivered_with_a_signed_json_body():
+    responses.post(URL, status=204)
+    msg_id = webhooks.message_id(OUTCOME["job_key"], "succeeded")
+
+    result = webhooks.deliver(URL, OUTCOME, SECRET, msg_id, attempt=1)
+
+    assert result.outcome == webhooks.DELIVERED and result.delivered and result.status_code == 204
+    headers = _verified_request(responses.calls[0])
+    assert headers["webhook-id"] == msg_id
+    assert headers["content-type"] == "application/json"
+    assert json.loads(responses.calls[0].request.body) == OUTCOME
+
+
+@responses.activate
+def test_tampered_body_does_not_verify():
+    responses.post(URL, status=200)
+    webhooks.deliver(URL, OUTCOME, SECRET, "msg_1", attempt=1)
+    call = responses.calls[0]
+    tampered = call.request.body.replace(b"succeeded", b"failed")
+    with pytest.raises(WebhookVerificationError):
+        Webhook(SECRET).verify(tampered, dict(call.request.headers))
+
+
+@responses.activate
+def test_same_id_on_every_attempt():
+    responses.post(URL, status=500)
+    responses.post(URL, status=200)
+    webhooks.deliver(URL, OUTCOME, SECRET, "msg_fixed", attempt=1)
+    webhooks.deliver(URL, OUTCOME, SECRET, "msg_fixed", attempt=2)
+    assert [call.request.headers["webhook-id"] for call in responses.calls] == ["msg_fixed", "msg_fixed"]
+
+
+@responses.activate
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_3xx_is_a_failure_and_is_not_followed(status):
+    responses.post(URL, status=status, headers={"Location": "http://169.254.169.254/latest/meta-data/"})
+    result = webhooks.deliver(URL, OUTCOME, SECRET, "msg_1", attempt=1, rng=random.Random(1))
+    assert result.outcome == webhooks.RETRY and result.status_code == status
+    assert "redirect" in result.reason
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_410_stops():
+    responses.post(URL, status=410)
+    result = webhooks.deliver(URL, OUTCOME, SECRET, "msg_1", attempt=3)
+    assert result.outcome == webhooks.GONE and result.status_code == 410 and not result.delivered
+
+
+@responses.activate
+def test_429_honours_retry_after():
+    responses.post(URL, status=429, headers={"Retry-After": "120"})
+    result = webhooks.deliver(URL, OUTCOME, SECRET, "msg_1", attempt=1)
+    assert result.outcome == webhooks.RETRY and result.status_code == 429 and result.delay_seconds == 120
+
+
+@responses.activate
+@pytest.mark.parametrize("status", [500, 502, 503, 429, 400, 401, 404, 409])
+def test_other_failures_retry_with_backoff(status):
+    class Highest(random.Random):
+        def uniform(self, a, b):
+            return b
+
+    responses.post(URL, status=status)
+    result = webhooks.deliver(URL, OUTCOME, SECRET, "msg_1", attempt=3, rng=Highest())
+    assert result.outcome == webhooks.RETRY and result.status_code == status and result.delay_seconds == 20
+
+
+@responses.activate
+def test_timeout_retries():
+    responses.post(URL, body=requests.ReadTimeout("read timed out"))
+    result = webhooks.deliver(URL, OUTCOME, SECRET, "msg_1", attempt=1)
+    assert result.outcome == webhooks.RETRY and result.status_code is None and "no answer" in result.reason
+
+
+@responses.activate
+def test_connection_error_retries():
+    responses.post(URL, body=requests.ConnectionError("connection refused"))
+    result = webhooks.deliver(URL, OUTCOME, SECRET, "msg_1", attempt=1)
+    assert result.outcome == webhooks.RETRY and "ConnectionError" in result.reason
+
+
+def test_post_is_sent_with_a_timeout_and_without_redirects(monkeypatch):
+    seen = {}
+
+    class Answer:
+        status_code = 200
+        headers = {}
+
+        def close(self):
+            pass
+
+    def post(url, **kwargs):
+        seen.update(kwargs)
+        return Answer()
+
+    monkeypatch.setattr(webhooks.requests, "post", post)
+    webhooks.deliver(URL, OUTCOME, SECRET, "msg_1", attempt=1)
+    assert seen["timeout"] == 15 and seen["allow_redirects"] is False
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    "url, allow_insecure",
+    [("http://hooks.example.com/x", False), ("http://127.0.0.1:9000/x", False), ("https://10.0.0.5/x", False), ("http://10.0.0.5/x", True)],
+)
+def test_unsafe_url_is_never_called(url, allow_insecure):
+    result = webhooks.deliver(url, OUTCOME, SECRET, "msg_1", attempt=1, allow_insecure=allow_insecure)
+    assert result.outcome == webhooks.RETRY and "refused" in result.reason
+    assert len(responses.calls) == 0
+
+
+@responses.activate
+def test_loopback_http_allowed_in_the_local_stack():
+    responses.post("http://127.0.0.1:9000/hook", status=200)
+    result = webhooks.deliver("http://127.0.0.1:9000/hook", OUTCOME, SECRET, "msg_1", attempt=1, allow_insecure=True)
+    assert result.delivered
