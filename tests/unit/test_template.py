@@ -1,0 +1,202 @@
+"""Structural rules for template.yaml and the state machine that reviewers would otherwise check by eye."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from cfnlint.decode import cfn_yaml
+
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATE = cfn_yaml.load(str(REPO / "template.yaml"))
+RESOURCES = TEMPLATE["Resources"]
+ASL_PATH = REPO / "statemachine" / "pipeline.asl.json"
+ASL = json.loads(ASL_PATH.read_text())
+TRANSIENT_LAMBDA_ERRORS = {
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+}
+
+
+def resources_of(type_name):
+    return {name: r for name, r in RESOURCES.items() if r["Type"] == type_name}
+
+
+def states_of(type_name):
+    return {name: s for name, s in ASL["States"].items() if s["Type"] == type_name}
+
+
+# ------------------------------------------------------------------ state machine
+
+
+def test_every_choice_has_a_default():
+    choices = states_of("Choice")
+    assert choices
+    for name, state in choices.items():
+        assert state.get("Default") in ASL["States"], f"Choice {name} has no valid Default"
+
+
+@pytest.mark.parametrize("name", sorted(states_of("Task")))
+def test_every_task_catches_everything_and_retries_transient_lambda_errors(name):
+    state = ASL["States"][name]
+    catch_all = [c for c in state.get("Catch", []) if "States.ALL" in c["ErrorEquals"]]
+    assert catch_all, f"Task {name} has no Catch for States.ALL"
+    retried = {e for r in state.get("Retry", []) for e in r["ErrorEquals"]}
+    assert TRANSIENT_LAMBDA_ERRORS <= retried or "States.ALL" in retried
+    for retry in state.get("Retry", []):
+        assert retry.get("JitterStrategy") == "FULL", f"{name} retries without jitter"
+        assert retry["MaxAttempts"] <= 6
+
+
+def test_failures_inside_the_workflow_end_in_the_failure_notifier():
+    for name, state in states_of("Task").items():
+        if name == "NotifyFailure":
+            continue
+        targets = {c["Next"] for c in state["Catch"]}
+        assert targets == {"NotifyFailure"}, f"{name} can end without a notification"
+
+
+def test_poll_loop_waits_by_parameter_and_is_capped():
+    wait = ASL["States"]["WaitBeforePoll"]
+    assert wait["SecondsPath"] == "$.poll_interval_seconds"
+    route = ASL["States"]["Route"]
+    cap_rules = [c for c in route["Choices"] if "And" in c]
+    assert any(
+        rule.get("NumericGreaterThanEqualsPath") == "$.max_polls"
+        for choice in cap_rules
+        for rule in choice["And"]
+    ), "the poll loop has no cap on the number of polls"
+    statuses = {c.get("StringEquals") for c in route["Choices"]}
+    assert {"completed", "failed", "timed_out", "running"} <= statuses
+
+
+def test_every_state_is_reachable_and_every_next_exists():
+    states = ASL["States"]
+    seen, todo = set(), [ASL["StartAt"]]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        state = states[name]
+        nexts = [state.get("Next"), state.get("Default")]
+        nexts += [c["Next"] for c in state.get("Choices", [])]
+        nexts += [c["Next"] for c in state.get("Catch", [])]
+        for target in filter(None, nexts):
+            assert target in states, f"{name} points at missing state {target}"
+            todo.append(target)
+    assert seen == set(states), f"unreachable states: {set(states) - seen}"
+
+
+def test_definition_substitutions_match_placeholders():
+    machine = RESOURCES["VideoStateMachine"]["Properties"]
+    placeholders = set(re.findall(r"\$\{(\w+)\}", ASL_PATH.read_text()))
+    assert placeholders == set(machine["DefinitionSubstitutions"])
+    assert machine["DefinitionUri"] == "statemachine/pipeline.asl.json"
+
+
+# ------------------------------------------------------------------ template
+
+
+def test_globals_pin_runtime_architecture_and_powertools():
+    function_globals = TEMPLATE["Globals"]["Function"]
+    assert function_globals["Runtime"] == "python3.12"
+    assert function_globals["Architectures"] == ["arm64"]
+    assert function_globals["Tracing"] == "Active"
+    env = function_globals["Environment"]["Variables"]
+    assert {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "LOG_LEVEL"} <= set(env)
+
+
+@pytest.mark.parametrize("name", sorted(resources_of("AWS::Serverless::Function")))
+def test_functions_are_thin_handlers_with_their_own_log_group(name):
+    props = RESOURCES[name]["Properties"]
+    handler_file = REPO / props["CodeUri"] / "app.py"
+    assert handler_file.exists(), f"{handler_file} is missing"
+    assert "def lambda_handler" in handler_file.read_text()
+    log_group = props["LoggingConfig"]["LogGroup"]["Ref"]
+    assert RESOURCES[log_group]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    assert props.get("Policies"), f"{name} has no least-privilege policies"
+
+
+@pytest.mark.parametrize("name", ["InputBucket", "OutputBucket"])
+def test_buckets_are_private_encrypted_and_tls_only(name):
+    props = RESOURCES[name]["Properties"]
+    assert all(props["PublicAccessBlockConfiguration"].values())
+    assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    policies = [
+        r for r in resources_of("AWS::S3::BucketPolicy").values() if r["Properties"]["Bucket"] == {"Ref": name}
+    ]
+    (policy,) = policies
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Deny"
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_upload_events_filter_the_prefix_and_supported_suffixes_in_both_cases():
+    events = RESOURCES["SubmitFunction"]["Properties"]["Events"]
+    suffixes = set()
+    for event in events.values():
+        assert event["Type"] == "S3"
+        assert event["Properties"]["Bucket"] == {"Ref": "InputBucket"}
+        rules = {r["Name"]: r["Value"] for r in event["Properties"]["Filter"]["S3Key"]["Rules"]}
+        assert rules["prefix"] == {"Ref": "InputPrefix"}
+        suffixes.add(rules["suffix"])
+    expected = {s for ext in ("jpg", "jpeg", "png", "webp") for s in (f".{ext}", f".{ext.upper()}")}
+    assert suffixes == expected
+
+
+def test_output_bucket_never_triggers_the_pipeline():
+    for event in RESOURCES["SubmitFunction"]["Properties"]["Events"].values():
+        assert event["Properties"]["Bucket"] != {"Ref": "OutputBucket"}
+    assert "NotificationConfiguration" not in RESOURCES["OutputBucket"]["Properties"]
+
+
+def test_submit_failures_go_to_an_on_failure_queue_that_is_drained():
+    config = RESOURCES["SubmitFunction"]["Properties"]["EventInvokeConfig"]
+    assert config["MaximumRetryAttempts"] == 2
+    destination = config["DestinationConfig"]["OnFailure"]
+    assert destination == {"Type": "SQS", "Destination": {"Fn::GetAtt": ["SubmitFailureQueue", "Arn"]}}
+    drained_by = RESOURCES["NotifyFailureFunction"]["Properties"]["Events"]["SubmitFailures"]
+    assert drained_by["Properties"]["Queue"] == {"Fn::GetAtt": ["SubmitFailureQueue", "Arn"]}
+
+
+def test_presign_expiry_is_capped_at_sigv4_maximum():
+    assert TEMPLATE["Parameters"]["PresignExpirySeconds"]["MaxValue"] == 604800
+    assert TEMPLATE["Parameters"]["PollIntervalSeconds"]["Default"] == 5
+    assert TEMPLATE["Parameters"]["MaxWaitMinutes"]["Default"] == 30
+
+
+def test_no_wildcard_iam_actions():
+    def actions(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("Action", "NotAction"):
+                    yield from [value] if isinstance(value, str) else value
+                else:
+                    yield from actions(value)
+        elif isinstance(node, list):
+            for item in node:
+                yield from actions(item)
+
+    for name, resource in RESOURCES.items():
+        if resource["Type"] == "AWS::S3::BucketPolicy":
+            continue  # the TLS-only Deny must cover every action
+        for action in actions(resource.get("Properties", {})):
+            assert "*" not in action, f"{name} grants {action}"
+
+
+def test_layer_is_built_by_makefile_for_arm64():
+    layer = RESOURCES["SharedLayer"]
+    assert layer["Metadata"]["BuildMethod"] == "makefile"
+    makefile = (REPO / layer["Properties"]["ContentUri"] / "Makefile").read_text()
+    assert "build-SharedLayer:" in makefile
+    assert "manylinux2014_aarch64" in makefile and "--only-binary=:all:" in makefile
+
+
+def test_environment_variables_are_the_documented_ones():
+    documented = (REPO / "docs" / "architecture.md").read_text()
+    for name, function in resources_of("AWS::Serverless::Function").items():
+        for variable in function["Properties"].get("Environment", {}).get("Variables", {}):
+            assert f"`{variable}`" in documented, f"{name} sets undocumented {variable}"
