@@ -1,0 +1,210 @@
+"""Image normalisation: what passes through as is, what is re-encoded, and what is refused."""
+
+import io
+import os
+
+import pytest
+from PIL import Image
+
+from i2v.errors import ImageError
+from i2v.images import prepare_image
+
+
+def encode(image: Image.Image, fmt: str, **params) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **params)
+    return buffer.getvalue()
+
+
+def solid(size=(1200, 900), mode="RGB", color="steelblue") -> Image.Image:
+    return Image.new(mode, size, color)
+
+
+def decoded(body: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(body))
+    image.load()
+    return image
+
+
+@pytest.mark.parametrize(
+    ("fmt", "content_type", "extension"),
+    [("JPEG", "image/jpeg", "jpg"), ("PNG", "image/png", "png"), ("WEBP", "image/webp", "webp")],
+)
+def test_accepted_formats_pass_through_unchanged(fmt, content_type, extension):
+    data = encode(solid(), fmt)
+
+    prepared = prepare_image(data, min_recommended_px=512)
+
+    assert prepared.body == data
+    assert (prepared.content_type, prepared.extension, prepared.format) == (content_type, extension, fmt)
+    assert (prepared.width, prepared.height) == (1200, 900)
+    assert prepared.reencoded is False
+    assert prepared.warnings == []
+
+
+def test_format_is_judged_by_content_not_name():
+    # A PNG is a PNG whatever the key says; the result says png.
+    prepared = prepare_image(encode(solid(), "PNG"), min_recommended_px=1)
+    assert prepared.extension == "png"
+
+
+def test_png_with_alpha_becomes_jpeg_flattened_on_white():
+    image = Image.new("RGBA", (800, 600), (255, 0, 0, 0))  # fully transparent red
+    image.paste((0, 0, 255, 255), (0, 0, 400, 600))  # opaque blue left half
+
+    prepared = prepare_image(encode(image, "PNG"), min_recommended_px=1)
+
+    assert prepared.reencoded is True
+    assert (prepared.format, prepared.content_type, prepared.extension) == ("JPEG", "image/jpeg", "jpg")
+    result = decoded(prepared.body)
+    assert result.format == "JPEG" and result.mode == "RGB"
+    right = result.getpixel((700, 300))
+    left = result.getpixel((100, 300))
+    assert min(right) > 240, "transparent area should be white"
+    assert left[2] > 200 and left[0] < 40, "opaque area keeps its colour"
+
+
+def test_palette_png_with_transparency_is_reencoded():
+    image = solid((600, 600), "P", 3)
+    image.info["transparency"] = 3
+
+    prepared = prepare_image(encode(image, "PNG", transparency=3), min_recommended_px=1)
+
+    assert prepared.reencoded is True
+    assert decoded(prepared.body).mode == "RGB"
+
+
+def test_cmyk_jpeg_is_reencoded_to_rgb():
+    prepared = prepare_image(encode(solid((600, 600), "CMYK", (0, 255, 255, 0)), "JPEG"), min_recommended_px=1)
+
+    assert prepared.reencoded is True
+    assert decoded(prepared.body).mode == "RGB"
+
+
+def test_16_bit_png_is_scaled_not_clipped():
+    image = Image.new("I;16", (600, 600), 32768)  # mid grey in 16 bits
+
+    prepared = prepare_image(encode(image, "PNG"), min_recommended_px=1)
+
+    assert prepared.reencoded is True
+    value = decoded(prepared.body).getpixel((10, 10))
+    assert all(120 <= channel <= 136 for channel in value)
+
+
+def test_animated_webp_is_reencoded_as_its_first_frame():
+    frames = [solid((600, 600), color=color) for color in ("red", "green", "blue")]
+    data = encode(frames[0], "WEBP", save_all=True, append_images=frames[1:], lossless=True)
+
+    prepared = prepare_image(data, min_recommended_px=1)
+
+    assert prepared.reencoded is True
+    red, green, blue = decoded(prepared.body).getpixel((300, 300))
+    assert red > 200 and green < 60 and blue < 60
+
+
+def test_exif_rotated_jpeg_ends_upright():
+    # Stored 1200 wide x 600 high, with orientation 6: the camera was held on its side.
+    image = Image.new("RGB", (1200, 600), "white")
+    image.paste((255, 0, 0), (0, 0, 100, 600))  # a red band on the stored left edge
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    prepared = prepare_image(encode(image, "JPEG", exif=exif.tobytes()), min_recommended_px=1)
+
+    assert prepared.reencoded is True
+    assert (prepared.width, prepared.height) == (600, 1200)
+    result = decoded(prepared.body)
+    assert result.size == (600, 1200)
+    assert result.getexif().get(0x0112) in (None, 1)
+    # Orientation 6 = rotate 90 degrees clockwise to view: the left edge ends at the top.
+    assert result.getpixel((300, 20))[1] < 80
+    assert min(result.getpixel((300, 1180))) > 200
+
+
+def test_image_over_the_byte_limit_shrinks_under_it():
+    noise = Image.frombytes("RGB", (2400, 1800), os.urandom(2400 * 1800 * 3))
+    data = encode(noise, "PNG")
+    assert len(data) > 10 * 1024 * 1024
+
+    prepared = prepare_image(data, min_recommended_px=512)
+
+    assert prepared.reencoded is True
+    assert prepared.format == "JPEG"
+    assert len(prepared.body) <= 10 * 1024 * 1024
+    assert decoded(prepared.body).size == (prepared.width, prepared.height)
+
+
+def test_downscale_when_quality_alone_is_not_enough():
+    noise = Image.frombytes("RGB", (1000, 1000), os.urandom(1000 * 1000 * 3))
+    data = encode(noise, "JPEG", quality=95)
+
+    prepared = prepare_image(data, min_recommended_px=1, max_bytes=200_000)
+
+    assert len(prepared.body) <= 200_000
+    assert prepared.width < 1000 and prepared.height < 1000
+    assert any("downscaled from 1000x1000" in warning for warning in prepared.warnings)
+
+
+def test_image_that_cannot_fit_is_refused():
+    noise = Image.frombytes("RGB", (600, 600), os.urandom(600 * 600 * 3))
+
+    with pytest.raises(ImageError) as caught:
+        prepare_image(encode(noise, "PNG"), min_recommended_px=1, max_bytes=1000)
+    assert caught.value.code == "ImageTooLarge"
+
+
+def test_small_image_succeeds_with_a_warning():
+    prepared = prepare_image(encode(solid((640, 480)), "JPEG"), min_recommended_px=1024)
+
+    assert prepared.reencoded is False
+    assert prepared.warnings == ["image is 640x480, below the 1024x1024 the provider recommends"]
+
+
+def test_zero_bytes_is_refused():
+    with pytest.raises(ImageError) as caught:
+        prepare_image(b"", min_recommended_px=512)
+    assert caught.value.code == "EmptyObject"
+    assert "empty" in caught.value.message
+
+
+def test_random_bytes_are_refused():
+    with pytest.raises(ImageError) as caught:
+        prepare_image(os.urandom(4096), min_recommended_px=512)
+    assert caught.value.code == "CorruptImage"
+    assert "not an image Pillow can read" in caught.value.message
+
+
+def test_truncated_jpeg_is_refused():
+    noise = Image.frombytes("RGB", (800, 800), os.urandom(800 * 800 * 3))
+    data = encode(noise, "JPEG")
+
+    with pytest.raises(ImageError) as caught:
+        prepare_image(data[: len(data) // 2], min_recommended_px=1)
+    assert caught.value.code == "CorruptImage"
+    assert "truncated" in caught.value.message
+
+
+def test_png_with_corrupt_checksum_is_refused():
+    data = bytearray(encode(solid((300, 300)), "PNG"))
+    data[45] ^= 0xFF  # inside the first IDAT chunk: its CRC no longer matches
+
+    with pytest.raises(ImageError) as caught:
+        prepare_image(bytes(data), min_recommended_px=1)
+    assert caught.value.code == "CorruptImage"
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "BMP", "TIFF"])
+def test_other_image_formats_are_refused_by_name(fmt):
+    with pytest.raises(ImageError) as caught:
+        prepare_image(encode(solid((600, 600)), fmt), min_recommended_px=1)
+    assert caught.value.code == "UnsupportedFormat"
+    assert fmt in caught.value.message
+    assert "JPEG, PNG or WebP" in caught.value.message
+
+
+def test_decompression_bomb_is_refused(monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # the guard trips at twice this
+
+    with pytest.raises(ImageError) as caught:
+        prepare_image(encode(solid((100, 100)), "PNG"), min_recommended_px=1)
+    assert caught.value.code == "ImageTooLarge"
+    assert "too many pixels" in caught.value.message
