@@ -1,0 +1,69 @@
+"""S3 trigger: one job per uploaded object version (validate, normalise, presign, create, start the workflow)."""
+
+from datetime import datetime, timezone
+from urllib.parse import unquote_plus
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.data_classes import S3Event
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from i2v import jobs
+from i2v.aws import client
+from i2v.config import Settings
+from i2v.providers import FAILED, get_provider
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+# S3 may redeliver an event long after the first; a week covers its retries and our own.
+IDEMPOTENCY_CONFIG = IdempotencyConfig(expires_after_seconds=7 * 24 * 3600)
+
+
+def submit_object(record: dict, settings: Settings, context: LambdaContext) -> dict:
+    logger.append_keys(job_key=record["job_key"])
+    provider = get_provider(settings, remaining_ms=context.get_remaining_time_in_millis)
+    state = jobs.submit_upload(record, provider, settings=settings, now=datetime.now(timezone.utc))
+    if state["status"] == FAILED:
+        metrics.add_metric(name="JobsRejected", unit=MetricUnit.Count, value=1)
+    else:
+        metrics.add_metric(name="JobsSubmitted", unit=MetricUnit.Count, value=1)
+    logger.info("job started", extra={"status": state["status"], "provider_job_id": state["provider_job_id"]})
+    return {"job_key": state["job_key"], "status": state["status"], "execution": jobs.execution_name(state["job_key"])}
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    settings = Settings.from_env()
+    IDEMPOTENCY_CONFIG.register_lambda_context(context)
+    persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table, boto3_client=client("dynamodb"))
+    # Keyed on the object's identity only, so a redelivered event (other eventTime, same object) matches.
+    submit_once = idempotent_function(
+        data_keyword_argument="record", persistence_store=persistence, config=IDEMPOTENCY_CONFIG
+    )(submit_object)
+
+    results = []
+    # "Records" is absent from S3's s3:TestEvent, sent when the notification is configured.
+    for s3_record in S3Event(event).records if "Records" in event else []:
+        s3_object = s3_record.s3.get_object
+        # The record's key is form-URL-encoded ("my photo+1.jpg" arrives as "my+photo%2B1.jpg").
+        key = unquote_plus(s3_object.key)
+        bucket = s3_record.s3.bucket.name
+        etag = s3_object.etag.strip('"') or None
+        record = {
+            "job_key": jobs.job_key(bucket, key, s3_object.version_id, etag),
+            "bucket": bucket,
+            "key": key,
+            "version_id": s3_object.version_id,
+            "etag": etag,
+        }
+        results.append(submit_once(record=record, settings=settings, context=context))
+    return {"results": results}

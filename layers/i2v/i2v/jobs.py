@@ -1,0 +1,351 @@
+"""Job identity, execution names, job records (DynamoDB), the job state, and the submit and poll steps.
+
+A job is one version of one uploaded object. Its key is a hash of that identity, so S3's
+duplicate deliveries land on the same job, the same execution name and the same record.
+
+The record in JOBS_TABLE (partition key `job_key`) is what keeps the paid create call to at
+most one per upload, even across crashes:
+
+    state "submitting"  claimed before the create call; no provider job id yet
+    state "submitted"   the create call answered; `provider_job_id` and `provider_job` (JSON)
+
+A retry that finds "submitted" reuses the recorded job; one that finds "submitting" cannot
+know whether the provider started a job, so it fails with SubmitOutcomeUnknownError instead
+of paying again. Other steps may add their own attributes to the record.
+"""
+
+import hashlib
+import json
+import math
+from datetime import datetime, timedelta, timezone
+
+from aws_lambda_powertools import Logger
+from botocore.exceptions import ClientError
+
+from i2v import images, options, storage
+from i2v.aws import client
+from i2v.config import Settings
+from i2v.errors import (
+    ImageError,
+    PipelineError,
+    ProviderAuthError,
+    ProviderRejectedError,
+    ProviderTransientError,
+    SubmitOutcomeUnknownError,
+)
+from i2v.providers import COMPLETED, FAILED, RUNNING, Provider, ProviderJob
+
+logger = Logger(child=True)
+
+TIMED_OUT = "timed_out"
+SUBMITTING = "submitting"
+SUBMITTED = "submitted"
+RECORD_TTL_DAYS = 30
+# A Standard workflow holds 25,000 history events; one poll loop costs about ten of them.
+MAX_POLLS = 2000
+# Errors that prove the provider started no job, so the claim can be released.
+NOTHING_CREATED = (ProviderAuthError, ProviderRejectedError, ProviderTransientError)
+
+
+# ---------------------------------------------------------------- identity
+
+
+def job_key(bucket: str, key: str, version_id: str | None, etag: str | None) -> str:
+    """sha256 of (bucket, decoded key, version id or ETag). JSON keeps the parts unambiguous
+    (keys may contain any character)."""
+    identity = json.dumps([bucket, key, version_id or (etag or "").strip('"')], ensure_ascii=False)
+    return hashlib.sha256(identity.encode("utf-8")).hexdigest()
+
+
+def execution_name(key: str) -> str:
+    """Step Functions names are at most 80 characters without / : or spaces."""
+    return "i2v-" + key[:60]
+
+
+def isoformat(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def max_polls(max_wait_minutes: int, poll_interval_seconds: int) -> int:
+    """Twice the polls the deadline allows (Lambda and Wait add time), never near the history limit."""
+    expected = math.ceil(max_wait_minutes * 60 / max(1, poll_interval_seconds))
+    return max(1, min(MAX_POLLS, 2 * expected))
+
+
+# ---------------------------------------------------------------- job state
+
+
+def new_job_state(
+    *,
+    key: str,
+    source: dict,
+    provider: str,
+    settings: Settings,
+    now: datetime,
+) -> dict:
+    """The execution input, with every key of the contract present."""
+    return {
+        "job_key": key,
+        "source": {
+            "bucket": source["bucket"],
+            "key": source["key"],
+            "version_id": source.get("version_id"),
+            "etag": source.get("etag"),
+            "size": source.get("size"),
+        },
+        "provider": provider,
+        "options": {},
+        "image": None,
+        "provider_job_id": None,
+        "status": RUNNING,
+        "result": None,
+        "cost": None,
+        "rate_limit": None,
+        "warnings": [],
+        "error": None,
+        "submitted_at": isoformat(now),
+        "deadline": isoformat(now + timedelta(minutes=settings.max_wait_minutes)),
+        "max_wait_minutes": settings.max_wait_minutes,
+        "poll_interval_seconds": settings.poll_interval_seconds,
+        "poll_count": 0,
+        # The state machine's second cap compares poll_count with this.
+        "max_polls": max_polls(settings.max_wait_minutes, settings.poll_interval_seconds),
+    }
+
+
+def apply_provider_job(state: dict, job: ProviderJob) -> dict:
+    """Fold a provider's answer into the job state (never the raw response)."""
+    state["provider_job_id"] = job.id or state.get("provider_job_id")
+    state["status"] = job.status
+    if job.status == COMPLETED:
+        state["result"] = {"video_url": job.video_url, "thumbnail_url": job.thumbnail_url}
+    if job.status == FAILED:
+        state["error"] = {"code": "ProviderJobFailed", "message": job.error or "the provider reported the job failed"}
+    if job.cost is not None:
+        state["cost"] = job.cost
+    if job.rate_limit is not None:
+        state["rate_limit"] = job.rate_limit
+    return state
+
+
+def fail(state: dict, error: PipelineError) -> dict:
+    state["status"] = FAILED
+    state["error"] = error.as_dict()
+    return state
+
+
+# ---------------------------------------------------------------- job records
+
+
+def _ttl(now: datetime) -> str:
+    return str(int((now + timedelta(days=RECORD_TTL_DAYS)).timestamp()))
+
+
+def get_record(key: str, settings: Settings) -> dict | None:
+    item = client("dynamodb").get_item(
+        TableName=settings.jobs_table, Key={"job_key": {"S": key}}, ConsistentRead=True
+    ).get("Item")
+    if item is None:
+        return None
+    record = {name: next(iter(value.values())) for name, value in item.items()}
+    if "provider_job" in record:
+        record["provider_job"] = json.loads(record["provider_job"])
+    return record
+
+
+def claim_submission(key: str, *, provider: str, settings: Settings, now: datetime) -> dict | None:
+    """Claim the right to call the provider's create for this job.
+
+    Returns None when the claim is ours, or the existing record when someone got there first.
+    """
+    try:
+        client("dynamodb").put_item(
+            TableName=settings.jobs_table,
+            Item={
+                "job_key": {"S": key},
+                "state": {"S": SUBMITTING},
+                "provider": {"S": provider},
+                "created_at": {"S": isoformat(now)},
+                "expires_at": {"N": _ttl(now)},
+            },
+            ConditionExpression="attribute_not_exists(job_key)",
+        )
+        return None
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            raise
+    return get_record(key, settings)
+
+
+def record_submission(key: str, job: ProviderJob, *, settings: Settings, now: datetime) -> None:
+    """Written right after the create call answered, so a retry reuses the job instead of paying again."""
+    names = "#s = :s, provider_job = :j, updated_at = :u"
+    values = {
+        ":s": {"S": SUBMITTED},
+        ":j": {"S": json.dumps(job.to_dict())},
+        ":u": {"S": isoformat(now)},
+    }
+    if job.id:
+        names += ", provider_job_id = :id"
+        values[":id"] = {"S": str(job.id)}
+    client("dynamodb").update_item(
+        TableName=settings.jobs_table,
+        Key={"job_key": {"S": key}},
+        UpdateExpression="SET " + names,
+        ExpressionAttributeNames={"#s": "state"},
+        ExpressionAttributeValues=values,
+    )
+
+
+def release_claim(key: str, *, settings: Settings) -> None:
+    """The provider certainly started nothing: forget the claim so a later retry may try again."""
+    client("dynamodb").delete_item(
+        TableName=settings.jobs_table,
+        Key={"job_key": {"S": key}},
+        ConditionExpression="#s = :s",
+        ExpressionAttributeNames={"#s": "state"},
+        ExpressionAttributeValues={":s": {"S": SUBMITTING}},
+    )
+
+
+def ensure_provider_job(
+    key: str, provider: Provider, image_url: str, job_options: dict, *, settings: Settings, now: datetime
+) -> ProviderJob:
+    """The provider job for this upload: created at most once, reused on every retry."""
+    existing = claim_submission(key, provider=provider.name, settings=settings, now=now)
+    if existing is not None:
+        if existing.get("state") == SUBMITTED and "provider_job" in existing:
+            logger.info("reusing the provider job recorded by an earlier attempt")
+            return ProviderJob.from_dict(existing["provider_job"])
+        raise SubmitOutcomeUnknownError(
+            "an earlier attempt sent the create request and stopped before recording the answer: "
+            "its outcome is unknown; nothing was resubmitted, to avoid paying twice"
+        )
+    try:
+        job = provider.create_job(image_url, job_options)
+    except NOTHING_CREATED:
+        release_claim(key, settings=settings)
+        raise
+    record_submission(key, job, settings=settings, now=now)
+    return job
+
+
+# ---------------------------------------------------------------- submit
+
+
+def start_execution(state: dict, *, settings: Settings) -> str:
+    """Start the workflow for this job; a name already taken means an earlier attempt did it."""
+    name = execution_name(state["job_key"])
+    try:
+        client("stepfunctions").start_execution(
+            stateMachineArn=settings.state_machine_arn, name=name, input=json.dumps(state)
+        )
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ExecutionAlreadyExists":
+            raise
+        logger.info("execution already exists", extra={"execution": name})
+    return name
+
+
+def _head(bucket: str, key: str, version_id: str | None) -> dict:
+    params = {"Bucket": bucket, "Key": key}
+    if version_id:
+        params["VersionId"] = version_id
+    try:
+        return client("s3").head_object(**params)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NoSuchVersion"):
+            raise ImageError("the uploaded object no longer exists", code="SourceMissing") from None
+        raise
+
+
+def _read(bucket: str, key: str, version_id: str | None) -> bytes:
+    params = {"Bucket": bucket, "Key": key}
+    if version_id:
+        params["VersionId"] = version_id
+    return client("s3").get_object(**params)["Body"].read()
+
+
+def prepare_submission(state: dict, provider: Provider, *, settings: Settings) -> str:
+    """Options, size checks, image normalisation and the presigned link; fills the state.
+
+    Raises InvalidOptionError / ImageError before anything is paid for.
+    """
+    source = state["source"]
+    head = _head(source["bucket"], source["key"], source["version_id"])
+    metadata = head.get("Metadata", {})
+    # What was asked for stays in the state if validation fails, so the notification shows it.
+    state["options"] = options.requested_options(provider.name, settings.default_options, metadata)
+    state["options"] = options.resolve_options(provider.name, settings.default_options, metadata)
+
+    size = head.get("ContentLength", 0)
+    state["source"]["size"] = size
+    if size == 0:
+        raise ImageError("the uploaded object is empty (0 bytes)", code="EmptyObject")
+    if size > settings.max_source_bytes:
+        raise ImageError(
+            f"the uploaded object is {size} bytes; uploads over {settings.max_source_bytes} bytes are refused",
+            code="ImageTooLarge",
+        )
+
+    prepared = images.prepare_image(
+        _read(source["bucket"], source["key"], source["version_id"]),
+        min_recommended_px=provider.min_recommended_px,
+    )
+    work_key = storage.work_key(settings, state["job_key"], prepared.extension)
+    storage.put_bytes(settings.output_bucket, work_key, prepared.body, prepared.content_type)
+    state["image"] = {
+        "bucket": settings.output_bucket,
+        "key": work_key,
+        "width": prepared.width,
+        "height": prepared.height,
+        "format": prepared.format,
+        "reencoded": prepared.reencoded,
+    }
+    state["warnings"] = list(prepared.warnings)
+    return storage.presign_get(settings.output_bucket, work_key, settings.presign_expiry_seconds)
+
+
+def submit_upload(source: dict, provider: Provider, *, settings: Settings, now: datetime) -> dict:
+    """Everything submit does for one uploaded object; returns the job state it started the workflow with.
+
+    Failures we understand still start the workflow (status "failed") so the upload gets its one
+    failure notification; anything else raises for S3's retries and the on-failure queue.
+    """
+    key = job_key(source["bucket"], source["key"], source.get("version_id"), source.get("etag"))
+    state = new_job_state(key=key, source=source, provider=provider.name, settings=settings, now=now)
+    try:
+        image_url = prepare_submission(state, provider, settings=settings)
+        job = ensure_provider_job(key, provider, image_url, state["options"], settings=settings, now=now)
+        apply_provider_job(state, job)
+    except PipelineError as error:
+        logger.warning("upload failed before rendering", extra={"code": error.code, "reason": error.message})
+        fail(state, error)
+    start_execution(state, settings=settings)
+    return state
+
+
+# ---------------------------------------------------------------- poll
+
+
+def poll_job_state(state: dict, provider: Provider, now: datetime) -> dict:
+    """One status check: the updated job state, or "timed_out" once the deadline or poll cap is passed."""
+    state = dict(state)
+    state["poll_count"] = int(state.get("poll_count") or 0) + 1
+    if state.get("status") != RUNNING:
+        return state
+    if not state.get("provider_job_id"):
+        return fail(state, PipelineError("the job has no provider job id to poll", code="ProviderJobFailed"))
+    apply_provider_job(state, provider.get_job(state["provider_job_id"]))
+    if state["status"] != RUNNING:
+        return state
+    minutes = int(state.get("max_wait_minutes") or 30)
+    cap = int(state.get("max_polls") or max_polls(minutes, int(state.get("poll_interval_seconds") or 5)))
+    if now >= parse_time(state["deadline"]) or state["poll_count"] >= cap:
+        state["status"] = TIMED_OUT
+        state["error"] = {"code": "TimedOut", "message": f"timed out after {minutes} minutes"}
+    return state
