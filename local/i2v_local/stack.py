@@ -1,0 +1,617 @@
+"""The embedded local stack: moto's server + the real handlers + the provider emulator.
+
+``LocalStack`` reads template.yaml (through ``i2v_local.template``), starts moto's server on
+loopback with Step Functions execution enabled, provisions every resource of the template
+over real HTTP with boto3, registers each function's handler with the in-process Lambda
+runtime, and starts the provider emulator and the webhook receiver. The handlers run
+unchanged: the stack only sets ``AWS_ENDPOINT_URL`` (and fake credentials) so every
+client they create talks to moto.
+
+It adds, for people and tests to read what the pipeline produced:
+* ``i2v-local-notifications``: an SQS queue subscribed to the outcome topic (raw delivery);
+* ``i2v-local-events``: an SQS queue targeted by a rule on the default bus for source
+  ``image-to-video``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import secrets
+import threading
+import time
+import zipfile
+from pathlib import Path
+from typing import Any, Callable
+
+import boto3
+import requests
+from botocore.config import Config
+
+from . import template as tpl
+from .lambda_runtime import FunctionSpec, LambdaRuntime
+
+log = logging.getLogger("i2v_local.stack")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_TEMPLATE = REPO_ROOT / "template.yaml"
+REGION = tpl.REGION
+ACCOUNT_ID = tpl.ACCOUNT_ID
+NOTIFICATIONS_QUEUE = "i2v-local-notifications"
+EVENTS_QUEUE = "i2v-local-events"
+EVENT_SOURCE = "image-to-video"
+WEBHOOK_SECRET_NAME = "i2v-local/webhook-signing-secret"
+LOCAL_EMAIL = "you@example.com"
+ROLE_NAME = "i2v-local-lambda"
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+}
+
+
+def _dummy_zip() -> bytes:
+    # moto stores a code package; the real code is run by the in-process runtime.
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("app.py", "def lambda_handler(event, context):\n    raise RuntimeError('run by i2v_local')\n")
+    return buffer.getvalue()
+
+
+class Collector:
+    """Drains an SQS queue in the background into a list (notifications, events)."""
+
+    def __init__(self, sqs, queue_url: str, parse: Callable[[dict], Any], on_item: Callable[[Any], None] | None = None):
+        self.sqs, self.queue_url, self.parse, self.on_item = sqs, queue_url, parse, on_item
+        self.items: list = []
+        self._changed = threading.Condition()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"collect-{queue_url.rsplit('/', 1)[-1]}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                response = self.sqs.receive_message(
+                    QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1, MessageAttributeNames=["All"]
+                )
+            except Exception:  # the server is shutting down; nothing to collect any more
+                if self._stop.wait(0.5):
+                    return
+                continue
+            for message in response.get("Messages", []):
+                item = self.parse(message)
+                with self._changed:
+                    self.items.append(item)
+                    self._changed.notify_all()
+                if self.on_item:
+                    self.on_item(item)
+                self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+    def wait_for(self, predicate: Callable[[Any], bool], timeout: float) -> Any:
+        """The first collected item matching predicate; TimeoutError if none arrives in time."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for item in self.items:
+                    if predicate(item):
+                        return item
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"nothing arrived on {self.queue_url} within {timeout:.0f} s")
+                self._changed.wait(min(remaining, 1.0))
+
+    def matching(self, predicate: Callable[[Any], bool]) -> list:
+        with self._changed:
+            return [item for item in self.items if predicate(item)]
+
+
+class LocalStack:
+    """Context manager: ``with LocalStack(provider="nanobanana") as stack: ...``."""
+
+    def __init__(
+        self,
+        template: str | Path = DEFAULT_TEMPLATE,
+        *,
+        port: int = 0,
+        provider: str = "nohuman",
+        poll_interval: int = 1,
+        params: dict | None = None,
+        render_seconds: float = 2.0,
+        webhook: bool = True,
+        quiet: bool = False,
+        on_notification: Callable[[dict], None] | None = None,
+    ):
+        self.template_path = Path(template)
+        self.port = port
+        self.provider = provider
+        self.poll_interval = poll_interval
+        self.user_params = dict(params or {})
+        self.render_seconds = render_seconds
+        self.with_webhook = webhook
+        self.quiet = quiet
+        self.on_notification = on_notification
+        self.endpoint_url = ""
+        self.api_key = "local-" + secrets.token_hex(12)
+        self.template: tpl.ResolvedTemplate | None = None
+        self.runtime: LambdaRuntime | None = None
+        self.emulator = None
+        self.receiver = None
+        self.notifications: Collector | None = None
+        self.events: Collector | None = None
+        self.queue_urls: dict[str, str] = {}  # logical id (or extra name) -> url
+        self.function_names: dict[str, str] = {}
+        self._server = None
+        self._saved_env: dict | None = None
+        self._saved_sfn_config: Any = None
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    def __enter__(self) -> "LocalStack":
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    def start(self) -> "LocalStack":
+        from moto.core.config import default_user_config
+        from moto.server import ThreadedMotoServer
+
+        self._saved_env = dict(os.environ)
+        os.environ.update(FAKE_CREDENTIALS)
+        for name in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+            os.environ.pop(name, None)
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+
+        self._saved_sfn_config = dict(default_user_config["stepfunctions"])
+        default_user_config["stepfunctions"]["execute_state_machine"] = True  # run the real ASL
+
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self._server.start()
+        self.port = self._server.get_host_and_port()[1]
+        self.endpoint_url = f"http://127.0.0.1:{self.port}"
+        # moto's ASL interpreter reaches Lambda on localhost:MOTO_PORT; handlers use AWS_ENDPOINT_URL.
+        os.environ["MOTO_PORT"] = str(self.port)
+        os.environ["AWS_ENDPOINT_URL"] = self.endpoint_url
+        # Backends are process-wide: start from nothing even if an earlier stack ran here.
+        requests.post(f"{self.endpoint_url}/moto-api/reset", timeout=10).raise_for_status()
+        self._reset_layer_clients()
+
+        self._start_emulator()
+        if self.with_webhook:
+            self._start_receiver()
+        self.template = tpl.load(self.template_path, self._parameter_overrides())
+
+        base_env = {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint_url, "POWERTOOLS_TRACE_DISABLED": "true"}
+        if self.quiet:
+            base_env.update(LOG_LEVEL="WARNING", POWERTOOLS_LOG_LEVEL="WARNING", POWERTOOLS_METRICS_DISABLED="true")
+        self.runtime = LambdaRuntime(base_env, sqs_client_factory=lambda: self.client("sqs"))
+        self._provision()
+        self.runtime.start()
+        self.notifications.start()
+        self.events.start()
+        return self
+
+    def stop(self) -> None:
+        for collector in (self.notifications, self.events):
+            if collector:
+                collector.stop()
+        if self.runtime:
+            self.runtime.stop()
+        for service in (self.emulator, self.receiver):
+            if service is not None:
+                service.stop()
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+        if self._saved_sfn_config is not None:
+            from moto.core.config import default_user_config
+
+            default_user_config["stepfunctions"].update(self._saved_sfn_config)
+            self._saved_sfn_config = None
+        if self._saved_env is not None:
+            os.environ.clear()
+            os.environ.update(self._saved_env)
+            self._saved_env = None
+        self._reset_layer_clients()
+
+    @staticmethod
+    def _reset_layer_clients() -> None:
+        # The layer caches boto3 clients; they must be created against this endpoint.
+        try:
+            from i2v.aws import reset_clients
+        except ImportError:
+            return
+        reset_clients()
+
+    def _start_emulator(self) -> None:
+        from .emulator import ProviderEmulator
+
+        self.emulator = ProviderEmulator("127.0.0.1", port=0, api_key=self.api_key, render_seconds=self.render_seconds)
+        self.emulator.start()
+
+    def _start_receiver(self) -> None:
+        from .webhook_receiver import WebhookReceiver
+
+        self.receiver = WebhookReceiver(secret=None, port=0)
+        self.receiver.start()
+
+    def _parameter_overrides(self) -> dict:
+        declared = (tpl.load_yaml(self.template_path.read_text()).get("Parameters") or {})
+        wanted = {
+            "Provider": self.provider,
+            "ProviderBaseUrl": self.emulator.url,
+            "ResultAllowedHosts": "127.0.0.1",
+            "AllowLoopbackHttp": "true",
+            "PollIntervalSeconds": str(self.poll_interval),
+            "NotificationEmail": LOCAL_EMAIL,
+        }
+        if self.receiver is not None:
+            wanted.update(WebhookUrl=self.receiver.url, WebhookSecretName=WEBHOOK_SECRET_NAME)
+        overrides = {k: v for k, v in wanted.items() if k in declared}
+        overrides.update(self.user_params)  # the user's --param wins
+        return overrides
+
+    # ---- clients ---------------------------------------------------------------------
+
+    def client(self, service: str):
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint_url,
+            region_name=REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            config=Config(retries={"mode": "standard", "max_attempts": 3}),
+        )
+
+    # ---- provisioning ----------------------------------------------------------------
+
+    def _provision(self) -> None:
+        t = self.template
+        assert t is not None
+        iam = self.client("iam")
+        role_arn = iam.create_role(
+            RoleName=ROLE_NAME,
+            AssumeRolePolicyDocument=json.dumps(
+                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+            ),
+        )["Role"]["Arn"]
+        self._provision_secrets()
+        for res in t.of_type("AWS::S3::Bucket"):
+            self._bucket(res)
+        for res in t.of_type("AWS::DynamoDB::Table", "AWS::Serverless::SimpleTable"):
+            self._table(res)
+        self._queues()
+        for res in t.of_type("AWS::SecretsManager::Secret"):
+            self._declared_secret(res)
+        for res in t.of_type("AWS::SNS::Topic"):
+            self._topic(res)
+        for res in t.of_type("AWS::SNS::Subscription"):
+            self._subscribe(res.properties)
+        for res in t.of_type("AWS::Serverless::Function"):
+            self._function(res, role_arn)
+        for res in t.of_type("AWS::Serverless::StateMachine", "AWS::StepFunctions::StateMachine"):
+            self._state_machine(res, role_arn)
+        self._bucket_notifications()
+        for res in t.of_type("AWS::Events::Rule"):
+            self._rule(res)
+        self._observers()
+
+    def _fix(self, value: Any) -> Any:
+        return tpl.replace_queue_urls(value, self.endpoint_url)
+
+    def _provision_secrets(self) -> None:
+        sm = self.client("secretsmanager")
+        params = self.template.parameters
+        if params.get("ProviderApiKeySecretName"):
+            sm.create_secret(Name=params["ProviderApiKeySecretName"], SecretString=self.api_key)
+        if self.receiver is not None and params.get("WebhookSecretName") == WEBHOOK_SECRET_NAME:
+            sm.create_secret(Name=WEBHOOK_SECRET_NAME, SecretString=self.receiver.secret)
+
+    def _declared_secret(self, res: tpl.Resource) -> None:
+        props = res.properties
+        value = props.get("SecretString") or secrets.token_urlsafe(32)
+        self.client("secretsmanager").create_secret(Name=res.physical_name, SecretString=value)
+
+    def _bucket(self, res: tpl.Resource) -> None:
+        s3 = self.client("s3")
+        s3.create_bucket(Bucket=res.physical_name)
+        status = (res.properties.get("VersioningConfiguration") or {}).get("Status")
+        if status:
+            s3.put_bucket_versioning(Bucket=res.physical_name, VersioningConfiguration={"Status": status})
+
+    def _table(self, res: tpl.Resource) -> None:
+        props = res.properties
+        ddb = self.client("dynamodb")
+        if res.type == "AWS::Serverless::SimpleTable":
+            key = props.get("PrimaryKey") or {"Name": "id", "Type": "String"}
+            kind = {"String": "S", "Number": "N", "Binary": "B"}[key.get("Type", "String")]
+            attrs, schema = [{"AttributeName": key["Name"], "AttributeType": kind}], [{"AttributeName": key["Name"], "KeyType": "HASH"}]
+        else:
+            attrs, schema = props["AttributeDefinitions"], props["KeySchema"]
+        ddb.create_table(TableName=res.physical_name, AttributeDefinitions=attrs, KeySchema=schema, BillingMode="PAY_PER_REQUEST")
+        ttl = props.get("TimeToLiveSpecification")
+        if ttl and ttl.get("Enabled"):
+            ddb.update_time_to_live(TableName=res.physical_name, TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True})
+
+    def _queues(self) -> None:
+        sqs = self.client("sqs")
+        queues = self.template.of_type("AWS::SQS::Queue")
+        # Dead-letter queues first: a redrive policy must name an existing queue.
+        queues.sort(key=lambda r: 1 if "RedrivePolicy" in r.properties else 0)
+        for res in queues:
+            attributes = {}
+            for key in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "ReceiveMessageWaitTimeSeconds", "MaximumMessageSize"):
+                if key in res.properties:
+                    attributes[key] = str(res.properties[key])
+            if "RedrivePolicy" in res.properties:
+                attributes["RedrivePolicy"] = json.dumps(res.properties["RedrivePolicy"])
+            if res.properties.get("FifoQueue"):
+                attributes["FifoQueue"] = "true"
+            url = sqs.create_queue(QueueName=res.physical_name, Attributes=attributes)["QueueUrl"]
+            self.queue_urls[res.logical_id] = url
+
+    def _topic(self, res: tpl.Resource) -> None:
+        self.client("sns").create_topic(Name=res.physical_name)
+        for sub in res.properties.get("Subscription") or []:
+            self._subscribe({"TopicArn": res.ref, **sub})
+
+    def _subscribe(self, props: dict) -> None:
+        attributes = {}
+        if "FilterPolicy" in props:
+            attributes["FilterPolicy"] = json.dumps(props["FilterPolicy"])
+            attributes["FilterPolicyScope"] = props.get("FilterPolicyScope", "MessageAttributes")
+        if props.get("RawMessageDelivery") in (True, "true"):
+            attributes["RawMessageDelivery"] = "true"
+        if "RedrivePolicy" in props:
+            attributes["RedrivePolicy"] = json.dumps(props["RedrivePolicy"])
+        self.client("sns").subscribe(
+            TopicArn=props["TopicArn"], Protocol=props["Protocol"], Endpoint=props["Endpoint"], Attributes=attributes, ReturnSubscriptionArn=True
+        )
+
+    def _function(self, res: tpl.Resource, role_arn: str) -> None:
+        props = self._fix(res.properties)
+        env = dict((props.get("Environment") or {}).get("Variables") or {})
+        env = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in env.items()}
+        timeout = int(props.get("Timeout", 3))
+        self.client("lambda").create_function(
+            FunctionName=res.physical_name,
+            Runtime=props.get("Runtime", "python3.12"),
+            Role=role_arn,
+            Handler=props["Handler"],
+            Code={"ZipFile": _dummy_zip()},
+            Timeout=timeout,
+            MemorySize=int(props.get("MemorySize", 128)),
+            Environment={"Variables": env},
+        )
+        invoke_config = props.get("EventInvokeConfig") or {}
+        on_failure = ((invoke_config.get("DestinationConfig") or {}).get("OnFailure") or {})
+        on_failure_url = None
+        if on_failure.get("Type", "SQS") == "SQS" and on_failure.get("Destination"):
+            on_failure_url = self._queue_url_for_arn(on_failure["Destination"])
+        self.runtime.register(
+            FunctionSpec(
+                logical_id=res.logical_id,
+                name=res.physical_name,
+                code_uri=(self.template.base_dir / props["CodeUri"]).resolve(),
+                handler=props["Handler"],
+                environment=env,
+                timeout=timeout,
+                memory_mb=int(props.get("MemorySize", 128)),
+                max_retry_attempts=int(invoke_config.get("MaximumRetryAttempts", 2)),
+                on_failure_queue_url=on_failure_url,
+            )
+        )
+        self.function_names[res.logical_id] = res.physical_name
+        for event in (props.get("Events") or {}).values():
+            if event.get("Type") == "SQS":
+                ep = event["Properties"]
+                self.runtime.add_sqs_source(
+                    res.physical_name,
+                    self._queue_url_for_arn(ep["Queue"]),
+                    ep["Queue"],
+                    batch_size=int(ep.get("BatchSize", 10)),
+                    report_failures="ReportBatchItemFailures" in (ep.get("FunctionResponseTypes") or []),
+                )
+            elif event.get("Type") not in ("S3", None):
+                raise tpl.TemplateError(f"{res.logical_id}: event type {event.get('Type')} is not supported locally")
+
+    def _queue_url_for_arn(self, arn: str) -> str:
+        name = arn.rsplit(":", 1)[-1]
+        return self.client("sqs").get_queue_url(QueueName=name)["QueueUrl"]
+
+    def _state_machine(self, res: tpl.Resource, role_arn: str) -> None:
+        props = self._fix(res.properties)
+        if "DefinitionUri" in props:
+            definition = (self.template.base_dir / props["DefinitionUri"]).read_text()
+        elif "Definition" in props:
+            definition = json.dumps(props["Definition"])
+        else:
+            definition = props["DefinitionString"]
+        for key, value in (props.get("DefinitionSubstitutions") or {}).items():
+            definition = definition.replace("${" + key + "}", str(value))
+        self.client("stepfunctions").create_state_machine(
+            name=res.attributes["Name"], definition=definition, roleArn=role_arn, type=props.get("Type", "STANDARD")
+        )
+
+    def _bucket_notifications(self) -> None:
+        by_bucket: dict[str, list] = {}
+        for res in self.template.of_type("AWS::Serverless::Function"):
+            for event_id, event in (res.properties.get("Events") or {}).items():
+                if event.get("Type") != "S3":
+                    continue
+                ep = event["Properties"]
+                events = ep["Events"] if isinstance(ep["Events"], list) else [ep["Events"]]
+                config = {"Id": f"{res.logical_id}{event_id}", "LambdaFunctionArn": res.attributes["Arn"], "Events": events}
+                rules = ((ep.get("Filter") or {}).get("S3Key") or {}).get("Rules") or []
+                if rules:
+                    config["Filter"] = {"Key": {"FilterRules": [{"Name": r["Name"], "Value": r["Value"]} for r in rules]}}
+                by_bucket.setdefault(ep["Bucket"], []).append(config)
+        s3 = self.client("s3")
+        for bucket, configs in by_bucket.items():
+            s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={"LambdaFunctionConfigurations": configs})
+
+    def _rule(self, res: tpl.Resource) -> None:
+        props = self._fix(res.properties)
+        events = self.client("events")
+        kwargs = {"Name": res.physical_name, "EventBusName": props.get("EventBusName", "default"), "State": props.get("State", "ENABLED")}
+        if "EventPattern" in props:
+            kwargs["EventPattern"] = json.dumps(props["EventPattern"])
+        events.put_rule(**kwargs)
+        targets = [{"Id": t["Id"], "Arn": t["Arn"]} for t in props.get("Targets") or [] if ":sqs:" in t["Arn"]]
+        if targets:
+            events.put_targets(Rule=res.physical_name, EventBusName=kwargs["EventBusName"], Targets=targets)
+
+    def _observers(self) -> None:
+        """The queues people and tests read: notifications from the topic, events from the bus."""
+        sqs, sns, events = self.client("sqs"), self.client("sns"), self.client("events")
+        notif_url = sqs.create_queue(QueueName=NOTIFICATIONS_QUEUE)["QueueUrl"]
+        notif_arn = f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{NOTIFICATIONS_QUEUE}"
+        for topic in self.template.of_type("AWS::SNS::Topic"):
+            sns.subscribe(TopicArn=topic.ref, Protocol="sqs", Endpoint=notif_arn, Attributes={"RawMessageDelivery": "true"})
+        events_url = sqs.create_queue(QueueName=EVENTS_QUEUE)["QueueUrl"]
+        events.put_rule(Name=EVENTS_QUEUE, EventPattern=json.dumps({"source": [EVENT_SOURCE]}), State="ENABLED")
+        events.put_targets(Rule=EVENTS_QUEUE, Targets=[{"Id": "local-events", "Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{EVENTS_QUEUE}"}])
+        self.queue_urls[NOTIFICATIONS_QUEUE] = notif_url
+        self.queue_urls[EVENTS_QUEUE] = events_url
+        self.notifications = Collector(sqs, notif_url, lambda m: json.loads(m["Body"]), self.on_notification)
+        self.events = Collector(self.client("sqs"), events_url, lambda m: json.loads(m["Body"]))
+
+    # ---- what the stack offers its users ---------------------------------------------
+
+    def resource(self, logical_id: str) -> tpl.Resource:
+        return self.template.resources[logical_id]
+
+    def outputs(self) -> dict:
+        """The JSON line `i2v local up` prints."""
+        t = self.template
+        input_bucket = self._first_bucket_with_notifications()
+        state_machines = t.of_type("AWS::Serverless::StateMachine", "AWS::StepFunctions::StateMachine")
+        output_bucket = next((r.physical_name for r in t.of_type("AWS::S3::Bucket") if r.physical_name != input_bucket), None)
+        return {
+            "endpoint_url": self.endpoint_url,
+            "input_bucket": input_bucket,
+            "input_prefix": t.parameters.get("InputPrefix", ""),
+            "output_bucket": output_bucket,
+            "topic_arn": next((r.ref for r in t.of_type("AWS::SNS::Topic")), None),
+            "notifications_queue_url": self.queue_urls.get(NOTIFICATIONS_QUEUE),
+            "state_machine_arn": state_machines[0].ref if state_machines else None,
+            "functions": dict(self.function_names),
+            "emulator_url": self.emulator.url if self.emulator else None,
+            "webhook_url": self.receiver.url if self.receiver else None,
+            "webhook_secret": self.receiver.secret if self.receiver else None,
+            "events_queue_url": self.queue_urls.get(EVENTS_QUEUE),
+        }
+
+    def _first_bucket_with_notifications(self) -> str | None:
+        for res in self.template.of_type("AWS::Serverless::Function"):
+            for event in (res.properties.get("Events") or {}).values():
+                if event.get("Type") == "S3":
+                    return event["Properties"]["Bucket"]
+        return None
+
+    @property
+    def input_bucket(self) -> str:
+        return self.outputs()["input_bucket"]
+
+    @property
+    def input_prefix(self) -> str:
+        return self.outputs()["input_prefix"]
+
+    @property
+    def output_bucket(self) -> str:
+        return self.outputs()["output_bucket"]
+
+    def upload(self, body: bytes, key: str, metadata: dict | None = None, content_type: str = "image/jpeg") -> dict:
+        """Put an object into the input bucket (the S3 notification starts the pipeline)."""
+        return self.client("s3").put_object(
+            Bucket=self.input_bucket, Key=key, Body=body, Metadata={k: str(v) for k, v in (metadata or {}).items()}, ContentType=content_type
+        )
+
+    def invoke(self, logical_id: str, event: Any, invocation_type: str = "RequestResponse") -> dict:
+        """Invoke a function through moto's Lambda API (the same path `aws lambda invoke` takes)."""
+        response = self.client("lambda").invoke(
+            FunctionName=self.function_names[logical_id], InvocationType=invocation_type, Payload=json.dumps(event).encode()
+        )
+        payload = response["Payload"].read()
+        return {
+            "StatusCode": response["StatusCode"],
+            "FunctionError": response.get("FunctionError"),
+            "Payload": json.loads(payload) if payload else None,
+        }
+
+    def wait_for_notification(self, key: str, timeout: float = 120) -> dict:
+        """The outcome notification for an uploaded key."""
+        return self.notifications.wait_for(lambda n: (n.get("source") or {}).get("key") == key, timeout)
+
+    def notifications_for(self, key: str) -> list[dict]:
+        return self.notifications.matching(lambda n: (n.get("source") or {}).get("key") == key)
+
+    def events_for(self, key: str) -> list[dict]:
+        return self.events.matching(lambda e: ((e.get("detail") or {}).get("source") or {}).get("key") == key)
+
+    def email_messages(self) -> list[dict]:
+        """What SNS would have emailed: {"subject", "body", "attributes"} per delivered message.
+
+        moto accepts email subscriptions but sends nothing; this reads the topic's published
+        messages and applies each email subscription's filter policy, as SNS would.
+        """
+        from moto.sns.models import sns_backends
+
+        backend = sns_backends[ACCOUNT_ID][REGION]
+        out = []
+        for topic_res in self.template.of_type("AWS::SNS::Topic"):
+            topic = backend.topics.get(topic_res.ref)
+            if topic is None:
+                continue
+            subs = [s for s in backend.subscriptions.values() if s.topic.arn == topic.arn and s.protocol == "email"]
+            for _message_id, message, subject, attributes, _group in list(topic.sent_notifications):
+                for sub in subs:
+                    matcher = getattr(sub, "_filter_policy_matcher", None)
+                    if matcher is not None and not matcher.matches(attributes, message):
+                        continue
+                    try:
+                        structured = json.loads(message)
+                        body = structured.get("email", structured.get("default")) if isinstance(structured, dict) else message
+                    except ValueError:
+                        body = message
+                    out.append({"endpoint": sub.endpoint, "subject": subject, "body": body, "attributes": attributes})
+        return out
+
+    def emulator_jobs(self) -> list[dict]:
+        response = requests.get(f"{self.emulator.url}/_emulator/jobs", timeout=10)
+        response.raise_for_status()
+        body = response.json()
+        return body["jobs"] if isinstance(body, dict) and "jobs" in body else body
+
+    def set_faults(self, faults: dict) -> dict:
+        response = requests.post(f"{self.emulator.url}/_emulator/faults", json=faults, timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def settle(self, timeout: float = 30) -> None:
+        """Wait until no execution runs and no async invocation is queued (for exact counts)."""
+        sfn = self.client("stepfunctions")
+        arn = self.outputs()["state_machine_arn"]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            running = sfn.list_executions(stateMachineArn=arn, statusFilter="RUNNING")["executions"]
+            if not running and self.runtime.idle():
+                return
+            time.sleep(0.5)
+        raise TimeoutError("the stack did not settle")
