@@ -16,15 +16,10 @@ from aws_lambda_powertools import Logger
 from i2v import storage
 from i2v.config import Settings
 from i2v.errors import ResultFetchError
+from i2v.providers import PROVIDER_CLASSES
 from i2v.urlsafety import UnsafeUrlError, check_url
 
 logger = Logger(child=True)
-
-# Where each provider serves results when RESULT_ALLOWED_HOSTS is empty (subdomains included).
-DEFAULT_RESULT_HOSTS = {
-    "nanobanana": ("nanobananavideo.com",),
-    "nohuman": ("nohuman.studio",),
-}
 
 MAX_REDIRECTS = 3
 TIMEOUT = (10, 60)  # seconds: connect, and between bytes while reading
@@ -47,7 +42,9 @@ class FetchedObject:
 def allowed_result_hosts(settings: Settings) -> tuple:
     if settings.result_allowed_hosts:
         return settings.result_allowed_hosts
-    hosts = DEFAULT_RESULT_HOSTS.get(settings.provider)
+    # Each provider class names the hosts it serves results from (subdomains included).
+    provider = PROVIDER_CLASSES.get(settings.provider)
+    hosts = provider.default_result_hosts if provider else ()
     if not hosts:
         raise ResultFetchError(
             f"no result hosts are known for provider {settings.provider!r}: set RESULT_ALLOWED_HOSTS"
