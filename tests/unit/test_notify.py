@@ -1,0 +1,327 @@
+"""The outcome notification: body, email text, SNS + EventBridge publishing, exactly once."""
+
+import json
+from datetime import datetime, timezone
+
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+
+from i2v import notify
+from i2v.aws import client
+
+JOB_KEY = "3f1c" + "a" * 60
+FIXED_NOW = datetime(2026, 11, 22, 10, 0, 41, 500000, tzinfo=timezone.utc)
+
+
+def _job(**changes) -> dict:
+    job = {
+        "job_key": JOB_KEY,
+        "source": {"bucket": "in-bucket", "key": "uploads/harbour.jpg", "version_id": None, "etag": "abc123", "size": 123456},
+        "provider": "nohuman",
+        "options": {"prompt": "Boats drift at dawn", "mode": "fast", "duration": 5, "aspect_ratio": "16:9"},
+        "image": {"bucket": "out-bucket", "key": f"work/{JOB_KEY}/input.jpg", "width": 1024, "height": 768, "format": "JPEG", "reencoded": False},
+        "provider_job_id": "gen_123",
+        "status": "completed",
+        "result": {"video_url": "https://cdn.example/v.mp4", "thumbnail_url": None},
+        "cost": {"amount": 0.47, "currency": "USD"},
+        "rate_limit": None,
+        "warnings": ["image is 1024x768, below the 1024x1024 the provider recommends"],
+        "error": None,
+        "submitted_at": "2026-11-22T10:00:00Z",
+        "deadline": "2026-11-22T10:30:00Z",
+        "max_wait_minutes": 30,
+        "poll_interval_seconds": 5,
+        "poll_count": 7,
+    }
+    job.update(changes)
+    return job
+
+
+OUTPUT = {
+    "video_uri": f"s3://out-bucket/videos/{JOB_KEY}/video.mp4",
+    "thumbnail_uri": f"s3://out-bucket/videos/{JOB_KEY}/thumbnail.jpg",
+    "manifest_uri": f"s3://out-bucket/videos/{JOB_KEY}/manifest.json",
+    "download_url": "https://out-bucket.s3.amazonaws.com/videos/video.mp4?X-Amz-Signature=abc",
+    "download_url_expires_at": "2026-11-22T11:00:41Z",
+}
+
+
+@pytest.fixture(autouse=True)
+def fixed_clock(monkeypatch):
+    monkeypatch.setattr(notify, "_now", lambda: FIXED_NOW)
+
+
+def _success() -> dict:
+    return notify.outcome_from_job(_job(render_seconds=35.0), status="succeeded", output=OUTPUT, error=None)
+
+
+def _failure(code="InvalidOption", message="duration must be one of 5, 10 for nohuman (got 7)", **job_changes) -> dict:
+    return notify.outcome_from_job(_job(**job_changes), status="failed", output=None, error={"code": code, "message": message})
+
+
+# --- the body ----------------------------------------------------------------------------
+
+
+def test_success_body_follows_schema_version_1():
+    body = _success()
+    assert body == {
+        "schema_version": "1",
+        "status": "succeeded",
+        "job_key": JOB_KEY,
+        "source": {"bucket": "in-bucket", "key": "uploads/harbour.jpg", "version_id": None, "etag": "abc123", "uri": "s3://in-bucket/uploads/harbour.jpg"},
+        "provider": "nohuman",
+        "provider_job_id": "gen_123",
+        "options": {"prompt": "Boats drift at dawn", "mode": "fast", "duration": 5, "aspect_ratio": "16:9"},
+        "output": OUTPUT,
+        "cost": {"amount": 0.47, "currency": "USD"},
+        "durations": {"total_seconds": 41.5, "render_seconds": 35.0},
+        "warnings": ["image is 1024x768, below the 1024x1024 the provider recommends"],
+        "error": None,
+        "submitted_at": "2026-11-22T10:00:00Z",
+        "finished_at": "2026-11-22T10:00:41Z",
+    }
+    json.dumps(body)  # serialisable as it stands
+
+
+def test_failure_body_has_no_output_and_an_error():
+    body = _failure(cost=None, provider_job_id=None)
+    assert body["status"] == "failed" and body["output"] is None
+    assert body["error"] == {"code": "InvalidOption", "message": "duration must be one of 5, 10 for nohuman (got 7)"}
+    assert body["durations"] == {"total_seconds": 41.5, "render_seconds": None}
+
+
+def test_failure_without_an_error_falls_back_to_the_job_error_then_a_generic_one():
+    from_job = notify.outcome_from_job(_job(error={"code": "TimedOut", "message": "timed out after 30 minutes"}), status="failed", output=None, error=None)
+    assert from_job["error"]["code"] == "TimedOut"
+    generic = notify.outcome_from_job(_job(), status="failed", output=None, error=None)
+    assert generic["error"]["code"] == "InternalError"
+
+
+def test_unknown_times_and_status():
+    body = notify.outcome_from_job(_job(submitted_at=None), status="succeeded", output=OUTPUT, error=None)
+    assert body["durations"]["total_seconds"] is None
+    with pytest.raises(ValueError, match="succeeded"):
+        notify.outcome_from_job(_job(), status="completed", output=OUTPUT, error=None)
+
+
+# --- subject and email text ----------------------------------------------------------------
+
+
+def test_subjects():
+    assert notify.subject_for(_success()) == "Video ready: harbour.jpg"
+    assert notify.subject_for(_failure()) == "Video failed: harbour.jpg (InvalidOption)"
+
+
+def test_subject_is_short_printable_ascii_whatever_the_file_name():
+    source = {"bucket": "in-bucket", "key": "uploads/Hafen Übersicht—" + "ж" * 150 + ".jpg\n"}
+    subject = notify.subject_for(_failure(source=source))
+    assert len(subject) <= 99
+    assert all(32 <= ord(char) < 127 for char in subject)
+    assert subject.startswith("Video failed: Hafen Ubersicht?")
+    assert subject.endswith("... (InvalidOption)")
+
+
+@pytest.mark.parametrize("seconds, text", [(3600, "1 hour"), (7200, "2 hours"), (5400, "1 hour 30 minutes"), (604800, "7 days"), (90, "1 minute 30 seconds"), (45, "45 seconds")])
+def test_human_span(seconds, text):
+    assert notify.human_span(seconds) == text
+
+
+def test_success_email_says_what_where_how_long_and_how_much():
+    text = notify.email_text(_success(), presign_expiry_seconds=3600)
+    assert "Your video of harbour.jpg is ready." in text
+    assert "Image:     s3://in-bucket/uploads/harbour.jpg" in text
+    assert "NoHuman Studio (job gen_123)" in text
+    assert "prompt:" in text and "Boats drift at dawn" in text and "aspect ratio:" in text
+    assert "Download (valid for 1 hour, until 2026-11-22 11:00 UTC):" in text
+    assert OUTPUT["download_url"] in text
+    assert OUTPUT["video_uri"] in text and OUTPUT["manifest_uri"] in text
+    assert "Cost:      $0.47" in text
+    assert "42 s from upload to video, 35 s rendering" in text
+    assert "below the 1024x1024" in text
+    assert JOB_KEY in text
+
+
+def test_email_shows_credits_and_computes_expiry_when_not_given():
+    output = dict(OUTPUT, download_url_expires_at=None)
+    body = notify.outcome_from_job(_job(provider="nanobanana", cost={"credits": 6}), status="succeeded", output=output, error=None)
+    text = notify.email_text(body, presign_expiry_seconds=86400)
+    assert "NanoBanana Video" in text
+    assert "valid for 1 day, until 2026-11-23 10:00 UTC" in text
+    assert "6 credits" in text
+
+
+@pytest.mark.parametrize(
+    "code, advice",
+    [
+        ("InvalidOption", "Fix the options in the image's metadata"),
+        ("InvalidImage", "complete JPEG, PNG or WebP image"),
+        ("CorruptImage", "could not be decoded"),
+        ("ProviderAuthRejected", "API key was refused by the provider: update the secret"),
+        ("SubmitOutcomeUnknown", "Check the provider dashboard before uploading again"),
+        ("TimedOut", "did not finish in time"),
+        ("ProviderUnavailable", "in a few minutes"),
+        ("SomethingNew", "ask the stack's operator"),
+    ],
+)
+def test_failure_email_says_what_failed_and_what_to_do(code, advice):
+    text = notify.email_text(_failure(code=code, message="the reason", cost=None), presign_expiry_seconds=3600)
+    assert "No video could be made from harbour.jpg." in text
+    assert "What failed: the reason" in text
+    assert f"Error code:  {code}" in text
+    assert advice in text
+    assert "Cost:        not reported" in text
+    assert "Download" not in text
+
+
+# --- publishing --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    """Jobs table, topic with a raw and an enveloped SQS subscriber, and an EventBridge rule to SQS."""
+    with mock_aws():
+        client("dynamodb").create_table(
+            TableName="jobs",
+            KeySchema=[{"AttributeName": "job_key", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "job_key", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        topic_arn = client("sns").create_topic(Name="outcomes")["TopicArn"]
+        sqs = client("sqs")
+        queues = {}
+        for name in ("raw", "envelope", "failures-only", "events"):
+            url = sqs.create_queue(QueueName=name)["QueueUrl"]
+            arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            queues[name] = (url, arn)
+        sns = client("sns")
+        sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queues["raw"][1], Attributes={"RawMessageDelivery": "true"})
+        sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queues["envelope"][1])
+        sns.subscribe(
+            TopicArn=topic_arn,
+            Protocol="sqs",
+            Endpoint=queues["failures-only"][1],
+            Attributes={"RawMessageDelivery": "true", "FilterPolicy": json.dumps({"status": ["failed"]})},
+        )
+        events = client("events")
+        events.put_rule(Name="outcomes", EventPattern=json.dumps({"source": ["image-to-video"]}))
+        events.put_targets(Rule="outcomes", Targets=[{"Id": "q", "Arn": queues["events"][1]}])
+
+        monkeypatch.setenv("JOBS_TABLE", "jobs")
+        monkeypatch.setenv("TOPIC_ARN", topic_arn)
+        monkeypatch.setenv("EVENT_BUS_NAME", "default")
+        monkeypatch.setenv("PRESIGN_EXPIRY_SECONDS", "3600")
+        yield {name: url for name, (url, _) in queues.items()}
+
+
+def _receive(queue_url: str) -> list:
+    messages = client("sqs").receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+    return [message["Body"] for message in messages.get("Messages", [])]
+
+
+def _job_record() -> dict:
+    return client("dynamodb").get_item(TableName="jobs", Key={"job_key": {"S": JOB_KEY}}).get("Item", {})
+
+
+def test_publish_reaches_sqs_as_json_with_attributes_and_eventbridge(aws):
+    outcome = _success()
+    result = notify.publish_outcome(outcome)
+
+    assert result["published"] is True and result["sns_message_id"] and result["event_id"]
+    [raw] = _receive(aws["raw"])
+    assert json.loads(raw) == outcome  # the "sqs" entry of the JSON message structure
+
+    [envelope] = [json.loads(body) for body in _receive(aws["envelope"])]
+    assert json.loads(envelope["Message"]) == outcome
+    assert envelope["Subject"] == "Video ready: harbour.jpg"
+    assert envelope["MessageAttributes"]["status"] == {"Type": "String", "Value": "succeeded"}
+    assert envelope["MessageAttributes"]["provider"] == {"Type": "String", "Value": "nohuman"}
+
+    assert _receive(aws["failures-only"]) == []  # the filter policy the email subscription uses
+
+    [event] = [json.loads(body) for body in _receive(aws["events"])]
+    assert event["source"] == "image-to-video"
+    assert event["detail-type"] == "Video Succeeded"
+    assert event["detail"] == outcome
+
+    record = _job_record()
+    assert record["notified_status"] == {"S": "succeeded"} and "notified_at" in record
+
+
+def test_failure_is_published_with_failed_status_and_detail_type(aws):
+    outcome = _failure()
+    notify.publish_outcome(outcome)
+    [raw] = _receive(aws["failures-only"])
+    assert json.loads(raw)["error"]["code"] == "InvalidOption"
+    [event] = [json.loads(body) for body in _receive(aws["events"])]
+    assert event["detail-type"] == "Video Failed"
+
+
+def test_message_carries_the_email_text_for_email_subscribers(aws):
+    sent = {}
+    sns = client("sns")
+    sns.meta.events.register("provide-client-params.sns.Publish", lambda params, **kwargs: sent.update(params))
+
+    notify.publish_outcome(_failure(code="ProviderAuthRejected", message="401 from the provider"))
+
+    assert sent["MessageStructure"] == "json"
+    message = json.loads(sent["Message"])
+    assert set(message) == {"default", "email", "sqs", "lambda", "https"}
+    assert json.loads(message["default"]) == json.loads(message["https"]) == json.loads(message["lambda"])
+    assert "update the secret" in message["email"] and "401 from the provider" in message["email"]
+    assert sent["Subject"] == "Video failed: harbour.jpg (ProviderAuthRejected)"
+
+
+def test_second_publish_for_the_same_job_does_nothing(aws):
+    assert notify.publish_outcome(_success())["published"] is True
+    assert notify.publish_outcome(_success()) == {"published": False}
+    assert notify.publish_outcome(_failure()) == {"published": False}
+    assert len(_receive(aws["raw"])) == 1
+    assert len(_receive(aws["events"])) == 1
+
+
+def test_existing_job_record_is_kept(aws):
+    client("dynamodb").put_item(TableName="jobs", Item={"job_key": {"S": JOB_KEY}, "status": {"S": "running"}})
+    notify.publish_outcome(_success())
+    record = _job_record()
+    assert record["status"] == {"S": "running"} and "notified_at" in record
+
+
+def test_failed_sns_publish_releases_the_claim_and_raises(aws, monkeypatch):
+    monkeypatch.setenv("TOPIC_ARN", "arn:aws:sns:us-east-1:123456789012:no-such-topic")
+    with pytest.raises(ClientError):
+        notify.publish_outcome(_success())
+    assert "notified_at" not in _job_record()
+    assert _receive(aws["events"]) == []  # nothing half-sent
+
+
+def test_retry_after_an_eventbridge_failure_sends_only_what_is_missing(aws, monkeypatch):
+    events = client("events")
+    real_put_events = events.put_events
+    calls = []
+
+    def refuse_once(**kwargs):
+        calls.append(kwargs)
+        if len(calls) == 1:
+            return {"FailedEntryCount": 1, "Entries": [{"ErrorCode": "InternalFailure", "ErrorMessage": "try again"}]}
+        return real_put_events(**kwargs)
+
+    monkeypatch.setattr(events, "put_events", refuse_once)
+
+    with pytest.raises(notify.OutcomePublishError, match="InternalFailure"):
+        notify.publish_outcome(_success())
+    record = _job_record()
+    assert "notified_at" not in record and "notified_sns_message_id" in record
+    assert len(_receive(aws["raw"])) == 1
+
+    result = notify.publish_outcome(_success())
+    assert result["published"] is True
+    assert result["sns_message_id"] == record["notified_sns_message_id"]["S"]
+    assert _receive(aws["raw"]) == []  # SNS not sent twice
+    assert len(_receive(aws["events"])) == 1
+
+
+def test_publish_needs_the_jobs_table(aws, monkeypatch):
+    monkeypatch.delenv("JOBS_TABLE")
+    with pytest.raises(ValueError, match="JOBS_TABLE"):
+        notify.publish_outcome(_success())
