@@ -1,0 +1,432 @@
+import json
+
+import boto3
+import pytest
+import requests
+import responses
+from aws_lambda_powertools.utilities import parameters
+from moto import mock_aws
+from urllib3.exceptions import MaxRetryError, NewConnectionError
+
+from i2v.config import Settings
+from i2v.errors import (
+    ProviderAuthError,
+    ProviderError,
+    ProviderRejectedError,
+    ProviderTransientError,
+    SubmitOutcomeUnknownError,
+)
+from i2v.providers import COMPLETED, FAILED, RUNNING, get_provider
+from i2v.providers.http import ProviderHttp, error_message, retry_after_seconds
+from i2v.providers.nanobanana import NanoBananaProvider
+from i2v.providers.nohuman import NoHumanProvider
+
+NH = "https://api.nohuman.studio"
+NH_CREATE = NH + "/v1/videos/generate"
+NB = "https://nanobananavideo.com"
+NB_CREATE = NB + "/api/v1/image-to-video.php"
+IMAGE_URL = "https://out.s3.amazonaws.com/work/k/input.jpg?X-Amz-Signature=secret"
+NH_OPTIONS = {"prompt": "p", "mode": "fast", "aspect_ratio": "16:9", "duration": 5, "cfg_scale": 0.5, "sound": True}
+NB_OPTIONS = {
+    "prompt": "p",
+    "video_model": "seedance2",
+    "resolution": "720p",
+    "duration": 6,
+    "aspect_ratio": "1:1",
+    "motion_intensity": "low",
+}
+NB_SUCCESS = {
+    "success": True,
+    "video_id": "vid_f7g8h9i0j1k2",
+    "video_url": "https://cdn.nanobananavideo.com/videos/vid_f7g8h9.mp4",
+    "thumbnail_url": "https://cdn.nanobananavideo.com/thumbs/vid_f7g8h9.jpg",
+    "credits_used": 6,
+    "rate_limit": {"count": 2, "limit": 30, "remaining": 28},
+}
+
+
+class Sleeps(list):
+    def __call__(self, seconds):
+        self.append(seconds)
+
+
+@pytest.fixture
+def sleeps():
+    return Sleeps()
+
+
+def http(base, sleeps, **kwargs):
+    return ProviderHttp(base, lambda: "sk-test", sleep=sleeps, **kwargs)
+
+
+@pytest.fixture
+def nohuman(sleeps):
+    return NoHumanProvider(http(NH, sleeps))
+
+
+@pytest.fixture
+def nanobanana(sleeps):
+    return NanoBananaProvider(http(NB, sleeps, create_read_timeout=600))
+
+
+# ---------------------------------------------------------------- NoHuman
+
+
+@responses.activate
+def test_nohuman_create_sends_options_and_bearer_key(nohuman):
+    responses.post(
+        NH_CREATE,
+        json={"id": "gen_img2v_x7y8z9", "model": "nohuman-x33", "status": "created", "poll_url": "/v1/videos/generations/gen_img2v_x7y8z9"},
+    )
+    job = nohuman.create_job(IMAGE_URL, NH_OPTIONS)
+    assert job.id == "gen_img2v_x7y8z9"
+    assert job.status == RUNNING
+    assert job.cost == {"amount": 0.47, "currency": "USD"}
+    sent = responses.calls[0].request
+    assert sent.headers["Authorization"] == "Bearer sk-test"
+    assert json.loads(sent.body) == {"image_url": IMAGE_URL, **NH_OPTIONS}
+
+
+@pytest.mark.parametrize(
+    ("mode", "duration", "amount"),
+    [("fast", 5, 0.47), ("fast", 10, 0.94), ("hq", 5, 0.94), ("hq", 10, 1.87)],
+)
+def test_nohuman_price_table(nohuman, mode, duration, amount):
+    assert nohuman.cost({"mode": mode, "duration": duration}) == {"amount": amount, "currency": "USD"}
+
+
+@responses.activate
+def test_nohuman_create_without_an_id_is_an_unknown_outcome(nohuman):
+    responses.post(NH_CREATE, json={"status": "created"})
+    with pytest.raises(SubmitOutcomeUnknownError, match="nothing was resubmitted"):
+        nohuman.create_job(IMAGE_URL, NH_OPTIONS)
+    assert len(responses.calls) == 1
+
+
+@pytest.mark.parametrize("status", ["created", "processing"])
+@responses.activate
+def test_nohuman_get_running(nohuman, status):
+    responses.get(NH + "/v1/videos/generations/gen_1", json={"id": "gen_1", "status": status})
+    job = nohuman.get_job("gen_1")
+    assert (job.id, job.status, job.video_url, job.error) == ("gen_1", RUNNING, None, None)
+
+
+@responses.activate
+def test_nohuman_get_completed(nohuman):
+    responses.get(
+        NH + "/v1/videos/generations/gen_1",
+        json={"id": "gen_1", "status": "completed", "result": {"url": "https://cdn.nohuman.studio/v.mp4", "thumbnail_url": "https://cdn.nohuman.studio/t.jpg"}},
+    )
+    job = nohuman.get_job("gen_1")
+    assert job.status == COMPLETED
+    assert job.video_url == "https://cdn.nohuman.studio/v.mp4"
+    assert job.thumbnail_url == "https://cdn.nohuman.studio/t.jpg"
+
+
+@responses.activate
+def test_nohuman_completed_without_thumbnail(nohuman):
+    responses.get(NH + "/v1/videos/generations/gen_1", json={"id": "gen_1", "status": "completed", "result": {"url": "https://cdn.nohuman.studio/v.mp4"}})
+    job = nohuman.get_job("gen_1")
+    assert job.status == COMPLETED and job.thumbnail_url is None
+
+
+@responses.activate
+def test_nohuman_completed_without_url_is_a_failure(nohuman):
+    responses.get(NH + "/v1/videos/generations/gen_1", json={"id": "gen_1", "status": "completed", "result": {}})
+    job = nohuman.get_job("gen_1")
+    assert job.status == FAILED
+    assert "result.url" in job.error
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        ("content policy violation", "content policy violation"),
+        ({"code": "nsfw", "message": "image flagged by moderation"}, "image flagged by moderation"),
+        (None, "the provider reported the job failed without a reason"),
+    ],
+)
+@responses.activate
+def test_nohuman_get_failed_carries_the_error_field(nohuman, error, expected):
+    body = {"id": "gen_1", "status": "failed"}
+    if error is not None:
+        body["error"] = error
+    responses.get(NH + "/v1/videos/generations/gen_1", json=body)
+    job = nohuman.get_job("gen_1")
+    assert job.status == FAILED
+    assert job.error == expected
+
+
+@responses.activate
+def test_nohuman_unknown_status_is_an_error(nohuman):
+    responses.get(NH + "/v1/videos/generations/gen_1", json={"id": "gen_1", "status": "exploded"})
+    with pytest.raises(ProviderError, match="unknown job status 'exploded'"):
+        nohuman.get_job("gen_1")
+
+
+@responses.activate
+def test_nohuman_job_id_is_escaped_in_the_path(nohuman):
+    responses.get(NH + "/v1/videos/generations/..%2Fadmin", json={"id": "x", "status": "created"})
+    nohuman.get_job("../admin")
+    assert responses.calls[0].request.url.endswith("/v1/videos/generations/..%2Fadmin")
+
+
+# ---------------------------------------------------------------- NanoBanana
+
+
+@responses.activate
+def test_nanobanana_create_is_complete_with_credits_and_rate_limit(nanobanana):
+    responses.post(NB_CREATE, json=NB_SUCCESS)
+    job = nanobanana.create_job(IMAGE_URL, NB_OPTIONS)
+    assert job.status == COMPLETED
+    assert job.id == "vid_f7g8h9i0j1k2"
+    assert job.video_url == NB_SUCCESS["video_url"]
+    assert job.thumbnail_url == NB_SUCCESS["thumbnail_url"]
+    assert job.cost == {"credits": 6}
+    assert job.rate_limit == {"count": 2, "limit": 30, "remaining": 28}
+    assert json.loads(responses.calls[0].request.body) == {"image_url": IMAGE_URL, **NB_OPTIONS}
+
+
+def test_nanobanana_uses_a_generous_read_timeout():
+    assert NanoBananaProvider.create_read_timeout >= 600
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"success": False, "error": "Invalid image URL"},
+        {"success": False, "error": {"message": "Invalid image URL"}},
+    ],
+)
+@responses.activate
+def test_nanobanana_success_false_is_rejected(nanobanana, body):
+    responses.post(NB_CREATE, json=body)
+    with pytest.raises(ProviderRejectedError, match="Invalid image URL"):
+        nanobanana.create_job(IMAGE_URL, NB_OPTIONS)
+
+
+@responses.activate
+def test_nanobanana_without_video_url_is_a_failed_job(nanobanana):
+    responses.post(NB_CREATE, json={"success": True, "video_id": "vid_1", "credits_used": 6})
+    job = nanobanana.create_job(IMAGE_URL, NB_OPTIONS)
+    assert job.status == FAILED and "video_url" in job.error
+    assert job.cost == {"credits": 6}
+
+
+def test_nanobanana_has_no_status_endpoint(nanobanana):
+    with pytest.raises(ProviderError):
+        nanobanana.get_job("vid_1")
+
+
+def test_recommended_sizes_and_hosts():
+    assert NanoBananaProvider.min_recommended_px == 512
+    assert NoHumanProvider.min_recommended_px == 1024
+    assert NanoBananaProvider.default_result_hosts == ("nanobananavideo.com",)
+    assert NoHumanProvider.default_result_hosts == ("nohuman.studio",)
+
+
+# ---------------------------------------------------------------- classification and retries
+
+
+@pytest.mark.parametrize("status", [401, 403])
+@responses.activate
+def test_auth_failures_are_final(nanobanana, sleeps, status):
+    responses.post(NB_CREATE, status=status, json={"error": "bad key"})
+    with pytest.raises(ProviderAuthError, match="provider rejected the API key"):
+        nanobanana.create_job(IMAGE_URL, NB_OPTIONS)
+    assert len(responses.calls) == 1 and sleeps == []
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"success": False, "error": "duration out of range"}, "duration out of range"),
+        ({"error": {"message": "prompt too long"}}, "prompt too long"),
+        ("Bad Request: missing image_url", "Bad Request: missing image_url"),
+    ],
+)
+@responses.activate
+def test_validation_4xx_is_rejected_with_the_providers_message(nanobanana, sleeps, body, message):
+    if isinstance(body, str):
+        responses.post(NB_CREATE, status=400, body=body)
+    else:
+        responses.post(NB_CREATE, status=422, json=body)
+    with pytest.raises(ProviderRejectedError) as caught:
+        nanobanana.create_job(IMAGE_URL, NB_OPTIONS)
+    assert message in caught.value.message
+    assert len(responses.calls) == 1 and sleeps == []
+
+
+@responses.activate
+def test_429_is_retried_honouring_retry_after(nanobanana, sleeps):
+    responses.post(NB_CREATE, status=429, headers={"Retry-After": "7"}, json={"error": "slow down"})
+    responses.post(NB_CREATE, status=503, headers={"Retry-After": "2"})
+    responses.post(NB_CREATE, json=NB_SUCCESS)
+    job = nanobanana.create_job(IMAGE_URL, NB_OPTIONS)
+    assert job.status == COMPLETED
+    assert sleeps == [7.0, 2.0]
+    assert len(responses.calls) == 3
+
+
+@responses.activate
+def test_5xx_without_retry_after_backs_off_exponentially_with_jitter(nohuman, sleeps):
+    for _ in range(4):
+        responses.post(NH_CREATE, status=502, body="bad gateway")
+    with pytest.raises(ProviderTransientError, match="after 4 attempt"):
+        nohuman.create_job(IMAGE_URL, NH_OPTIONS)
+    assert len(responses.calls) == 4
+    assert len(sleeps) == 3
+    for attempt, delay in enumerate(sleeps, start=1):
+        ceiling = 2 ** (attempt - 1)
+        assert ceiling / 2 <= delay <= ceiling
+
+
+@responses.activate
+def test_retry_stops_when_the_wait_does_not_fit_the_remaining_time(sleeps):
+    provider = NoHumanProvider(http(NH, sleeps, remaining_ms=lambda: 20_000))
+    responses.post(NH_CREATE, status=429, headers={"Retry-After": "60"})
+    with pytest.raises(ProviderTransientError, match="after 1 attempt"):
+        provider.create_job(IMAGE_URL, NH_OPTIONS)
+    assert sleeps == [] and len(responses.calls) == 1
+
+
+@responses.activate
+def test_read_timeout_after_send_is_never_resent(nanobanana, sleeps):
+    responses.post(NB_CREATE, body=requests.ReadTimeout("read timed out"))
+    with pytest.raises(SubmitOutcomeUnknownError) as caught:
+        nanobanana.create_job(IMAGE_URL, NB_OPTIONS)
+    assert "outcome is unknown" in caught.value.message
+    assert "nothing was resubmitted" in caught.value.message
+    assert len(responses.calls) == 1 and sleeps == []
+
+
+@responses.activate
+def test_connection_broken_after_send_is_never_resent(nanobanana, sleeps):
+    responses.post(NB_CREATE, body=requests.ConnectionError("Connection aborted: RemoteDisconnected"))
+    with pytest.raises(SubmitOutcomeUnknownError):
+        nanobanana.create_job(IMAGE_URL, NB_OPTIONS)
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_2xx_that_is_not_json_is_an_unknown_outcome(nanobanana):
+    responses.post(NB_CREATE, body="<html>ok</html>")
+    with pytest.raises(SubmitOutcomeUnknownError):
+        nanobanana.create_job(IMAGE_URL, NB_OPTIONS)
+    assert len(responses.calls) == 1
+
+
+def refused():
+    return requests.ConnectionError(MaxRetryError(None, NH_CREATE, NewConnectionError(None, "Connection refused")))
+
+
+@responses.activate
+def test_connection_refused_and_connect_timeout_are_retried(nohuman, sleeps):
+    responses.post(NH_CREATE, body=refused())
+    responses.post(NH_CREATE, body=requests.ConnectTimeout("connect timed out"))
+    responses.post(NH_CREATE, json={"id": "gen_1", "status": "created"})
+    job = nohuman.create_job(IMAGE_URL, NH_OPTIONS)
+    assert job.id == "gen_1"
+    assert len(responses.calls) == 3 and len(sleeps) == 2
+
+
+@responses.activate
+def test_connection_refused_every_time_is_transient(nohuman):
+    for _ in range(4):
+        responses.post(NH_CREATE, body=refused())
+    with pytest.raises(ProviderTransientError, match="could not connect"):
+        nohuman.create_job(IMAGE_URL, NH_OPTIONS)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        {"status": 500},
+        {"status": 429},
+        {"status": 404, "json": {"error": "not found"}},
+        {"body": requests.ReadTimeout("slow")},
+        {"body": requests.ConnectionError("reset")},
+        {"body": "not json"},
+    ],
+)
+@responses.activate
+def test_poll_errors_are_transient(nohuman, sleeps, reply):
+    responses.get(NH + "/v1/videos/generations/gen_1", **reply)
+    with pytest.raises(ProviderTransientError):
+        nohuman.get_job("gen_1")
+    assert len(responses.calls) == 1 and sleeps == []  # the state machine does the retrying
+
+
+@responses.activate
+def test_poll_auth_failure_is_final(nohuman):
+    responses.get(NH + "/v1/videos/generations/gen_1", status=401)
+    with pytest.raises(ProviderAuthError):
+        nohuman.get_job("gen_1")
+
+
+@responses.activate
+def test_poll_validation_failure_is_final(nohuman):
+    responses.get(NH + "/v1/videos/generations/gen_1", status=400, json={"error": "bad id"})
+    with pytest.raises(ProviderRejectedError, match="bad id"):
+        nohuman.get_job("gen_1")
+
+
+def test_retry_after_as_http_date():
+    from datetime import datetime, timezone
+
+    response = requests.Response()
+    response.headers["Retry-After"] = "Sun, 22 Nov 2026 10:00:30 GMT"
+    assert retry_after_seconds(response, now=datetime(2026, 11, 22, 10, 0, 0, tzinfo=timezone.utc)) == 30.0
+    response.headers["Retry-After"] = "soon"
+    assert retry_after_seconds(response) is None
+
+
+def test_error_message_is_truncated():
+    response = requests.Response()
+    response._content = b"x" * 5000
+    assert len(error_message(response)) == 300
+
+
+# ---------------------------------------------------------------- get_provider
+
+
+@pytest.fixture
+def fresh_secrets_cache():
+    parameters.clear_caches()
+    yield
+    parameters.clear_caches()
+
+
+@mock_aws
+@responses.activate
+def test_get_provider_reads_the_key_from_secrets_manager_once(monkeypatch, fresh_secrets_cache):
+    boto3.client("secretsmanager").create_secret(Name="i2v/key", SecretString="sk-live-123\n")
+    monkeypatch.setenv("PROVIDER", "nohuman")
+    monkeypatch.setenv("PROVIDER_API_KEY_SECRET", "i2v/key")
+    monkeypatch.delenv("PROVIDER_BASE_URL", raising=False)
+    provider = get_provider(Settings.from_env())
+    assert isinstance(provider, NoHumanProvider)
+    assert provider.http.base_url == "https://api.nohuman.studio"
+    responses.get(NH + "/v1/videos/generations/gen_1", json={"id": "gen_1", "status": "processing"})
+    provider.get_job("gen_1")
+    boto3.client("secretsmanager").update_secret(SecretId="i2v/key", SecretString="sk-rotated")
+    provider.get_job("gen_1")
+    # Cached by Powertools: the second request still carries the first value.
+    assert [c.request.headers["Authorization"] for c in responses.calls] == ["Bearer sk-live-123"] * 2
+
+
+def test_get_provider_honours_base_url_override(monkeypatch):
+    monkeypatch.setenv("PROVIDER", "nanobanana")
+    monkeypatch.setenv("PROVIDER_BASE_URL", "http://127.0.0.1:8099/")
+    provider = get_provider(Settings.from_env())
+    assert isinstance(provider, NanoBananaProvider)
+    assert provider.http.base_url == "http://127.0.0.1:8099"
+    assert provider.http.create_read_timeout == 600
+
+
+def test_get_provider_unknown(monkeypatch):
+    from i2v.errors import InvalidOptionError
+
+    monkeypatch.setenv("PROVIDER", "acme")
+    with pytest.raises(InvalidOptionError, match="PROVIDER must be one of"):
+        get_provider(Settings.from_env())
