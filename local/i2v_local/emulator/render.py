@@ -1,0 +1,114 @@
+"""Turn one still image into a short H.264 MP4 (slow zoom/pan) and a JPEG thumbnail.
+
+The emulator's stand-in for a video model: the output is a real, playable file with the
+duration, dimensions and audio track the request asked for, so everything downstream
+(streaming into S3, probing, manifests) is exercised for real.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import tempfile
+from fractions import Fraction
+from pathlib import Path
+
+import imageio_ffmpeg
+from PIL import Image, ImageOps
+
+FPS = 24
+
+# Resolution names the short side of the frame; the long side follows the aspect ratio.
+SHORT_SIDE = {"480p": 480, "720p": 720, "1080p": 1080}
+
+
+class RenderError(RuntimeError):
+    """ffmpeg could not produce the video."""
+
+
+def ffmpeg_exe() -> str:
+    """The ffmpeg binary bundled with imageio-ffmpeg (no system ffmpeg needed)."""
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def _even(value: float) -> int:
+    # H.264 with yuv420p needs even dimensions.
+    return max(2, 2 * round(value / 2))
+
+
+def output_dimensions(resolution: str, aspect_ratio: str) -> tuple[int, int]:
+    """(width, height) for a resolution ("480p") and aspect ratio ("16:9"): short side = resolution."""
+    try:
+        short = SHORT_SIDE[resolution]
+    except KeyError:
+        raise ValueError(f"unknown resolution {resolution!r}") from None
+    try:
+        w_ratio, h_ratio = (int(part) for part in aspect_ratio.split(":"))
+    except (ValueError, AttributeError):
+        raise ValueError(f"unknown aspect ratio {aspect_ratio!r}") from None
+    if w_ratio <= 0 or h_ratio <= 0:
+        raise ValueError(f"unknown aspect ratio {aspect_ratio!r}")
+    ratio = Fraction(w_ratio, h_ratio)
+    if ratio >= 1:
+        return _even(short * ratio), short
+    return short, _even(short / ratio)
+
+
+def _cover(image: Image.Image, width: int, height: int) -> Image.Image:
+    """Scale and centre-crop so the image fills width x height without bars."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    return ImageOps.fit(image, (width, height), method=Image.Resampling.LANCZOS)
+
+
+def render_video(
+    image_bytes: bytes,
+    video_path: str | Path,
+    thumbnail_path: str | Path,
+    *,
+    width: int,
+    height: int,
+    duration: int | float,
+    sound: bool = False,
+    timeout: float = 300.0,
+) -> None:
+    """Render `duration` seconds of slow zoom/pan at width x height, 24 fps, plus a thumbnail.
+
+    Raises PIL.UnidentifiedImageError for undecodable input and RenderError when ffmpeg fails.
+    """
+    frames = max(1, round(duration * FPS))
+    with Image.open(io.BytesIO(image_bytes)) as source:
+        # Oversample a little so zoompan's integer crop steps do not jitter visibly.
+        framed = _cover(source, width * 3 // 2, height * 3 // 2)
+    framed.resize((width, height), Image.Resampling.LANCZOS).save(thumbnail_path, "JPEG", quality=85)
+
+    with tempfile.TemporaryDirectory(prefix="i2v-render-") as tmp:
+        still = Path(tmp) / "still.png"
+        framed.save(still, "PNG", compress_level=1)
+        # Zoom from 1.0 to 1.15 while drifting right of centre: a gentle "Ken Burns" move.
+        zoom = f"1+0.15*on/{frames}"
+        pan_x = f"(iw-iw/zoom)*(0.5+0.3*on/{frames})"
+        pan_y = "(ih-ih/zoom)/2"
+        video_filter = (
+            f"zoompan=z='{zoom}':x='{pan_x}':y='{pan_y}':d={frames}:s={width}x{height}:fps={FPS},"
+            "format=yuv420p"
+        )
+        cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(still)]
+        if sound:
+            # A soft 220 Hz tone: a real AAC track for players and probes to find.
+            cmd += ["-f", "lavfi", "-i", f"sine=frequency=220:sample_rate=44100:duration={duration}"]
+        cmd += ["-vf", video_filter, "-frames:v", str(frames), "-r", str(FPS)]
+        cmd += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "26", "-pix_fmt", "yuv420p"]
+        if sound:
+            cmd += ["-c:a", "aac", "-b:a", "64k", "-af", "volume=0.1", "-t", str(duration)]
+        else:
+            cmd += ["-an"]
+        cmd += ["-movflags", "+faststart", "-f", "mp4", str(video_path)]
+        try:
+            completed = subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise RenderError(f"ffmpeg did not finish within {timeout:.0f} s") from exc
+        if completed.returncode != 0:
+            detail = completed.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
+            raise RenderError(f"ffmpeg exited with {completed.returncode}: {detail[0]}")
