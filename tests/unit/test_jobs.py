@@ -1,0 +1,249 @@
+import json
+import re
+from datetime import datetime, timedelta, timezone
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from i2v import jobs
+from i2v.config import Settings
+from i2v.errors import (
+    ProviderAuthError,
+    ProviderRejectedError,
+    ProviderTransientError,
+    SubmitOutcomeUnknownError,
+)
+from i2v.providers import COMPLETED, FAILED, RUNNING, ProviderJob
+
+NOW = datetime(2026, 11, 22, 10, 0, 0, tzinfo=timezone.utc)
+CONTRACT_KEYS = {
+    "job_key", "source", "provider", "options", "image", "provider_job_id", "status", "result", "cost",
+    "rate_limit", "warnings", "error", "submitted_at", "deadline", "max_wait_minutes",
+    "poll_interval_seconds", "poll_count",
+}
+
+
+class FakeProvider:
+    name = "nohuman"
+    min_recommended_px = 1024
+
+    def __init__(self, create=None, get=None):
+        self._create = create or ProviderJob(id="gen_1", status=RUNNING, cost={"amount": 0.47, "currency": "USD"})
+        self._get = get
+        self.creates = 0
+        self.gets = []
+
+    def create_job(self, image_url, options):
+        self.creates += 1
+        if isinstance(self._create, Exception):
+            raise self._create
+        return self._create
+
+    def get_job(self, job_id):
+        self.gets.append(job_id)
+        if isinstance(self._get, Exception):
+            raise self._get
+        return self._get
+
+
+@pytest.fixture
+def settings(monkeypatch):
+    monkeypatch.setenv("JOBS_TABLE", "jobs")
+    monkeypatch.setenv("MAX_WAIT_MINUTES", "30")
+    monkeypatch.setenv("POLL_INTERVAL_SECONDS", "5")
+    return Settings.from_env()
+
+
+@pytest.fixture
+def table(settings):
+    with mock_aws():
+        boto3.client("dynamodb").create_table(
+            TableName="jobs",
+            AttributeDefinitions=[{"AttributeName": "job_key", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "job_key", "KeyType": "HASH"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        yield "jobs"
+
+
+# ---------------------------------------------------------------- identity
+
+
+def test_job_key_is_a_sha256_of_the_object_identity():
+    key = jobs.job_key("in", "uploads/my photo+1.jpg", None, '"abc"')
+    assert re.fullmatch(r"[0-9a-f]{64}", key)
+    assert key == jobs.job_key("in", "uploads/my photo+1.jpg", None, "abc")  # quotes do not matter
+    assert key != jobs.job_key("in", "uploads/my photo+1.jpg", None, "abd")
+    assert key != jobs.job_key("in", "uploads/my photo 1.jpg", None, "abc")
+    assert key != jobs.job_key("other", "uploads/my photo+1.jpg", None, "abc")
+    # A version id, when there is one, identifies the object instead of the ETag.
+    assert jobs.job_key("in", "k", "v1", "abc") == jobs.job_key("in", "k", "v1", "zzz")
+    assert jobs.job_key("in", "k", "v1", "abc") != jobs.job_key("in", "k", "v2", "abc")
+
+
+def test_execution_name_is_valid_for_step_functions():
+    name = jobs.execution_name(jobs.job_key("in", "uploads/été/a b:c.jpg", None, "e"))
+    assert name.startswith("i2v-") and len(name) == 64 <= 80
+    assert re.fullmatch(r"[0-9a-z-]+", name)
+
+
+def test_max_polls_is_bounded():
+    assert jobs.max_polls(30, 5) == 720
+    assert jobs.max_polls(24 * 60, 1) == jobs.MAX_POLLS
+    assert jobs.MAX_POLLS * 10 < 25_000  # about ten history events per loop
+    assert jobs.max_polls(1, 600) == 2  # at least one check, doubled
+
+
+def test_new_job_state_has_every_contract_key(settings):
+    state = jobs.new_job_state(
+        key="k" * 64,
+        source={"bucket": "in", "key": "uploads/a.jpg", "version_id": None, "etag": "e"},
+        provider="nohuman",
+        settings=settings,
+        now=NOW,
+    )
+    assert CONTRACT_KEYS <= set(state)
+    assert state["source"] == {"bucket": "in", "key": "uploads/a.jpg", "version_id": None, "etag": "e", "size": None}
+    assert state["submitted_at"] == "2026-11-22T10:00:00Z"
+    assert state["deadline"] == "2026-11-22T10:30:00Z"
+    assert state["poll_count"] == 0 and state["max_polls"] == 720
+    assert state["status"] == RUNNING and state["warnings"] == []
+    json.dumps(state)
+
+
+# ---------------------------------------------------------------- job records
+
+
+def test_claim_is_exclusive(table, settings):
+    assert jobs.claim_submission("k1", provider="nohuman", settings=settings, now=NOW) is None
+    existing = jobs.claim_submission("k1", provider="nohuman", settings=settings, now=NOW)
+    assert existing["state"] == jobs.SUBMITTING
+    assert "provider_job_id" not in existing
+
+
+def test_ensure_provider_job_creates_once_and_reuses_the_record(table, settings):
+    provider = FakeProvider()
+    first = jobs.ensure_provider_job("k1", provider, "https://img", {}, settings=settings, now=NOW)
+    again = jobs.ensure_provider_job("k1", provider, "https://img", {}, settings=settings, now=NOW)
+    assert provider.creates == 1
+    assert first == again
+    record = jobs.get_record("k1", settings)
+    assert record["state"] == jobs.SUBMITTED
+    assert record["provider_job_id"] == "gen_1"
+
+
+def test_completed_nanobanana_job_is_reused_with_its_result(table, settings):
+    done = ProviderJob(id=None, status=COMPLETED, video_url="https://cdn/v.mp4", thumbnail_url=None, cost={"credits": 6}, rate_limit={"count": 1, "limit": 30, "remaining": 29})
+    provider = FakeProvider(create=done)
+    jobs.ensure_provider_job("k1", provider, "https://img", {}, settings=settings, now=NOW)
+    again = jobs.ensure_provider_job("k1", FakeProvider(), "https://img", {}, settings=settings, now=NOW)
+    assert again.video_url == "https://cdn/v.mp4" and again.cost == {"credits": 6}
+
+
+def test_crash_mid_create_is_an_unknown_outcome_not_a_second_create(table, settings):
+    # An earlier attempt claimed and died before recording an answer.
+    jobs.claim_submission("k1", provider="nohuman", settings=settings, now=NOW)
+    provider = FakeProvider()
+    with pytest.raises(SubmitOutcomeUnknownError, match="nothing was resubmitted"):
+        jobs.ensure_provider_job("k1", provider, "https://img", {}, settings=settings, now=NOW)
+    assert provider.creates == 0
+
+
+@pytest.mark.parametrize(
+    "error",
+    [ProviderAuthError("no"), ProviderRejectedError("no"), ProviderTransientError("no")],
+)
+def test_claim_is_released_when_the_provider_certainly_started_nothing(table, settings, error):
+    with pytest.raises(type(error)):
+        jobs.ensure_provider_job("k1", FakeProvider(create=error), "https://img", {}, settings=settings, now=NOW)
+    assert jobs.get_record("k1", settings) is None
+    provider = FakeProvider()
+    jobs.ensure_provider_job("k1", provider, "https://img", {}, settings=settings, now=NOW)
+    assert provider.creates == 1
+
+
+def test_claim_is_kept_when_the_outcome_is_unknown(table, settings):
+    with pytest.raises(SubmitOutcomeUnknownError):
+        jobs.ensure_provider_job(
+            "k1", FakeProvider(create=SubmitOutcomeUnknownError("lost")), "https://img", {}, settings=settings, now=NOW
+        )
+    provider = FakeProvider()
+    with pytest.raises(SubmitOutcomeUnknownError):
+        jobs.ensure_provider_job("k1", provider, "https://img", {}, settings=settings, now=NOW)
+    assert provider.creates == 0
+
+
+# ---------------------------------------------------------------- poll step
+
+
+@pytest.fixture
+def running(settings):
+    state = jobs.new_job_state(
+        key="k" * 64, source={"bucket": "in", "key": "a.jpg"}, provider="nohuman", settings=settings, now=NOW
+    )
+    state["provider_job_id"] = "gen_1"
+    return state
+
+
+def test_poll_still_running(running):
+    provider = FakeProvider(get=ProviderJob(id="gen_1", status=RUNNING))
+    state = jobs.poll_job_state(running, provider, NOW + timedelta(seconds=5))
+    assert state["status"] == RUNNING and state["poll_count"] == 1
+    assert provider.gets == ["gen_1"]
+    assert running["poll_count"] == 0  # the input is not mutated
+
+
+def test_poll_completed(running):
+    provider = FakeProvider(get=ProviderJob(id="gen_1", status=COMPLETED, video_url="https://v", thumbnail_url="https://t"))
+    state = jobs.poll_job_state(running, provider, NOW)
+    assert state["status"] == COMPLETED
+    assert state["result"] == {"video_url": "https://v", "thumbnail_url": "https://t"}
+    assert state["error"] is None
+
+
+def test_poll_failed_carries_the_provider_error(running):
+    provider = FakeProvider(get=ProviderJob(id="gen_1", status=FAILED, error="content policy violation"))
+    state = jobs.poll_job_state(running, provider, NOW)
+    assert state["status"] == FAILED
+    assert state["error"] == {"code": "ProviderJobFailed", "message": "content policy violation"}
+
+
+def test_poll_after_the_deadline_times_out(running):
+    provider = FakeProvider(get=ProviderJob(id="gen_1", status=RUNNING))
+    state = jobs.poll_job_state(running, provider, NOW + timedelta(minutes=30, seconds=1))
+    assert state["status"] == jobs.TIMED_OUT
+    assert state["error"] == {"code": "TimedOut", "message": "timed out after 30 minutes"}
+
+
+def test_poll_that_finds_completion_after_the_deadline_keeps_the_result(running):
+    provider = FakeProvider(get=ProviderJob(id="gen_1", status=COMPLETED, video_url="https://v"))
+    state = jobs.poll_job_state(running, provider, NOW + timedelta(hours=1))
+    assert state["status"] == COMPLETED
+
+
+def test_poll_count_cap_times_out(running):
+    running["poll_count"] = running["max_polls"] - 1
+    provider = FakeProvider(get=ProviderJob(id="gen_1", status=RUNNING))
+    state = jobs.poll_job_state(running, provider, NOW)
+    assert state["status"] == jobs.TIMED_OUT and state["poll_count"] == running["max_polls"]
+
+
+def test_poll_transient_error_propagates(running):
+    provider = FakeProvider(get=ProviderTransientError("503"))
+    with pytest.raises(ProviderTransientError):
+        jobs.poll_job_state(running, provider, NOW)
+
+
+def test_poll_without_a_job_id_fails(running):
+    running["provider_job_id"] = None
+    provider = FakeProvider()
+    state = jobs.poll_job_state(running, provider, NOW)
+    assert state["status"] == FAILED and provider.gets == []
+
+
+def test_poll_of_a_finished_state_does_not_call_the_provider(running):
+    running["status"] = COMPLETED
+    provider = FakeProvider()
+    assert jobs.poll_job_state(running, provider, NOW)["status"] == COMPLETED
+    assert provider.gets == []
