@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import quote_plus, unquote_plus
 
 log = logging.getLogger("i2v_local.lambda_runtime")
 
@@ -357,6 +358,10 @@ class LambdaRuntime:
 
         def invoke_from_s3(account_id, event_body, fn_arn, region_name):  # noqa: ANN001
             # AWS invokes Lambda from S3 asynchronously; moto would run it inside PutObject.
+            for record in event_body.get("Records", []):
+                obj = record.get("s3", {}).get("object", {})
+                if "key" in obj:  # AWS leaves "/" unencoded; moto encodes it as %2F
+                    obj["key"] = quote_plus(unquote_plus(obj["key"]), safe="/")
             try:
                 runtime.invoke_async(fn_arn, event_body)
             except KeyError as exc:

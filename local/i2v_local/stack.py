@@ -129,6 +129,7 @@ class LocalStack:
         params: dict | None = None,
         render_seconds: float = 2.0,
         webhook: bool = True,
+        emulator: bool = True,
         quiet: bool = False,
         on_notification: Callable[[dict], None] | None = None,
     ):
@@ -139,6 +140,7 @@ class LocalStack:
         self.user_params = dict(params or {})
         self.render_seconds = render_seconds
         self.with_webhook = webhook
+        self.with_emulator = emulator
         self.quiet = quiet
         self.on_notification = on_notification
         self.endpoint_url = ""
@@ -192,7 +194,8 @@ class LocalStack:
         requests.post(f"{self.endpoint_url}/moto-api/reset", timeout=10).raise_for_status()
         self._reset_layer_clients()
 
-        self._start_emulator()
+        if self.with_emulator:
+            self._start_emulator()
         if self.with_webhook:
             self._start_receiver()
         self.template = tpl.load(self.template_path, self._parameter_overrides())
@@ -255,12 +258,13 @@ class LocalStack:
         declared = (tpl.load_yaml(self.template_path.read_text()).get("Parameters") or {})
         wanted = {
             "Provider": self.provider,
-            "ProviderBaseUrl": self.emulator.url,
             "ResultAllowedHosts": "127.0.0.1",
             "AllowLoopbackHttp": "true",
             "PollIntervalSeconds": str(self.poll_interval),
             "NotificationEmail": LOCAL_EMAIL,
         }
+        if self.emulator is not None:
+            wanted["ProviderBaseUrl"] = self.emulator.url
         if self.receiver is not None:
             wanted.update(WebhookUrl=self.receiver.url, WebhookSecretName=WEBHOOK_SECRET_NAME)
         overrides = {k: v for k, v in wanted.items() if k in declared}
@@ -318,7 +322,7 @@ class LocalStack:
     def _provision_secrets(self) -> None:
         sm = self.client("secretsmanager")
         params = self.template.parameters
-        if params.get("ProviderApiKeySecretName"):
+        if params.get("ProviderApiKeySecretName") and self.emulator is not None:
             sm.create_secret(Name=params["ProviderApiKeySecretName"], SecretString=self.api_key)
         if self.receiver is not None and params.get("WebhookSecretName") == WEBHOOK_SECRET_NAME:
             sm.create_secret(Name=WEBHOOK_SECRET_NAME, SecretString=self.receiver.secret)
