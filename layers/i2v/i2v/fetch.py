@@ -126,3 +126,35 @@ def _host(url: str) -> str:
         return (urlsplit(url).hostname or "").lower()
     except ValueError:
         return ""
+
+
+@dataclass(frozen=True)
+class CopiedResults:
+    video: FetchedObject
+    thumbnail: FetchedObject | None
+    warnings: list
+
+
+def copy_results(result: dict | None, keys: dict, settings: Settings) -> CopiedResults:
+    """Copy a completed job's video (required) and thumbnail (best effort) into the output bucket.
+
+    ``keys`` comes from storage.output_keys. A thumbnail that cannot be fetched is a warning,
+    not a failure: the video is what the person asked for.
+    """
+    video_url = (result or {}).get("video_url")
+    if not video_url:
+        raise ResultFetchError("the provider reported the job completed but gave no video URL")
+    bucket = settings.output_bucket
+    video = fetch_to_s3(video_url, bucket=bucket, key=keys["video"], content_type="video/mp4", settings=settings)
+
+    thumbnail, warnings = None, []
+    thumbnail_url = (result or {}).get("thumbnail_url")
+    if thumbnail_url:
+        try:
+            thumbnail = fetch_to_s3(
+                thumbnail_url, bucket=bucket, key=keys["thumbnail"], content_type="image/jpeg", settings=settings, what="thumbnail"
+            )
+        except ResultFetchError as exc:
+            logger.warning("Thumbnail not copied", extra={"reason": exc.message})
+            warnings.append(f"the thumbnail was not copied: {exc.message}")
+    return CopiedResults(video, thumbnail, warnings)

@@ -1,0 +1,79 @@
+"""State machine task: copy the finished video (and thumbnail) into the output bucket, write the
+manifest beside it, and publish the success notification.
+
+A ResultFetchError (refused host, oversize, expired link) propagates: the state machine's
+Catch sends it to the failure notifier.
+"""
+
+from datetime import datetime, timedelta, timezone
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from i2v import fetch, notify, storage
+from i2v.config import Settings
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _seconds_since(text: str | None, now: datetime) -> float | None:
+    if not text:
+        return None
+    start = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return max(0.0, round((now - start).total_seconds(), 1))  # never negative, even with clock skew
+
+
+@logger.inject_lambda_context(correlation_id_path="job_key")
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    settings = Settings.from_env()
+    job = dict(event)
+    # The poll loop found the job completed just before this task: the closest measure of render time.
+    job["render_seconds"] = _seconds_since(job.get("submitted_at"), datetime.now(timezone.utc))
+
+    keys = storage.output_keys(settings, job["job_key"], job["source"]["key"])
+    copied = fetch.copy_results(job.get("result"), keys, settings)
+    job["warnings"] = list(job.get("warnings") or []) + copied.warnings
+
+    finished = datetime.now(timezone.utc)
+    bucket = settings.output_bucket
+    output = {
+        "video_uri": copied.video.uri,
+        "thumbnail_uri": copied.thumbnail.uri if copied.thumbnail else None,
+        "manifest_uri": storage.s3_uri(bucket, keys["manifest"]),
+    }
+    manifest = storage.build_manifest(
+        job,
+        output={**output, "video_bytes": copied.video.size},
+        finished_at=_iso(finished),
+        total_seconds=_seconds_since(job.get("submitted_at"), finished),
+        warnings=job["warnings"],
+    )
+    storage.write_manifest(bucket, keys["manifest"], manifest)
+
+    output["download_url"] = storage.presign_get(bucket, keys["video"], settings.presign_expiry_seconds)
+    output["download_url_expires_at"] = _iso(finished + timedelta(seconds=settings.presign_expiry_seconds))
+    notify.publish_outcome(notify.outcome_from_job(job, status="succeeded", output=output, error=None))
+
+    _record_metrics(job)
+    logger.info("Video stored", extra={"video_uri": output["video_uri"], "bytes": copied.video.size, "warnings": len(job["warnings"])})
+    return {"job_key": job["job_key"], "status": "succeeded", "video_uri": output["video_uri"]}
+
+
+def _record_metrics(job: dict) -> None:
+    metrics.add_metric(name="JobsSucceeded", unit=MetricUnit.Count, value=1)
+    if job.get("render_seconds") is not None:
+        metrics.add_metric(name="RenderSeconds", unit=MetricUnit.Seconds, value=job["render_seconds"])
+    cost = job.get("cost") or {}
+    if cost.get("credits") is not None:
+        metrics.add_metric(name="CreditsUsed", unit=MetricUnit.Count, value=float(cost["credits"]))
+    elif cost.get("amount") is not None and cost.get("currency") == "USD":
+        metrics.add_metric(name="CostUSD", unit=MetricUnit.NoUnit, value=float(cost["amount"]))

@@ -1,0 +1,187 @@
+"""The store task: video + thumbnail into the output bucket, manifest beside them, one success notification."""
+
+import json
+import socket
+from datetime import datetime, timedelta, timezone
+
+import boto3
+import pytest
+import responses
+from moto import mock_aws
+
+from functions.store import app
+from i2v.errors import ResultFetchError
+
+OUTPUT_BUCKET = "i2v-output-123456789012-us-east-1"
+VIDEO_URL = "https://cdn.nanobananavideo.com/videos/vid_f7g8h9.mp4"
+THUMB_URL = "https://cdn.nanobananavideo.com/thumbs/vid_f7g8h9.jpg"
+VIDEO = b"\x00\x00\x00\x18ftypmp42" + b"m" * 5000
+THUMB = b"\xff\xd8\xff\xe0thumbnail"
+
+
+@pytest.fixture
+def public_dns(monkeypatch):
+    def getaddrinfo(host, port, *args, **kwargs):
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    """Output bucket, jobs table, and the outcome topic with an SQS queue subscribed to read what was published."""
+    with mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket=OUTPUT_BUCKET)
+        boto3.client("dynamodb").create_table(
+            TableName="jobs",
+            KeySchema=[{"AttributeName": "job_key", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "job_key", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        sns, sqs = boto3.client("sns"), boto3.client("sqs")
+        topic_arn = sns.create_topic(Name="outcomes")["TopicArn"]
+        queue_url = sqs.create_queue(QueueName="outcomes")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+        monkeypatch.setenv("PROVIDER", "nanobanana")
+        monkeypatch.setenv("OUTPUT_BUCKET", OUTPUT_BUCKET)
+        monkeypatch.setenv("OUTPUT_PREFIX", "videos/")
+        monkeypatch.setenv("JOBS_TABLE", "jobs")
+        monkeypatch.setenv("TOPIC_ARN", topic_arn)
+        monkeypatch.setenv("PRESIGN_EXPIRY_SECONDS", "7200")
+        yield {"s3": s3, "sqs": sqs, "queue_url": queue_url}
+
+
+@pytest.fixture
+def http():
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+def published(aws) -> list[dict]:
+    messages = aws["sqs"].receive_message(QueueUrl=aws["queue_url"], MaxNumberOfMessages=10).get("Messages", [])
+    return [json.loads(json.loads(message["Body"])["Message"]) for message in messages]
+
+
+def test_stores_video_thumbnail_and_manifest_then_notifies(aws, http, public_dns, event, lambda_context, capsys):
+    http.get(VIDEO_URL, body=VIDEO, content_type="video/mp4")
+    http.get(THUMB_URL, body=THUMB, content_type="image/jpeg")
+    job = event("store_completed.json")
+    submitted = datetime.now(timezone.utc) - timedelta(minutes=2)
+    job["submitted_at"] = submitted.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    result = app.lambda_handler(job, lambda_context)
+
+    base = "videos/harbour-5b2d8e0f4c7a"
+    assert result == {"job_key": job["job_key"], "status": "succeeded", "video_uri": f"s3://{OUTPUT_BUCKET}/{base}.mp4"}
+    s3 = aws["s3"]
+    video = s3.get_object(Bucket=OUTPUT_BUCKET, Key=f"{base}.mp4")
+    assert video["Body"].read() == VIDEO and video["ContentType"] == "video/mp4"
+    thumb = s3.get_object(Bucket=OUTPUT_BUCKET, Key=f"{base}.jpg")
+    assert thumb["Body"].read() == THUMB and thumb["ContentType"] == "image/jpeg"
+
+    manifest = json.loads(s3.get_object(Bucket=OUTPUT_BUCKET, Key=f"{base}.json")["Body"].read())
+    assert manifest["source"]["key"] == "uploads/harbour.jpg"
+    assert manifest["source"]["etag"] == "d41d8cd98f00b204e9800998ecf8427e"
+    assert manifest["provider"] == "nanobanana" and manifest["provider_job_id"] == "vid_f7g8h9i0j1k2"
+    assert manifest["options"]["video_model"] == "seedance2"
+    assert manifest["cost"] == {"credits": 6}
+    assert manifest["image"]["width"] == 1280
+    assert manifest["output"]["video_bytes"] == len(VIDEO)
+    assert manifest["timings"]["submitted_at"] == job["submitted_at"]
+    assert manifest["timings"]["finished_at"] >= job["submitted_at"]
+    assert manifest["timings"]["total_seconds"] >= 119
+    assert manifest["warnings"] == []
+
+    [outcome] = published(aws)
+    assert outcome["status"] == "succeeded"
+    assert outcome["job_key"] == job["job_key"]
+    assert outcome["output"]["video_uri"] == f"s3://{OUTPUT_BUCKET}/{base}.mp4"
+    assert outcome["output"]["thumbnail_uri"] == f"s3://{OUTPUT_BUCKET}/{base}.jpg"
+    assert outcome["output"]["manifest_uri"] == f"s3://{OUTPUT_BUCKET}/{base}.json"
+    assert outcome["output"]["download_url_expires_at"] > manifest["timings"]["finished_at"]
+    assert outcome["durations"]["render_seconds"] >= 119
+    assert "X-Amz-Expires=7200" in outcome["output"]["download_url"]
+    assert f"/{OUTPUT_BUCKET}/{base}.mp4?" in outcome["output"]["download_url"]
+
+    emitted = capsys.readouterr().out
+    assert '"JobsSucceeded"' in emitted and '"CreditsUsed"' in emitted and '"RenderSeconds"' in emitted
+    assert outcome["output"]["download_url"] not in emitted, "presigned links never reach the logs"
+
+
+def test_nohuman_price_becomes_cost_metric(aws, http, public_dns, event, lambda_context, capsys, monkeypatch):
+    monkeypatch.setenv("PROVIDER", "nohuman")
+    job = event("store_completed.json")
+    job.update(
+        provider="nohuman",
+        result={"video_url": "https://files.nohuman.studio/gen_1.mp4", "thumbnail_url": None},
+        cost={"amount": 0.47, "currency": "USD"},
+    )
+    http.get("https://files.nohuman.studio/gen_1.mp4", body=VIDEO)
+
+    app.lambda_handler(job, lambda_context)
+
+    [outcome] = published(aws)
+    assert outcome["output"]["thumbnail_uri"] is None
+    assert outcome["cost"] == {"amount": 0.47, "currency": "USD"}
+    assert '"CostUSD"' in capsys.readouterr().out
+
+
+def test_thumbnail_failure_is_a_warning_not_a_failure(aws, http, public_dns, event, lambda_context):
+    http.get(VIDEO_URL, body=VIDEO)
+    http.get(THUMB_URL, status=404)
+    job = event("store_completed.json")
+    job["warnings"] = ["image is 640x480, below the 1024x1024 the provider recommends"]
+
+    result = app.lambda_handler(job, lambda_context)
+
+    assert result["status"] == "succeeded"
+    [outcome] = published(aws)
+    assert outcome["output"]["thumbnail_uri"] is None
+    assert outcome["warnings"][0] == "image is 640x480, below the 1024x1024 the provider recommends"
+    assert "thumbnail was not copied" in outcome["warnings"][1] and "HTTP 404" in outcome["warnings"][1]
+    manifest_key = "videos/harbour-5b2d8e0f4c7a.json"
+    manifest = json.loads(aws["s3"].get_object(Bucket=OUTPUT_BUCKET, Key=manifest_key)["Body"].read())
+    assert manifest["warnings"] == outcome["warnings"]
+    assert "Contents" not in aws["s3"].list_objects_v2(Bucket=OUTPUT_BUCKET, Prefix="videos/harbour-5b2d8e0f4c7a.jpg")
+
+
+def test_expired_video_link_raises_for_the_catch_and_notifies_nothing(aws, http, public_dns, event, lambda_context):
+    http.get(VIDEO_URL, status=403)
+
+    with pytest.raises(ResultFetchError, match="expired or was refused"):
+        app.lambda_handler(event("store_completed.json"), lambda_context)
+
+    assert published(aws) == []
+    assert "Contents" not in aws["s3"].list_objects_v2(Bucket=OUTPUT_BUCKET)
+
+
+def test_video_from_a_foreign_host_is_refused(aws, http, public_dns, event, lambda_context):
+    job = event("store_completed.json")
+    job["result"] = {"video_url": "https://attacker.example/v.mp4", "thumbnail_url": None}
+
+    with pytest.raises(ResultFetchError, match="not one of the allowed hosts"):
+        app.lambda_handler(job, lambda_context)
+    assert len(http.calls) == 0
+    assert published(aws) == []
+
+
+def test_completed_job_without_video_url_fails(aws, http, public_dns, event, lambda_context):
+    job = event("store_completed.json")
+    job["result"] = {"video_url": None, "thumbnail_url": THUMB_URL}
+
+    with pytest.raises(ResultFetchError, match="no video URL"):
+        app.lambda_handler(job, lambda_context)
+    assert published(aws) == []
+
+
+def test_a_retried_store_does_not_notify_twice(aws, http, public_dns, event, lambda_context):
+    http.get(VIDEO_URL, body=VIDEO)
+    http.get(THUMB_URL, body=THUMB)
+    job = event("store_completed.json")
+
+    app.lambda_handler(job, lambda_context)
+    app.lambda_handler(job, lambda_context)
+
+    assert len(published(aws)) == 1
