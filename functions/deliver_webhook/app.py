@@ -1,0 +1,90 @@
+"""SQS (subscribed to the outcome topic) -> one signed Standard Webhooks POST per outcome.
+
+A failed attempt hides its message for the backoff delay (ChangeMessageVisibility) and is
+reported as a batch item failure; after the queue's maxReceiveCount SQS moves it to the DLQ.
+"""
+
+import json
+import os
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import ClientError
+
+from i2v import webhooks
+from i2v.aws import client
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+# Failures are reported per message; an all-failed batch is not an error of the function.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+SECRET_MAX_AGE_SECONDS = 300
+
+
+def outcome_from_body(body: str) -> dict:
+    """The notification body, from a raw SNS delivery or from the SNS envelope."""
+    message = json.loads(body)
+    if isinstance(message, dict) and message.get("Type") == "Notification" and "Message" in message:
+        message = json.loads(message["Message"])
+    if not isinstance(message, dict) or not message.get("job_key") or not message.get("status"):
+        raise ValueError("message is not an outcome notification (no job_key/status)")
+    return message
+
+
+def _postpone(record: SQSRecord, delay_seconds: int) -> None:
+    """Hide the message until the next attempt is due."""
+    *_, account, queue_name = record.event_source_arn.split(":")
+    sqs = client("sqs")
+    try:
+        queue_url = sqs.get_queue_url(QueueName=queue_name, QueueOwnerAWSAccountId=account)["QueueUrl"]
+        sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=record.receipt_handle, VisibilityTimeout=delay_seconds)
+    except ClientError:
+        # The message still fails and comes back after the queue's own visibility timeout.
+        logger.exception("Could not postpone the next attempt", extra={"message_id": record.message_id})
+
+
+@tracer.capture_method
+def deliver_record(record: SQSRecord) -> None:
+    outcome = outcome_from_body(record.body)
+    attempt = int(record.attributes.approximate_receive_count or 1)
+    msg_id = webhooks.message_id(outcome["job_key"], outcome["status"])
+    secret = parameters.get_secret(os.environ["WEBHOOK_SECRET_NAME"], max_age=SECRET_MAX_AGE_SECONDS).strip()
+    result = webhooks.deliver(
+        os.environ["WEBHOOK_URL"].strip(),
+        outcome,
+        secret,
+        msg_id,
+        attempt,
+        allow_insecure=os.environ.get("ALLOW_INSECURE_WEBHOOK", "").strip().lower() == "true",
+    )
+    details = {"webhook_id": msg_id, "attempt": attempt, "status_code": result.status_code, "reason": result.reason}
+
+    if result.outcome == webhooks.DELIVERED:
+        metrics.add_metric(name="WebhooksDelivered", unit=MetricUnit.Count, value=1)
+        logger.info("Webhook delivered", extra=details)
+        return
+    metrics.add_metric(name="WebhooksFailed", unit=MetricUnit.Count, value=1)
+    if result.outcome == webhooks.GONE:
+        logger.warning("Webhook receiver is gone (410); not retrying", extra=details)
+        return
+    logger.warning("Webhook delivery failed; will retry", extra={**details, "delay_seconds": result.delay_seconds})
+    _postpone(record, result.delay_seconds)
+    raise webhooks.WebhookDeliveryFailed(f"attempt {attempt}: {result.reason}")
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    if not os.environ.get("WEBHOOK_URL", "").strip():
+        logger.info("No webhook configured; nothing to deliver")
+        return {"batchItemFailures": []}
+    if not os.environ.get("WEBHOOK_SECRET_NAME", "").strip():
+        raise ValueError("WEBHOOK_URL is set but WEBHOOK_SECRET_NAME is not: deliveries cannot be signed")
+    return process_partial_response(event=event, record_handler=deliver_record, processor=processor, context=context)
