@@ -1,0 +1,396 @@
+import io
+import json
+from unittest import mock
+from urllib.parse import quote_plus
+
+import boto3
+import pytest
+import requests
+import responses
+from botocore.exceptions import ClientError
+from aws_lambda_powertools.utilities import parameters
+from moto import mock_aws
+from PIL import Image
+
+from i2v import jobs
+from i2v.aws import client
+from tests.conftest import load_event
+
+INPUT = "i2v-input-123456789012-us-east-1"
+OUTPUT = "i2v-output-123456789012-us-east-1"
+MACHINE_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:i2v-pipeline"
+NH_CREATE = "https://api.nohuman.studio/v1/videos/generate"
+NB_CREATE = "https://nanobananavideo.com/api/v1/image-to-video.php"
+NB_SUCCESS = {
+    "success": True,
+    "video_id": "vid_f7g8h9i0j1k2",
+    "video_url": "https://cdn.nanobananavideo.com/videos/vid_f7g8h9.mp4",
+    "thumbnail_url": "https://cdn.nanobananavideo.com/thumbs/vid_f7g8h9.jpg",
+    "credits_used": 6,
+    "rate_limit": {"count": 2, "limit": 30, "remaining": 28},
+}
+
+
+def jpeg(size=(1024, 1024)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (40, 90, 160)).save(buffer, "JPEG", quality=85)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    monkeypatch.setenv("PROVIDER", "nohuman")
+    monkeypatch.setenv("PROVIDER_API_KEY_SECRET", "i2v/provider-key")
+    monkeypatch.delenv("PROVIDER_BASE_URL", raising=False)
+    monkeypatch.setenv("OUTPUT_BUCKET", OUTPUT)
+    monkeypatch.setenv("WORK_PREFIX", "work/")
+    monkeypatch.setenv("IDEMPOTENCY_TABLE", "i2v-idempotency")
+    monkeypatch.setenv("JOBS_TABLE", "i2v-jobs")
+    monkeypatch.setenv("STATE_MACHINE_ARN", MACHINE_ARN)
+    monkeypatch.setenv("PRESIGN_EXPIRY_SECONDS", "3600")
+    for name in ("DEFAULT_PROMPT", "DEFAULT_DURATION", "DEFAULT_MODE", "MAX_SOURCE_BYTES"):
+        monkeypatch.delenv(name, raising=False)
+    parameters.clear_caches()
+    with mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket=INPUT)
+        s3.create_bucket(Bucket=OUTPUT)
+        dynamodb = boto3.client("dynamodb")
+        for table, key in (("i2v-idempotency", "id"), ("i2v-jobs", "job_key")):
+            dynamodb.create_table(
+                TableName=table,
+                AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
+                KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
+                BillingMode="PAY_PER_REQUEST",
+            )
+        boto3.client("secretsmanager").create_secret(Name="i2v/provider-key", SecretString="sk-test")
+        boto3.client("stepfunctions").create_state_machine(
+            name="i2v-pipeline",
+            definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
+            roleArn="arn:aws:iam::123456789012:role/i2v-pipeline",
+        )
+        yield s3
+    parameters.clear_caches()
+
+
+@pytest.fixture
+def app():
+    from functions.submit import app
+
+    return app
+
+
+def upload(s3, key, body, metadata=None):
+    return s3.put_object(Bucket=INPUT, Key=key, Body=body, Metadata=metadata or {})
+
+
+def event_for(s3, key, body=None, metadata=None):
+    """The sample put event, pointing at an object we really uploaded (its key URL-encoded as S3 does)."""
+    put = upload(s3, key, jpeg() if body is None else body, metadata)
+    event = load_event("s3_put.json")
+    s3_object = event["Records"][0]["s3"]["object"]
+    s3_object["key"] = quote_plus(key, safe="/")
+    s3_object["eTag"] = put["ETag"].strip('"')
+    s3_object["size"] = len(jpeg() if body is None else body)
+    return event
+
+
+def executions():
+    sfn = boto3.client("stepfunctions")
+    found = sfn.list_executions(stateMachineArn=MACHINE_ARN)["executions"]
+    return [json.loads(sfn.describe_execution(executionArn=e["executionArn"])["input"]) for e in found]
+
+
+def nohuman_created():
+    responses.post(NH_CREATE, json={"id": "gen_img2v_x7y8z9", "model": "nohuman-x33", "status": "created", "poll_url": "/v1/videos/generations/gen_img2v_x7y8z9"})
+
+
+def count_calls(operation):
+    calls = []
+    client("s3").meta.events.register(f"before-call.s3.{operation}", lambda **kwargs: calls.append(operation))
+    return calls
+
+
+# ---------------------------------------------------------------- happy paths
+
+
+@responses.activate
+def test_nohuman_upload_starts_a_running_execution(aws, app, lambda_context):
+    event = event_for(aws, "uploads/harbour.jpg", metadata={"prompt": "boats drift", "mode": "hq"})
+    nohuman_created()
+
+    result = app.lambda_handler(event, lambda_context)
+
+    [state] = executions()
+    assert result == {"results": [{"job_key": state["job_key"], "status": "running", "execution": jobs.execution_name(state["job_key"])}]}
+    assert state["status"] == "running"
+    assert state["provider_job_id"] == "gen_img2v_x7y8z9"
+    assert state["options"]["prompt"] == "boats drift" and state["options"]["mode"] == "hq"
+    assert state["cost"] == {"amount": 0.94, "currency": "USD"}
+    assert state["source"]["key"] == "uploads/harbour.jpg" and state["source"]["size"] > 0
+    assert state["image"]["bucket"] == OUTPUT
+    assert state["image"]["key"] == f"work/{state['job_key']}/input.jpg"
+    assert aws.get_object(Bucket=OUTPUT, Key=state["image"]["key"])["ContentType"] == "image/jpeg"
+    sent = json.loads(responses.calls[0].request.body)
+    assert sent["prompt"] == "boats drift" and sent["mode"] == "hq"
+    assert f"/work/{state['job_key']}/input.jpg" in sent["image_url"]  # presigned link to the normalised copy
+    assert "X-Amz-Signature" in sent["image_url"]
+    assert responses.calls[0].request.headers["Authorization"] == "Bearer sk-test"
+
+
+@responses.activate
+def test_nanobanana_upload_is_completed_straight_away(aws, app, lambda_context, monkeypatch):
+    monkeypatch.setenv("PROVIDER", "nanobanana")
+    event = event_for(aws, "uploads/harbour.jpg", metadata={"video-model": "veo3"})
+    responses.post(NB_CREATE, json=NB_SUCCESS)
+
+    result = app.lambda_handler(event, lambda_context)
+
+    [state] = executions()
+    assert result["results"][0]["status"] == "completed"
+    assert state["status"] == "completed"
+    assert state["result"] == {"video_url": NB_SUCCESS["video_url"], "thumbnail_url": NB_SUCCESS["thumbnail_url"]}
+    assert state["cost"] == {"credits": 6}
+    assert state["rate_limit"] == {"count": 2, "limit": 30, "remaining": 28}
+    assert state["options"]["video_model"] == "veo3" and state["options"]["duration"] == 8
+
+
+@responses.activate
+def test_small_image_is_accepted_with_a_warning(aws, app, lambda_context):
+    body = jpeg((640, 480))
+    event = event_for(aws, "uploads/small.jpg", body=body)
+    nohuman_created()
+    app.lambda_handler(event, lambda_context)
+    [state] = executions()
+    assert state["status"] == "running"
+    assert state["warnings"], "a below-recommended image carries a warning"
+
+
+# ---------------------------------------------------------------- keys
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "uploads/my photo+1.jpg",
+        "uploads/2026/11/22/nested/deep/été à la plage.jpg",
+        "uploads/a%b&c=d.jpg",
+        "uploads/日本語 ファイル.jpg",
+    ],
+)
+@responses.activate
+def test_keys_are_decoded(aws, app, lambda_context, key):
+    event = event_for(aws, key)
+    nohuman_created()
+    app.lambda_handler(event, lambda_context)
+    [state] = executions()
+    assert state["source"]["key"] == key
+    assert state["status"] == "running"
+
+
+@responses.activate
+def test_sample_encoded_key_event_is_decoded(aws, app, lambda_context):
+    key = "uploads/2026/my photo+1 été.jpg"
+    put = upload(aws, key, jpeg())
+    event = load_event("s3_put_encoded_key.json")
+    event["Records"][0]["s3"]["object"]["eTag"] = put["ETag"].strip('"')
+    nohuman_created()
+    app.lambda_handler(event, lambda_context)
+    [state] = executions()
+    assert state["source"]["key"] == key
+
+
+# ---------------------------------------------------------------- idempotency
+
+
+@responses.activate
+def test_the_same_event_twice_makes_one_job_and_one_execution(aws, app, lambda_context):
+    event = event_for(aws, "uploads/harbour.jpg")
+    nohuman_created()
+    first = app.lambda_handler(event, lambda_context)
+    redelivered = json.loads(json.dumps(event))
+    redelivered["Records"][0]["eventTime"] = "2026-11-22T10:05:00.000Z"
+    heads = count_calls("HeadObject")
+    second = app.lambda_handler(redelivered, lambda_context)
+    assert heads == []  # answered from the idempotency record, the object was not even looked at
+    assert first == second
+    assert len(responses.calls) == 1
+    assert len(executions()) == 1
+    assert boto3.client("dynamodb").scan(TableName="i2v-idempotency")["Count"] == 1
+
+
+@responses.activate
+def test_crash_after_create_then_retry_does_not_create_again(aws, app, lambda_context):
+    event = event_for(aws, "uploads/harbour.jpg")
+    nohuman_created()
+    real_start = jobs.start_execution
+    with mock.patch.object(jobs, "start_execution", side_effect=RuntimeError("Lambda died")):
+        with pytest.raises(RuntimeError):
+            app.lambda_handler(event, lambda_context)
+    assert len(responses.calls) == 1 and executions() == []
+
+    with mock.patch.object(jobs, "start_execution", side_effect=real_start):
+        result = app.lambda_handler(event, lambda_context)
+
+    assert len(responses.calls) == 1  # the recorded job was reused
+    [state] = executions()
+    assert state["provider_job_id"] == "gen_img2v_x7y8z9"
+    assert result["results"][0]["status"] == "running"
+
+
+@responses.activate
+def test_crash_mid_create_fails_with_unknown_outcome_and_no_new_create(aws, app, lambda_context):
+    event = event_for(aws, "uploads/harbour.jpg")
+    s3_object = event["Records"][0]["s3"]["object"]
+    key = jobs.job_key(INPUT, "uploads/harbour.jpg", None, s3_object["eTag"])
+    from datetime import datetime, timezone
+
+    from i2v.config import Settings
+
+    jobs.claim_submission(key, provider="nohuman", settings=Settings.from_env(), now=datetime.now(timezone.utc))
+    nohuman_created()
+
+    app.lambda_handler(event, lambda_context)
+
+    assert len(responses.calls) == 0
+    [state] = executions()
+    assert state["status"] == "failed"
+    assert state["error"]["code"] == "SubmitOutcomeUnknown"
+    assert "nothing was resubmitted" in state["error"]["message"]
+
+
+def test_execution_already_exists_counts_as_started(aws):
+    from i2v.config import Settings
+
+    state = {"job_key": "a" * 64, "status": "running"}
+    settings = Settings.from_env()
+    jobs.start_execution(state, settings=settings)
+    assert jobs.start_execution({**state, "poll_count": 1}, settings=settings) == jobs.execution_name("a" * 64)
+    assert len(executions()) == 1
+
+
+# ---------------------------------------------------------------- expected failures
+
+
+def assert_failed(code, fragment=""):
+    [state] = executions()
+    assert state["status"] == "failed"
+    assert state["error"]["code"] == code, state["error"]
+    assert fragment in state["error"]["message"]
+    return state
+
+
+@responses.activate
+def test_invalid_option_fails_without_any_provider_request(aws, app, lambda_context):
+    event = event_for(aws, "uploads/harbour.jpg", metadata={"duration": "7"})
+    nohuman_created()
+    result = app.lambda_handler(event, lambda_context)
+    assert result["results"][0]["status"] == "failed"
+    state = assert_failed("InvalidOption", "duration must be 5, 10 seconds for nohuman (got '7')")
+    assert state["options"]["duration"] == "7"  # what was asked for
+    assert len(responses.calls) == 0
+
+
+@responses.activate
+def test_unknown_option_fails_without_any_provider_request(aws, app, lambda_context):
+    event = event_for(aws, "uploads/harbour.jpg", metadata={"video_model": "veo3"})
+    app.lambda_handler(event, lambda_context)
+    assert_failed("InvalidOption", "not an option of nohuman")
+    assert len(responses.calls) == 0
+
+
+@responses.activate
+def test_zero_byte_object_is_refused_without_reading_it(aws, app, lambda_context):
+    event = event_for(aws, "uploads/empty.jpg", body=b"")
+    reads = count_calls("GetObject")
+    app.lambda_handler(event, lambda_context)
+    assert_failed("EmptyObject", "empty")
+    assert reads == [] and len(responses.calls) == 0
+
+
+@responses.activate
+def test_oversized_object_is_refused_without_reading_it(aws, app, lambda_context, monkeypatch):
+    monkeypatch.setenv("MAX_SOURCE_BYTES", "1000")
+    event = event_for(aws, "uploads/big.jpg")
+    reads = count_calls("GetObject")
+    app.lambda_handler(event, lambda_context)
+    assert_failed("ImageTooLarge", "over 1000 bytes")
+    assert reads == [] and len(responses.calls) == 0
+
+
+@responses.activate
+def test_corrupt_image_fails_without_any_provider_request(aws, app, lambda_context):
+    event = event_for(aws, "uploads/broken.jpg", body=jpeg()[:300])
+    app.lambda_handler(event, lambda_context)
+    [state] = executions()
+    assert state["status"] == "failed" and state["error"]["code"] in ("CorruptImage", "InvalidImage")
+    assert len(responses.calls) == 0
+
+
+@responses.activate
+def test_object_deleted_before_processing_fails_cleanly(aws, app, lambda_context):
+    event = event_for(aws, "uploads/gone.jpg")
+    aws.delete_object(Bucket=INPUT, Key="uploads/gone.jpg")
+    app.lambda_handler(event, lambda_context)
+    assert_failed("SourceMissing", "no longer exists")
+
+
+@responses.activate
+def test_provider_auth_rejection_fails_the_job(aws, app, lambda_context):
+    event = event_for(aws, "uploads/harbour.jpg")
+    responses.post(NH_CREATE, status=401, json={"error": "invalid key"})
+    app.lambda_handler(event, lambda_context)
+    assert_failed("ProviderAuthRejected", "provider rejected the API key")
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_provider_validation_rejection_fails_the_job(aws, app, lambda_context):
+    event = event_for(aws, "uploads/harbour.jpg")
+    responses.post(NH_CREATE, status=400, json={"error": {"message": "image_url is not reachable"}})
+    app.lambda_handler(event, lambda_context)
+    assert_failed("ProviderRejectedRequest", "image_url is not reachable")
+
+
+@responses.activate
+def test_read_timeout_fails_with_unknown_outcome_after_exactly_one_request(aws, app, lambda_context):
+    event = event_for(aws, "uploads/harbour.jpg")
+    responses.post(NH_CREATE, body=requests.ReadTimeout("read timed out"))
+    app.lambda_handler(event, lambda_context)
+    assert_failed("SubmitOutcomeUnknown", "outcome is unknown")
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_provider_unavailable_after_retries_fails_the_job(aws, app, lambda_context, monkeypatch):
+    event = event_for(aws, "uploads/harbour.jpg")
+    responses.post(NH_CREATE, status=503)
+    slept = []
+    real_get_provider = app.get_provider
+    monkeypatch.setattr(app, "get_provider", lambda settings, **kw: real_get_provider(settings, sleep=slept.append, **kw))
+    app.lambda_handler(event, lambda_context)
+    assert_failed("ProviderUnavailable", "after 4 attempt")
+    assert len(responses.calls) == 4 and len(slept) == 3
+
+
+# ---------------------------------------------------------------- other events, unexpected errors, metrics
+
+
+def test_s3_test_event_is_ignored(aws, app, lambda_context):
+    assert app.lambda_handler({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": INPUT}, lambda_context) == {"results": []}
+
+
+def test_unexpected_errors_raise_for_s3_retries(aws, app, lambda_context, monkeypatch):
+    monkeypatch.setenv("STATE_MACHINE_ARN", MACHINE_ARN + "-missing")
+    event = event_for(aws, "uploads/bad.jpg", metadata={"duration": "7"})
+    with pytest.raises(ClientError, match="StateMachineDoesNotExist"):
+        app.lambda_handler(event, lambda_context)
+
+
+@responses.activate
+def test_metrics_count_submitted_and_rejected(aws, app, lambda_context, capsys):
+    nohuman_created()
+    app.lambda_handler(event_for(aws, "uploads/ok.jpg"), lambda_context)
+    assert '"JobsSubmitted"' in capsys.readouterr().out
+    app.lambda_handler(event_for(aws, "uploads/bad.jpg", metadata={"mode": "ultra"}), lambda_context)
+    assert '"JobsRejected"' in capsys.readouterr().out
