@@ -1,0 +1,89 @@
+from datetime import datetime, timedelta, timezone
+
+import boto3
+import pytest
+import requests
+import responses
+from aws_lambda_powertools.utilities import parameters
+from moto import mock_aws
+
+from i2v.errors import ProviderAuthError, ProviderTransientError
+from tests.conftest import load_event
+
+STATUS_URL = "https://api.nohuman.studio/v1/videos/generations/gen_img2v_x7y8z9"
+
+
+@pytest.fixture
+def app(monkeypatch):
+    monkeypatch.setenv("PROVIDER", "nohuman")
+    monkeypatch.delenv("PROVIDER_BASE_URL", raising=False)
+    monkeypatch.setenv("PROVIDER_API_KEY_SECRET", "i2v/provider-key")
+    parameters.clear_caches()
+    with mock_aws():
+        boto3.client("secretsmanager").create_secret(Name="i2v/provider-key", SecretString="sk-test")
+        from functions.poll import app
+
+        yield app
+    parameters.clear_caches()
+
+
+@pytest.fixture
+def state():
+    """The sample running state, with a deadline still ahead."""
+    sample = load_event("poll_running.json")
+    sample["deadline"] = (datetime.now(timezone.utc) + timedelta(minutes=20)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return sample
+
+
+@responses.activate
+def test_still_running(app, state, lambda_context):
+    responses.get(STATUS_URL, json={"id": "gen_img2v_x7y8z9", "status": "processing", "progress": 40})
+    result = app.lambda_handler(state, lambda_context)
+    assert result["status"] == "running"
+    assert result["poll_count"] == state["poll_count"] + 1
+    assert set(result) == set(state)  # the job state, never the provider's raw answer
+    assert responses.calls[0].request.headers["Authorization"] == "Bearer sk-test"
+
+
+@responses.activate
+def test_completed(app, state, lambda_context):
+    responses.get(
+        STATUS_URL,
+        json={"id": "gen_img2v_x7y8z9", "status": "completed", "result": {"url": "https://cdn.nohuman.studio/v.mp4"}},
+    )
+    result = app.lambda_handler(state, lambda_context)
+    assert result["status"] == "completed"
+    assert result["result"] == {"video_url": "https://cdn.nohuman.studio/v.mp4", "thumbnail_url": None}
+    assert result["cost"] == {"amount": 0.47, "currency": "USD"}  # kept from submit
+
+
+@responses.activate
+def test_failed(app, state, lambda_context):
+    responses.get(STATUS_URL, json={"id": "gen_img2v_x7y8z9", "status": "failed", "error": "face detection failed"})
+    result = app.lambda_handler(state, lambda_context)
+    assert result["status"] == "failed"
+    assert result["error"] == {"code": "ProviderJobFailed", "message": "face detection failed"}
+
+
+@responses.activate
+def test_deadline_passed(app, state, lambda_context):
+    state["deadline"] = "2026-01-01T00:00:00Z"
+    responses.get(STATUS_URL, json={"id": "gen_img2v_x7y8z9", "status": "processing"})
+    result = app.lambda_handler(state, lambda_context)
+    assert result["status"] == "timed_out"
+    assert result["error"] == {"code": "TimedOut", "message": "timed out after 30 minutes"}
+
+
+@pytest.mark.parametrize("reply", [{"status": 503}, {"status": 429}, {"body": requests.ConnectionError("reset")}])
+@responses.activate
+def test_transient_errors_raise_for_the_state_machine_retry(app, state, lambda_context, reply):
+    responses.get(STATUS_URL, **reply)
+    with pytest.raises(ProviderTransientError):
+        app.lambda_handler(state, lambda_context)
+
+
+@responses.activate
+def test_rejected_key_is_final(app, state, lambda_context):
+    responses.get(STATUS_URL, status=403)
+    with pytest.raises(ProviderAuthError):
+        app.lambda_handler(state, lambda_context)
