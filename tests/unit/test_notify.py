@@ -1,6 +1,7 @@
 """The outcome notification: body, email text, SNS + EventBridge publishing, exactly once."""
 
 import json
+import re
 from datetime import datetime, timezone
 
 import pytest
@@ -132,7 +133,8 @@ def test_success_email_says_what_where_how_long_and_how_much():
     assert "Your video of harbour.jpg is ready." in text
     assert "Image:     s3://in-bucket/uploads/harbour.jpg" in text
     assert "NoHuman Studio (job gen_123)" in text
-    assert "prompt:" in text and "Boats drift at dawn" in text and "aspect ratio:" in text
+    assert "prompt:" in text and "Boats drift at dawn" in text and "aspect ratio:  16:9" in text
+    assert "duration:      5 s" in text
     assert "Download (valid for 1 hour, until 2026-11-22 11:00 UTC):" in text
     assert OUTPUT["download_url"] in text
     assert OUTPUT["video_uri"] in text and OUTPUT["manifest_uri"] in text
@@ -144,8 +146,11 @@ def test_success_email_says_what_where_how_long_and_how_much():
 
 def test_email_shows_credits_and_computes_expiry_when_not_given():
     output = dict(OUTPUT, download_url_expires_at=None)
-    body = notify.outcome_from_job(_job(provider="nanobanana", cost={"credits": 6}), status="succeeded", output=output, error=None)
+    options = {"video_model": "seedance2", "motion_intensity": "low", "sound": False}
+    body = notify.outcome_from_job(_job(provider="nanobanana", cost={"credits": 6}, options=options), status="succeeded", output=output, error=None)
     text = notify.email_text(body, presign_expiry_seconds=86400)
+    assert re.search(r"video model: +seedance2\n", text) and re.search(r"motion intensity: +low\n", text)
+    assert re.search(r"sound: +no\n", text)
     assert "NanoBanana Video" in text
     assert "valid for 1 day, until 2026-11-23 10:00 UTC" in text
     assert "6 credits" in text

@@ -169,7 +169,15 @@ def _options_lines(options: dict) -> list:
         return ["  (provider defaults)"]
     ordered = [name for name in OPTION_NAMES if name in options] + sorted(set(options) - set(OPTION_NAMES))
     width = max(len(name) for name in ordered) + 1
-    return [f"  {(name.replace('_', ' ') + ':').ljust(width + 1)} {options[name]}" for name in ordered]
+    return [f"  {(name.replace('_', ' ') + ':').ljust(width + 1)} {_option_value(name, options[name])}" for name in ordered]
+
+
+def _option_value(name: str, value) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if name == "duration":
+        return f"{value} s"
+    return str(value)
 
 
 def _utc_text(moment: datetime) -> str:
