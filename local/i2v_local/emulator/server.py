@@ -168,6 +168,11 @@ def validate_nanobanana(body: dict) -> dict:
     }
 
 
+def nanobanana_credits(options: dict) -> int:
+    """Our credits rule: duration x model factor x resolution factor."""
+    return options["duration"] * NB_MODEL_CREDITS[options["video_model"]] * NB_RESOLUTION_CREDITS[options["resolution"]]
+
+
 def validate_nohuman(body: dict) -> dict:
     """The request with documented defaults filled in; _BadRequest names the first bad field."""
     prompt = body.get("prompt")
@@ -290,7 +295,10 @@ class ProviderEmulator:
         self._files_dir = Path(tempfile.mkdtemp(prefix="i2v-emulator-"))
         self._server = make_server(self.host, self.port, self, threaded=True, request_handler=_QuietHandler)
         self.port = self._server.server_port
-        self._thread = threading.Thread(target=self._server.serve_forever, name="provider-emulator", daemon=True)
+        # A short poll interval keeps stop() quick (shutdown waits for the next poll).
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="provider-emulator", daemon=True
+        )
         self._thread.start()
         logger.info(
             "provider EMULATOR (not the real NanoBanana Video / NoHuman Studio services) listening on %s",
@@ -461,14 +469,12 @@ class ProviderEmulator:
             self._update_entry(entry, status="failed", http_status=500, error=failure)
             return self._delayed("nanobanana.create", nanobanana_error(500, failure))
 
-        credits = options["duration"] * NB_MODEL_CREDITS[options["video_model"]]
-        credits *= NB_RESOLUTION_CREDITS[options["resolution"]]
         body = {
             "success": True,
             "video_id": video_id,
             "video_url": f"{self.public_base_url}/files/{video_id}.mp4",
             "thumbnail_url": f"{self.public_base_url}/files/{video_id}.jpg",
-            "credits_used": credits,
+            "credits_used": nanobanana_credits(options),
             "rate_limit": rate_limit,
         }
         self._update_entry(entry, status="completed", http_status=200)
@@ -548,6 +554,8 @@ class ProviderEmulator:
                 image = fetch_image(options["image_url"], max_bytes=MAX_IMAGE_BYTES, limit_is_error=True)
             except _BadRequest as exc:
                 failure = str(exc)
+        if self._stopping.is_set():
+            return
         if failure is None:
             width, height = output_dimensions(NH_RESOLUTION[options["mode"]], options["aspect_ratio"])
             failure = self._render(job["id"], image, width, height, options["duration"], sound=options["sound"])
