@@ -117,7 +117,7 @@ class LambdaRuntime:
         self._threads: list[threading.Thread] = []
         self._sqs_client_factory = sqs_client_factory
         self._patches: list[tuple[Any, str, Any]] = []
-        self.invocations: list[dict] = []  # (function, kind, error) — for tests and progress
+        self.invocations: list[dict] = []  # {function, request_id, error, event}: for progress and tests
         self._pending = 0
         self._pending_lock = threading.Lock()
 
@@ -208,7 +208,7 @@ class LambdaRuntime:
             finally:
                 os.environ.clear()
                 os.environ.update(saved)
-        self.invocations.append({"function": spec.logical_id, "request_id": request_id, "error": result.error})
+        self.invocations.append({"function": spec.logical_id, "request_id": request_id, "error": result.error, "event": event})
         if result.error:
             log.warning("%s failed: %s: %s", spec.logical_id, result.payload.get("errorType"), result.payload.get("errorMessage"))
         return result

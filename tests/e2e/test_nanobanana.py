@@ -1,0 +1,63 @@
+"""End to end on the local stack with the NanoBanana Video emulator (synchronous create)."""
+
+import pytest
+
+from i2v_local.emulator import output_dimensions
+from i2v_local.media import probe
+
+from tests.e2e.helpers import create_requests, download, jpeg, outcome, start_stack, unique
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def stack():
+    with start_stack("nanobanana", webhook=False) as local:
+        yield local
+
+
+@pytest.fixture(autouse=True)
+def _clear_faults(stack):
+    stack.emulator.faults.reset()
+    yield
+    stack.emulator.faults.reset()
+
+
+def test_success_mp4_matches_the_requested_options(stack, tmp_path):
+    key = f"{stack.input_prefix}{unique('square.jpg')}"
+    metadata = {"video_model": "seedance2", "resolution": "480p", "duration": "4", "aspect_ratio": "1:1", "motion_intensity": "low"}
+    stack.upload(jpeg(1024, 1024), key, metadata)
+    note = outcome(stack, key)
+    assert note["status"] == "succeeded", note
+    assert note["provider"] == "nanobanana"
+    assert note["options"]["resolution"] == "480p" and note["options"]["duration"] == 4
+    assert note["cost"]
+    video = tmp_path / "video.mp4"
+    download(stack, note["output"]["video_uri"], video)
+    info = probe(video)
+    assert info["codec"] == "h264"
+    assert abs(info["duration_seconds"] - 4) <= 0.5
+    assert (info["width"], info["height"]) == output_dimensions("480p", "1:1")
+    jobs = [j for j in create_requests(stack) if j.get("provider") == "nanobanana"]
+    assert len(jobs) == 1
+
+
+def test_provider_reported_failure_ends_in_one_failure_notification(stack):
+    # NanoBanana reports a failed render as an HTTP 500 from the create call; every attempt fails.
+    stack.emulator.set_faults({"job_failure_rate": 1.0, "failure_message": "render farm on fire"})
+    key = f"{stack.input_prefix}{unique('fails.jpg')}"
+    stack.upload(jpeg(), key)
+    note = outcome(stack, key)
+    assert note["status"] == "failed" and note["output"] is None
+    assert note["error"]["code"].startswith("Provider"), note["error"]
+    assert "render farm on fire" in note["error"]["message"] or "500" in note["error"]["message"], note["error"]
+
+
+def test_option_invalid_for_the_model_fails_without_calling_the_provider(stack):
+    before = len(create_requests(stack))
+    key = f"{stack.input_prefix}{unique('veo.jpg')}"
+    stack.upload(jpeg(), key, {"video_model": "veo3", "aspect_ratio": "9:16"})
+    note = outcome(stack, key)
+    assert note["status"] == "failed"
+    assert note["error"]["code"] == "InvalidOption"
+    assert len(create_requests(stack)) == before
