@@ -154,7 +154,9 @@ class ProviderHttp:
                 )
             except requests.ConnectionError as exc:
                 if not nothing_was_sent(exc):
-                    raise _unknown_outcome(f"the connection broke after the request was sent ({type(exc).__name__})")
+                    raise _unknown_outcome(
+                        f"the connection broke after the request was sent ({type(exc).__name__})"
+                    ) from None
                 last_problem = f"could not connect ({type(exc).__name__})"
             except requests.Timeout:
                 # A read timeout: the provider has the request and may be rendering (and charging).
@@ -169,7 +171,7 @@ class ProviderHttp:
                 break
             delay = self._backoff(attempt, retry_after)
             if not self._fits(delay):
-                logger.warning("not retrying create: the wait does not fit in the remaining time", extra={"delay": delay})
+                logger.warning("not retrying create: the wait does not fit the remaining time", extra={"delay": delay})
                 break
             logger.info("retrying provider create", extra={"attempt": attempt, "delay": delay, "problem": last_problem})
             self.sleep(delay)
@@ -196,7 +198,9 @@ class ProviderHttp:
             # A job just created may not be visible yet; the deadline bounds how long we wait.
             raise ProviderTransientError(f"provider does not know the job yet (HTTP 404: {error_message(response)})")
         _raise_final(response)
-        raise ProviderTransientError(f"provider status check failed: HTTP {response.status_code}: {error_message(response)}")
+        raise ProviderTransientError(
+            f"provider status check failed: HTTP {response.status_code}: {error_message(response)}"
+        )
 
 
 def _raise_final(response: requests.Response) -> None:
@@ -220,7 +224,7 @@ def _json_or_unknown(response: requests.Response) -> dict:
         body = None
     if not isinstance(body, dict):
         # The provider accepted something, but we cannot tell what: do not resubmit.
-        raise _unknown_outcome(f"the provider answered HTTP {response.status_code} with a body that is not a JSON object")
+        raise _unknown_outcome(f"the provider answered HTTP {response.status_code} with a body that is not JSON")
     return body
 
 
