@@ -342,7 +342,7 @@ class ProviderEmulator:
         return self.faults.update(patch)
 
     def reset(self) -> None:
-        """Forget requests, jobs' log and the rate-limit window, and clear faults."""
+        """Clear the create-request log, the rate-limit window and every fault."""
         with self._lock:
             self._requests.clear()
             self._rate_window.clear()
@@ -393,7 +393,7 @@ class ProviderEmulator:
             self._stopping.wait(delay)
         return response
 
-    def _log_request(self, provider: str, endpoint: str, request: Request) -> dict:
+    def _log_request(self, provider: str, request: Request) -> dict:
         try:
             options = json.loads(request.get_data(as_text=True) or "null")
         except ValueError:
@@ -440,7 +440,7 @@ class ProviderEmulator:
 
     def _nanobanana_create(self, request: Request) -> Response:
         started = time.monotonic()
-        entry = self._log_request("nanobanana", "nanobanana.create", request)
+        entry = self._log_request("nanobanana", request)
         injected = self.faults.error_for("nanobanana.create")
         if injected:
             return self._delayed("nanobanana.create", self._injected(entry, injected, nanobanana_error))
@@ -505,7 +505,7 @@ class ProviderEmulator:
     # --- NoHuman Studio ------------------------------------------------------------------
 
     def _nohuman_create(self, request: Request) -> Response:
-        entry = self._log_request("nohuman", "nohuman.create", request)
+        entry = self._log_request("nohuman", request)
         injected = self.faults.error_for("nohuman.create")
         if injected:
             return self._delayed("nohuman.create", self._injected(entry, injected, nohuman_error))
@@ -543,6 +543,14 @@ class ProviderEmulator:
             job["entry"].update(status=status, error=error)
 
     def _run_nohuman_job(self, job: dict) -> None:
+        try:
+            self._generate(job)
+        except Exception:
+            # A bug here must not leave the generation "processing" forever: report it as failed.
+            logger.exception("generation %s crashed", job["id"])
+            self._set_job_status(job, "failed", "internal error")
+
+    def _generate(self, job: dict) -> None:
         options = job["options"]
         # "created" = received, waiting for processing: a short queue time, then a render slot.
         if self._stopping.wait(min(1.0, job["render_seconds"] / 4)):
