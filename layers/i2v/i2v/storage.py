@@ -120,7 +120,7 @@ def upload_chunks(chunks: Iterable[bytes], bucket: str, key: str, content_type: 
             while len(buffer) >= PART_SIZE:
                 if upload_id is None:
                     upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key, ContentType=content_type)["UploadId"]
-                part = bytes(buffer[:PART_SIZE])
+                part = bytes(memoryview(buffer)[:PART_SIZE])  # one copy, not two
                 del buffer[:PART_SIZE]
                 parts.append(_upload_part(s3, bucket, key, upload_id, len(parts) + 1, part))
         if upload_id is None:

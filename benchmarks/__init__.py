@@ -1,0 +1,1 @@
+"""Measured figures for the pipeline's layer: `python -m benchmarks` (see README.md)."""

@@ -1,0 +1,13 @@
+"""Run every benchmark and print the figures: `python -m benchmarks`."""
+
+from benchmarks import fetch_memory, image_time
+
+
+def main() -> None:
+    fetch_memory.main()
+    print()
+    image_time.main()
+
+
+if __name__ == "__main__":
+    main()
