@@ -1,5 +1,6 @@
 """Fetching provider results: every refusal, and the streamed copy into S3."""
 
+import io
 import socket
 from dataclasses import replace
 
@@ -7,6 +8,7 @@ import boto3
 import pytest
 import requests
 import responses
+import urllib3
 from moto import mock_aws
 
 from i2v.config import Settings
@@ -209,6 +211,33 @@ def test_connection_failure_is_reported_without_the_url(s3, http, dns, settings)
         fetch(signed, settings)
     assert "ConnectTimeout" in caught.value.message
     assert "secret-token" not in caught.value.message
+
+
+class _DroppingBody(io.RawIOBase):
+    """A response body that sends 9 MiB and then loses the connection."""
+
+    def __init__(self):
+        self.sent = 0
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        if self.sent >= 9 * 1024 * 1024:
+            raise urllib3.exceptions.ProtocolError("Connection broken: IncompleteRead")
+        size = min(len(buffer), 1024 * 1024)
+        buffer[:size] = b"v" * size
+        self.sent += size
+        return size
+
+
+def test_connection_lost_mid_stream_aborts_the_upload(s3, http, dns, settings):
+    http.get(VIDEO_URL, body=io.BufferedReader(_DroppingBody()), auto_calculate_content_length=False)
+
+    with pytest.raises(ResultFetchError, match="failed part way"):
+        fetch(VIDEO_URL, replace(settings, max_result_bytes=100 * 1024 * 1024))
+    assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET)
 
 
 def test_unresolvable_host_is_refused(s3, http, settings, monkeypatch):

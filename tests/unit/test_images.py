@@ -102,6 +102,18 @@ def test_animated_webp_is_reencoded_as_its_first_frame():
     assert red > 200 and green < 60 and blue < 60
 
 
+def test_camera_mpo_jpeg_is_accepted_as_its_first_picture():
+    first, second = solid((800, 600), color="red"), solid((800, 600), color="blue")
+    data = encode(first, "MPO", save_all=True, append_images=[second])
+    assert Image.open(io.BytesIO(data)).format == "MPO"
+
+    prepared = prepare_image(data, min_recommended_px=1)
+
+    assert (prepared.format, prepared.reencoded) == ("JPEG", True)
+    result = decoded(prepared.body)
+    assert result.format == "JPEG" and result.getpixel((400, 300))[0] > 200
+
+
 def test_exif_rotated_jpeg_ends_upright():
     # Stored 1200 wide x 600 high, with orientation 6: the camera was held on its side.
     image = Image.new("RGB", (1200, 600), "white")

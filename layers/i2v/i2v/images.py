@@ -23,6 +23,9 @@ ACCEPTED_FORMATS = {
     "PNG": ("image/png", "png"),
     "WEBP": ("image/webp", "webp"),
 }
+# Many cameras and phones write MPO: a JPEG followed by more pictures. Its first picture is
+# what the person sees, so it is accepted and re-encoded as a plain JPEG (see _reasons_to_reencode).
+_JPEG_VARIANTS = {"MPO"}
 ACCEPTED_NAMES = "JPEG, PNG or WebP"
 
 # Modes a provider takes as they are; everything else (RGBA, LA, CMYK, I;16, F, ...) is re-encoded.
@@ -85,7 +88,7 @@ def _decode(data: bytes) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(data))
         image_format = image.format
-        if image_format not in ACCEPTED_FORMATS:
+        if image_format not in ACCEPTED_FORMATS and image_format not in _JPEG_VARIANTS:
             raise ImageError(
                 f"the upload is a {image_format} image; only {ACCEPTED_NAMES} images are accepted",
                 code="UnsupportedFormat",
@@ -121,8 +124,8 @@ def _reasons_to_reencode(image: Image.Image, size: int, max_bytes: int) -> list[
         reasons.append("transparency")
     if image.mode not in _PLAIN_MODES:
         reasons.append(f"mode {image.mode}")
-    if getattr(image, "is_animated", False):
-        reasons.append("animated")
+    if getattr(image, "is_animated", False) or image.format in _JPEG_VARIANTS:
+        reasons.append("several frames")
     return reasons
 
 
