@@ -297,7 +297,9 @@ def test_nohuman_status_progression_and_result(image_server, tmp_path):
 
         seen = []
         done = wait_for_terminal(emulator, created["id"], seen)
-        assert seen == ["created", "processing", "completed"]
+        # Polling may miss the short "created" phase on a busy machine, never the order.
+        order = ["created", "processing", "completed"]
+        assert seen == sorted(seen, key=order.index) and seen[-2:] == ["processing", "completed"]
         assert set(done) == {"id", "model", "status", "result"}
         assert done["result"]["url"] == f"{emulator.url}/files/{created['id']}.mp4"
         assert done["result"]["thumbnail_url"] == f"{emulator.url}/files/{created['id']}.jpg"
