@@ -196,6 +196,14 @@ def test_expired_link_says_so(s3, http, dns, settings, status):
         fetch(VIDEO_URL, settings)
 
 
+def test_redirect_without_location_is_not_taken_for_the_video(s3, http, dns, settings):
+    http.get(VIDEO_URL, status=302, body=b"<html>moved</html>")
+
+    with pytest.raises(ResultFetchError, match="HTTP 302"):
+        fetch(VIDEO_URL, settings)
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET)
+
+
 def test_server_error_is_reported(s3, http, dns, settings):
     http.get(VIDEO_URL, status=502)
 

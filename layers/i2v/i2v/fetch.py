@@ -74,7 +74,7 @@ def fetch_to_s3(url: str, *, bucket: str, key: str, content_type: str, settings:
 def _open(url: str, settings: Settings, what: str) -> requests.Response:
     """GET the URL, following at most MAX_REDIRECTS redirects, each one checked before it is called."""
     allowed = allowed_result_hosts(settings)
-    for hop in range(MAX_REDIRECTS + 1):
+    for _ in range(MAX_REDIRECTS + 1):
         _check(url, allowed, settings, what)
         try:
             response = requests.get(url, stream=True, allow_redirects=False, timeout=TIMEOUT)
@@ -95,7 +95,7 @@ def _open(url: str, settings: Settings, what: str) -> requests.Response:
         raise ResultFetchError(
             f"the provider's {what} link has expired or was refused (HTTP {response.status_code} from {_host(url)})"
         )
-    if not response.ok:
+    if not 200 <= response.status_code < 300:  # a 3xx without Location is not a video either
         response.close()
         raise ResultFetchError(f"the provider's {what} could not be downloaded (HTTP {response.status_code} from {_host(url)})")
     return response
