@@ -179,6 +179,9 @@ class LocalStack:
         for name in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
             os.environ.pop(name, None)
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+        if self.quiet:
+            # moto logs every Fail state as an ERROR; our workflow ends failed jobs in one on purpose.
+            logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
 
         self._saved_sfn_config = dict(default_user_config["stepfunctions"])
         default_user_config["stepfunctions"]["execute_state_machine"] = True  # run the real ASL

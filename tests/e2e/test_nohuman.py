@@ -76,7 +76,7 @@ def test_corrupt_image_fails_without_calling_the_provider(stack):
     stack.upload(b"\xff\xd8\xff\xe0 this is not really a JPEG", key)
     note = outcome(stack, key)
     assert note["status"] == "failed"
-    assert note["error"]["code"] == "InvalidImage"
+    assert note["error"]["code"] == "CorruptImage"
     assert len(create_requests(stack)) == before
 
 
