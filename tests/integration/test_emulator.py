@@ -4,7 +4,6 @@ Source images come from a tiny local http.server, so no AWS (and no network) is 
 """
 
 import functools
-import io
 import re
 import threading
 import time
@@ -313,7 +312,7 @@ def test_nohuman_status_progression_and_result(image_server, tmp_path):
 def test_nohuman_without_sound_has_no_audio_track(emulator, image_server, tmp_path):
     job = nh_post(
         emulator,
-        {"prompt": "p", "image_url": f"{image_server}/photo.png", "aspect_ratio": "1:1", "sound": False, "cfg_scale": 1},
+        {"prompt": "p", "image_url": f"{image_server}/photo.png", "aspect_ratio": "1:1", "sound": False},
     ).json()
     done = wait_for_terminal(emulator, job["id"])
     assert done["status"] == "completed"
@@ -351,7 +350,8 @@ def test_nohuman_body_must_be_a_json_object(emulator):
 
 
 def test_nohuman_auth_failures(emulator):
-    assert_nohuman_error(nh_post(emulator, {"prompt": "p"}, key="wrong"), 401, "authentication_error", "invalid API key")
+    response = nh_post(emulator, {"prompt": "p"}, key="wrong")
+    assert_nohuman_error(response, 401, "authentication_error", "invalid API key")
     response = requests.get(emulator.url + "/v1/videos/generations/gen_img2v_000000000000", timeout=10)
     assert_nohuman_error(response, 401, "authentication_error", "missing bearer token")
 
