@@ -11,9 +11,12 @@ import math
 import struct
 from dataclasses import dataclass, field
 
+from aws_lambda_powertools import Logger
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from i2v.errors import ImageError
+
+logger = Logger(child=True)
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 
@@ -61,6 +64,7 @@ def prepare_image(data: bytes, *, min_recommended_px: int, max_bytes: int = DEFA
 
     reasons = _reasons_to_reencode(image, len(data), max_bytes)
     if reasons:
+        logger.info("Re-encoding the image as JPEG", extra={"reasons": reasons, "source_format": image.format})
         image = ImageOps.exif_transpose(image)
         original_size = image.size
         body, image_size = _encode_jpeg_under(_flatten_to_rgb(image), max_bytes)
