@@ -609,17 +609,17 @@ class ProviderEmulator:
             return self._delayed("files", files_error(403, "AccessDenied", "Request has expired"))
         size = stored["path"].stat().st_size
         rate = self.faults.value("download_bytes_per_second")
-        body = self._throttled(stored["path"], rate) if rate else stored["path"].read_bytes()
-        response = Response(body, mimetype=stored["content_type"], direct_passthrough=bool(rate))
+        response = Response(self._stream(stored["path"], rate), mimetype=stored["content_type"], direct_passthrough=True)
         response.headers["Content-Length"] = str(size)
         return self._delayed("files", response)
 
-    def _throttled(self, path: Path, bytes_per_second: int):
-        chunk_size = max(1, bytes_per_second // 10)
+    def _stream(self, path: Path, bytes_per_second: int | None):
+        """The file in chunks; with a rate, each chunk waits its share of a second."""
+        chunk_size = max(1, bytes_per_second // 10) if bytes_per_second else 256 * 1024
         with path.open("rb") as handle:
             while chunk := handle.read(chunk_size):
                 yield chunk
-                if self._stopping.wait(len(chunk) / bytes_per_second):
+                if bytes_per_second and self._stopping.wait(len(chunk) / bytes_per_second):
                     return
 
     # --- admin ---------------------------------------------------------------------------
