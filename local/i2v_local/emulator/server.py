@@ -609,7 +609,8 @@ class ProviderEmulator:
             return self._delayed("files", files_error(403, "AccessDenied", "Request has expired"))
         size = stored["path"].stat().st_size
         rate = self.faults.value("download_bytes_per_second")
-        response = Response(self._stream(stored["path"], rate), mimetype=stored["content_type"], direct_passthrough=True)
+        body = self._stream(stored["path"], rate)
+        response = Response(body, mimetype=stored["content_type"], direct_passthrough=True)
         response.headers["Content-Length"] = str(size)
         return self._delayed("files", response)
 
