@@ -1,0 +1,93 @@
+"""The `i2v` CLI: `local run` (in-process) and `local up` (a real subprocess, stopped by SIGTERM)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+import pytest
+
+from i2v_local import cli
+from i2v_local.media import probe
+from tests.e2e.helpers import jpeg
+
+pytestmark = pytest.mark.e2e
+
+SAMPLE = Path(cli.__file__).parent / "samples" / "harbour.jpg"
+UP_KEYS = {
+    "endpoint_url", "input_bucket", "input_prefix", "output_bucket", "topic_arn", "notifications_queue_url",
+    "state_machine_arn", "functions", "emulator_url", "webhook_url", "webhook_secret", "events_queue_url",
+}
+
+
+def test_sample_image_is_small_and_1280x720():
+    from PIL import Image
+
+    assert SAMPLE.stat().st_size < 150 * 1024
+    with Image.open(SAMPLE) as image:
+        assert image.format == "JPEG" and image.size == (1280, 720)
+
+
+def test_run_writes_video_thumbnail_manifest_and_notification(tmp_path, capsys):
+    out = tmp_path / "out"
+    code = cli.main(["local", "run", str(SAMPLE), "--out", str(out), "--prompt", "gulls circle the lighthouse", "--render-seconds", "1"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "EMULATOR" in captured.err
+    notification = json.loads((out / "notification.json").read_text())
+    assert notification["status"] == "succeeded"
+    assert notification["options"]["prompt"] == "gulls circle the lighthouse"
+    names = sorted(p.suffix for p in out.iterdir())
+    assert names == [".jpg", ".json", ".json", ".mp4"]
+    assert probe(next(out.glob("*.mp4")))["codec"] == "h264"
+    assert json.loads(captured.out.strip().splitlines()[-1])["status"] == "succeeded"
+
+
+def test_run_failure_exits_non_zero_with_the_reason(tmp_path, capsys):
+    out = tmp_path / "out"
+    code = cli.main(["local", "run", str(SAMPLE), "--out", str(out), "--option", "duration=7"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "FAILED InvalidOption" in captured.err
+    assert json.loads((out / "notification.json").read_text())["error"]["code"] == "InvalidOption"
+    assert not list(out.glob("*.mp4"))
+
+
+def test_run_missing_image_exits_2(tmp_path, capsys):
+    assert cli.main(["local", "run", str(tmp_path / "nope.jpg"), "--out", str(tmp_path)]) == 2
+
+
+def test_up_prints_one_json_line_serves_uploads_and_stops_on_sigterm():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "i2v_local.cli", "local", "up", "--render-seconds", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        info = json.loads(proc.stdout.readline())
+        assert set(info) == UP_KEYS
+        assert info["webhook_secret"].startswith("whsec_")
+        assert info["functions"]["SubmitFunction"]
+        s3 = boto3.client(
+            "s3", endpoint_url=info["endpoint_url"], region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+        )
+        key = f"{info['input_prefix']}from the cli.jpg"
+        s3.put_object(Bucket=info["input_bucket"], Key=key, Body=jpeg(), Metadata={"prompt": "drift"})
+        line = json.loads(proc.stdout.readline())  # printed as it arrives
+        assert line["notification"]["source"]["key"] == key
+        assert line["notification"]["status"] == "succeeded"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert proc.returncode == 0, err
+    assert "EMULATOR" in err
