@@ -237,3 +237,20 @@ def test_webhook_without_a_secret_name_is_a_configuration_error(lambda_context, 
     monkeypatch.setenv("WEBHOOK_SECRET_NAME", "")
     with pytest.raises(ValueError, match="WEBHOOK_SECRET_NAME"):
         app.lambda_handler(load_event("webhook_sqs.json"), lambda_context)
+
+
+@responses.activate
+def test_failure_is_still_reported_when_postponing_fails(aws, lambda_context, capsys):
+    # The sample's receipt handle is not one SQS issued: ChangeMessageVisibility is refused.
+    responses.post(URL, status=500)
+    event = load_event("webhook_sqs.json")
+    result = app.lambda_handler(event, lambda_context)
+    assert result == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+    assert "Could not postpone the next attempt" in capsys.readouterr().out
+
+
+@responses.activate
+def test_body_that_is_not_json_is_a_failure(aws, lambda_context):
+    _send(aws["queue"], "not json at all")
+    event = _receive_event(aws["queue"])
+    assert app.lambda_handler(event, lambda_context)["batchItemFailures"] == [{"itemIdentifier": event["Records"][0]["messageId"]}]

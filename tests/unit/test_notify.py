@@ -330,3 +330,27 @@ def test_publish_needs_the_jobs_table(aws, monkeypatch):
     monkeypatch.delenv("JOBS_TABLE")
     with pytest.raises(ValueError, match="JOBS_TABLE"):
         notify.publish_outcome(_success())
+
+
+def test_publish_error_wins_over_a_failed_release(aws, monkeypatch):
+    monkeypatch.setenv("TOPIC_ARN", "arn:aws:sns:us-east-1:123456789012:no-such-topic")
+    dynamodb = client("dynamodb")
+    real_update = dynamodb.update_item
+
+    def refuse_release(**kwargs):
+        if kwargs["UpdateExpression"].startswith("REMOVE"):
+            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}, "UpdateItem")
+        return real_update(**kwargs)
+
+    monkeypatch.setattr(dynamodb, "update_item", refuse_release)
+    with pytest.raises(ClientError) as raised:
+        notify.publish_outcome(_success())
+    assert raised.value.response["Error"]["Code"] == "NotFound"
+
+
+def test_unexpected_claim_error_is_raised(aws, monkeypatch):
+    monkeypatch.setenv("JOBS_TABLE", "no-such-table")
+    with pytest.raises(ClientError) as raised:
+        notify.publish_outcome(_success())
+    assert raised.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    assert _receive(aws["raw"]) == []
