@@ -430,3 +430,21 @@ def test_get_provider_unknown(monkeypatch):
     monkeypatch.setenv("PROVIDER", "acme")
     with pytest.raises(InvalidOptionError, match="PROVIDER must be one of"):
         get_provider(Settings.from_env())
+
+
+@mock_aws
+@responses.activate
+def test_a_new_client_does_not_serve_a_stale_cached_key(monkeypatch):
+    # The local stack starts a fresh AWS endpoint (with a new key) and resets the shared clients.
+    from i2v.aws import reset_clients
+
+    monkeypatch.setenv("PROVIDER", "nohuman")
+    monkeypatch.setenv("PROVIDER_API_KEY_SECRET", "i2v/key")
+    responses.get(NH + "/v1/videos/generations/gen_1", json={"id": "gen_1", "status": "processing"})
+    secretsmanager = boto3.client("secretsmanager")
+    secretsmanager.create_secret(Name="i2v/key", SecretString="sk-first")
+    get_provider(Settings.from_env()).get_job("gen_1")
+    secretsmanager.update_secret(SecretId="i2v/key", SecretString="sk-second")
+    reset_clients()
+    get_provider(Settings.from_env()).get_job("gen_1")
+    assert [c.request.headers["Authorization"] for c in responses.calls] == ["Bearer sk-first", "Bearer sk-second"]

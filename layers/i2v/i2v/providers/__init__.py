@@ -2,9 +2,11 @@
 
 import time
 from collections.abc import Callable
+from functools import lru_cache
 
 from aws_lambda_powertools.utilities import parameters
 
+from i2v.aws import client
 from i2v.config import Settings
 from i2v.errors import InvalidOptionError
 from i2v.providers.base import COMPLETED, FAILED, RUNNING, Provider, ProviderJob
@@ -27,6 +29,13 @@ __all__ = [
 ]
 
 
+@lru_cache(maxsize=4)
+def _secrets(secretsmanager) -> parameters.SecretsProvider:
+    # One Powertools provider (and its value cache) per shared client: when clients are reset
+    # (tests, or the local stack moving to a new endpoint), a stale key is not served from cache.
+    return parameters.SecretsProvider(boto3_client=secretsmanager)
+
+
 def provider_class(name: str) -> type[Provider]:
     if name not in PROVIDER_CLASSES:
         raise InvalidOptionError(f"PROVIDER must be one of {', '.join(sorted(PROVIDER_CLASSES))} (got {name!r})")
@@ -45,7 +54,7 @@ def get_provider(
     secret_name = settings.api_key_secret
 
     def api_key() -> str:
-        return parameters.get_secret(secret_name, max_age=SECRET_MAX_AGE_SECONDS).strip()
+        return _secrets(client("secretsmanager")).get(secret_name, max_age=SECRET_MAX_AGE_SECONDS).strip()
 
     http = ProviderHttp(
         settings.provider_base_url or cls.production_base_url,
