@@ -5,7 +5,6 @@ reported as a batch item failure; after the queue's maxReceiveCount SQS moves it
 """
 
 import json
-import os
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
@@ -17,6 +16,7 @@ from botocore.exceptions import ClientError
 
 from i2v import webhooks
 from i2v.aws import client
+from i2v.config import Settings
 
 logger = Logger()
 tracer = Tracer()
@@ -51,17 +51,13 @@ def _postpone(record: SQSRecord, delay_seconds: int) -> None:
 
 @tracer.capture_method
 def deliver_record(record: SQSRecord) -> None:
+    settings = Settings.from_env()
     outcome = outcome_from_body(record.body)
     attempt = int(record.attributes.approximate_receive_count or 1)
     msg_id = webhooks.message_id(outcome["job_key"], outcome["status"])
-    secret = parameters.get_secret(os.environ["WEBHOOK_SECRET_NAME"], max_age=SECRET_MAX_AGE_SECONDS).strip()
+    secret = parameters.get_secret(settings.webhook_secret_name, max_age=SECRET_MAX_AGE_SECONDS).strip()
     result = webhooks.deliver(
-        os.environ["WEBHOOK_URL"].strip(),
-        outcome,
-        secret,
-        msg_id,
-        attempt,
-        allow_insecure=os.environ.get("ALLOW_INSECURE_WEBHOOK", "").strip().lower() == "true",
+        settings.webhook_url, outcome, secret, msg_id, attempt, allow_insecure=settings.allow_insecure_webhook
     )
     details = {"webhook_id": msg_id, "attempt": attempt, "status_code": result.status_code, "reason": result.reason}
 
@@ -82,9 +78,10 @@ def deliver_record(record: SQSRecord) -> None:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    if not os.environ.get("WEBHOOK_URL", "").strip():
+    settings = Settings.from_env()
+    if not settings.webhook_url:
         logger.info("No webhook configured; nothing to deliver")
         return {"batchItemFailures": []}
-    if not os.environ.get("WEBHOOK_SECRET_NAME", "").strip():
+    if not settings.webhook_secret_name:
         raise ValueError("WEBHOOK_URL is set but WEBHOOK_SECRET_NAME is not: deliveries cannot be signed")
     return process_partial_response(event=event, record_handler=deliver_record, processor=processor, context=context)

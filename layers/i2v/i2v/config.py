@@ -47,6 +47,9 @@ class Settings:
     result_allowed_hosts: tuple
     allow_loopback_http: bool
     max_result_bytes: int
+    webhook_url: str
+    webhook_secret_name: str
+    allow_insecure_webhook: bool
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -71,4 +74,7 @@ class Settings:
             result_allowed_hosts=tuple(h.strip().lower() for h in _env("RESULT_ALLOWED_HOSTS").split(",") if h.strip()),
             allow_loopback_http=_env("ALLOW_LOOPBACK_HTTP").lower() == "true",
             max_result_bytes=_int("MAX_RESULT_BYTES", 500 * 1024 * 1024),
+            webhook_url=_env("WEBHOOK_URL"),
+            webhook_secret_name=_env("WEBHOOK_SECRET_NAME"),
+            allow_insecure_webhook=_env("ALLOW_INSECURE_WEBHOOK").lower() == "true",
         )
