@@ -43,6 +43,8 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import quote_plus, unquote_plus
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 log = logging.getLogger("i2v_local.lambda_runtime")
 
 ACCOUNT_ID = "123456789012"
@@ -300,7 +302,7 @@ class LambdaRuntime:
                     AttributeNames=["All"],
                     MessageAttributeNames=["All"],
                 )
-            except Exception as exc:  # the server is stopping, or a transient hiccup: keep polling
+            except (BotoCoreError, ClientError) as exc:  # the server is stopping, or a transient hiccup: keep polling
                 if not self._stop.is_set():
                     log.debug("receive from %s failed: %s", queue_url, exc)
                     time.sleep(0.5)

@@ -29,6 +29,7 @@ from typing import Any, Callable
 import boto3
 import requests
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 
 from . import template as tpl
 from .lambda_runtime import FunctionSpec, LambdaRuntime
@@ -85,7 +86,7 @@ class Collector:
                 response = self.sqs.receive_message(
                     QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1, MessageAttributeNames=["All"]
                 )
-            except Exception:  # the server is shutting down; nothing to collect any more
+            except (BotoCoreError, ClientError):  # the server is shutting down, or a hiccup: try again
                 if self._stop.wait(0.5):
                     return
                 continue

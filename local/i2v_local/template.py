@@ -62,7 +62,6 @@ NOTHING_TO_DO_TYPES = {
     "AWS::CloudWatch::Alarm": "no CloudWatch alarms locally",
     "AWS::KMS::Key": "moto does not encrypt",
     "AWS::KMS::Alias": "moto does not encrypt",
-    "AWS::Lambda::EventInvokeConfig": "read from the function it configures",
 }
 
 

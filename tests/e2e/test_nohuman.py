@@ -27,10 +27,6 @@ def _clear_faults(stack):
     stack.emulator.faults.reset()
 
 
-def _creates_for(stack, job_key_prefix=None):
-    return [job for job in create_requests(stack) if job.get("provider") == "nohuman"]
-
-
 def test_success_mp4_matches_the_requested_options(stack, tmp_path):
     key = f"{stack.input_prefix}{unique('portrait.jpg')}"
     stack.upload(jpeg(), key, {"duration": "5", "aspect_ratio": "9:16", "mode": "fast", "prompt": "waves roll in"})
