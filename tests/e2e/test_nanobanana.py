@@ -43,14 +43,16 @@ def test_success_mp4_matches_the_requested_options(stack, tmp_path):
 
 
 def test_provider_reported_failure_ends_in_one_failure_notification(stack):
-    # NanoBanana reports a failed render as an HTTP 500 from the create call; every attempt fails.
-    stack.emulator.set_faults({"job_failure_rate": 1.0, "failure_message": "render farm on fire"})
+    # NanoBanana answers a failed render with success=false: final, never re-sent (that would pay twice).
+    before = len(create_requests(stack))
+    stack.emulator.set_faults({"fail_next": 1, "failure_message": "render farm on fire"})
     key = f"{stack.input_prefix}{unique('fails.jpg')}"
     stack.upload(jpeg(), key)
     note = outcome(stack, key)
     assert note["status"] == "failed" and note["output"] is None
-    assert note["error"]["code"].startswith("Provider"), note["error"]
-    assert "render farm on fire" in note["error"]["message"] or "500" in note["error"]["message"], note["error"]
+    assert note["error"]["code"] == "ProviderJobFailed", note["error"]
+    assert "render farm on fire" in note["error"]["message"], note["error"]
+    assert len(create_requests(stack)) == before + 1
 
 
 def test_option_invalid_for_the_model_fails_without_calling_the_provider(stack):

@@ -273,9 +273,9 @@ def test_nanobanana_injected_429_has_retry_after(emulator):
 def test_nanobanana_generation_failure(emulator, image_server):
     faults(emulator, {"fail_next": 1, "failure_message": "content policy"})
     response = nb_post(emulator, {"image_url": f"{image_server}/photo.jpg", "duration": 3})
-    assert_nanobanana_error(response, 500, r"^content policy$")
+    assert_nanobanana_error(response, 200, r"^content policy$")
     jobs = requests.get(emulator.url + "/_emulator/jobs", timeout=5).json()["jobs"]
-    assert (jobs[-1]["status"], jobs[-1]["http_status"], jobs[-1]["error"]) == ("failed", 500, "content policy")
+    assert (jobs[-1]["status"], jobs[-1]["http_status"], jobs[-1]["error"]) == ("failed", 200, "content policy")
 
 
 # --- NoHuman Studio ----------------------------------------------------------------------

@@ -199,10 +199,11 @@ def test_nanobanana_uses_a_generous_read_timeout():
     ],
 )
 @responses.activate
-def test_nanobanana_success_false_is_rejected(nanobanana, body):
+def test_nanobanana_success_false_on_2xx_is_a_failed_job_not_retried(nanobanana, sleeps, body):
     responses.post(NB_CREATE, json=body)
-    with pytest.raises(ProviderRejectedError, match="Invalid image URL"):
-        nanobanana.create_job(IMAGE_URL, NB_OPTIONS)
+    job = nanobanana.create_job(IMAGE_URL, NB_OPTIONS)
+    assert job.status == FAILED and "Invalid image URL" in job.error
+    assert len(responses.calls) == 1 and sleeps == []
 
 
 @responses.activate

@@ -466,8 +466,9 @@ class ProviderEmulator:
             failure = self._render(video_id, image, width, height, options["duration"], sound=False)
         self._stopping.wait(max(0.0, started + render_seconds - time.monotonic()))
         if failure:
-            self._update_entry(entry, status="failed", http_status=500, error=failure)
-            return self._delayed("nanobanana.create", nanobanana_error(500, failure))
+            # The generation itself failed: a definitive answer (nothing to retry, no credits used).
+            self._update_entry(entry, status="failed", http_status=200, error=failure)
+            return self._delayed("nanobanana.create", nanobanana_error(200, failure))
 
         body = {
             "success": True,

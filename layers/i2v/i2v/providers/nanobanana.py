@@ -1,6 +1,6 @@
 """NanoBanana Video: one (long) create call whose answer already carries the video."""
 
-from i2v.errors import ProviderError, ProviderRejectedError
+from i2v.errors import ProviderError
 from i2v.options import NANOBANANA
 from i2v.providers.base import COMPLETED, FAILED, Provider, ProviderJob
 from i2v.providers.http import MAX_MESSAGE_CHARS
@@ -17,11 +17,15 @@ class NanoBananaProvider(Provider):
     def create_job(self, image_url: str, options: dict) -> ProviderJob:
         body = self.http.create("/api/v1/image-to-video.php", {"image_url": image_url, **options})
         if body.get("success") is False:
+            # A 2xx that says success=false: the provider took the request and the generation
+            # failed (4xx rejections never reach here). Final, and not worth a paid retry.
             error = body.get("error")
             if isinstance(error, dict):
                 error = error.get("message") or error
-            raise ProviderRejectedError(
-                f"provider rejected the request: {str(error or 'no details')[:MAX_MESSAGE_CHARS]}"
+            return ProviderJob(
+                id=body.get("video_id"),
+                status=FAILED,
+                error=f"the provider could not generate the video: {str(error or 'no details')[:MAX_MESSAGE_CHARS]}",
             )
         job = ProviderJob(
             id=body.get("video_id"),
