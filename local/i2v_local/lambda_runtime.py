@@ -369,8 +369,20 @@ class LambdaRuntime:
             except KeyError as exc:
                 log.error("S3 notification for an unknown function: %s", exc)
 
+        original_s3_event = s3_notifications._get_s3_event
+
+        def s3_event_with_version(event_name, bucket, key, notification_id):  # noqa: ANN001
+            # AWS names the object version (and a sequencer) in the event; moto leaves them out.
+            event = original_s3_event(event_name, bucket, key, notification_id)
+            obj = event["Records"][0]["s3"]["object"]
+            if getattr(key, "version_id", None) not in (None, "null"):
+                obj["versionId"] = key.version_id
+            obj["sequencer"] = f"{time.time_ns():016X}"
+            return event
+
         self._patch(LambdaFunction, "invoke", invoke)
         self._patch(s3_notifications, "_invoke_awslambda", invoke_from_s3)
+        self._patch(s3_notifications, "_get_s3_event", s3_event_with_version)
 
     def _patch(self, owner: Any, attribute: str, value: Any) -> None:
         self._patches.append((owner, attribute, getattr(owner, attribute)))
