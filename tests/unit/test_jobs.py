@@ -88,6 +88,14 @@ def test_execution_name_is_valid_for_step_functions():
     assert re.fullmatch(r"[0-9a-z-]+", name)
 
 
+def test_a_long_deadline_stretches_the_interval_so_the_cap_never_cuts_it_short():
+    assert jobs.poll_interval(30, 5) == 5
+    interval = jobs.poll_interval(720, 5)
+    assert interval > 5
+    assert jobs.max_polls(720, interval) * interval >= 720 * 60
+    assert jobs.max_polls(720, interval) <= jobs.MAX_POLLS
+
+
 def test_max_polls_is_bounded():
     assert jobs.max_polls(30, 5) == 720
     assert jobs.max_polls(24 * 60, 1) == jobs.MAX_POLLS

@@ -70,6 +70,12 @@ def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+def poll_interval(max_wait_minutes: int, configured_seconds: int) -> int:
+    """The configured interval, stretched when a long deadline would need more polls than
+    MAX_POLLS allows: the job then waits its whole deadline instead of hitting the cap early."""
+    return max(1, configured_seconds, math.ceil(max_wait_minutes * 60 * 2 / MAX_POLLS))
+
+
 def max_polls(max_wait_minutes: int, poll_interval_seconds: int) -> int:
     """Twice the polls the deadline allows (Lambda and Wait add time), never near the history limit."""
     expected = math.ceil(max_wait_minutes * 60 / max(1, poll_interval_seconds))
@@ -110,10 +116,12 @@ def new_job_state(
         "submitted_at": isoformat(now),
         "deadline": isoformat(now + timedelta(minutes=settings.max_wait_minutes)),
         "max_wait_minutes": settings.max_wait_minutes,
-        "poll_interval_seconds": settings.poll_interval_seconds,
+        "poll_interval_seconds": poll_interval(settings.max_wait_minutes, settings.poll_interval_seconds),
         "poll_count": 0,
         # The state machine's second cap compares poll_count with this.
-        "max_polls": max_polls(settings.max_wait_minutes, settings.poll_interval_seconds),
+        "max_polls": max_polls(
+            settings.max_wait_minutes, poll_interval(settings.max_wait_minutes, settings.poll_interval_seconds)
+        ),
     }
 
 
