@@ -9,7 +9,7 @@ Either way the outcome goes out through i2v.notify, which publishes at most once
 """
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime
 from urllib.parse import unquote_plus
 
 from aws_lambda_powertools import Logger, Metrics, Tracer

@@ -9,7 +9,6 @@ and ``webhook-signature`` (``v1,`` + base64 HMAC-SHA256 of ``id.timestamp.body``
 Lambda) turns "retry" into a delayed redelivery and, after the queue's last attempt, the DLQ.
 """
 
-import email.utils
 import json
 import random
 import time
@@ -19,6 +18,7 @@ from datetime import datetime, timezone
 import requests
 from standardwebhooks.webhooks import Webhook
 
+from i2v.retry_after import retry_after_seconds
 from i2v.urlsafety import UnsafeUrlError, check_url
 
 TIMEOUT_SECONDS = 15.0
@@ -84,20 +84,8 @@ def backoff_delay(attempt: int, *, rng: random.Random | None = None) -> int:
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> int | None:
     """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), or None."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        seconds = int(value)
-    else:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        seconds = int(when.timestamp() - (time.time() if now is None else now))
-    return max(0, min(seconds, MAX_DELAY_SECONDS))
+    seconds = retry_after_seconds(value, now=None if now is None else datetime.fromtimestamp(now, timezone.utc))
+    return None if seconds is None else min(int(seconds), MAX_DELAY_SECONDS)
 
 
 def deliver(

@@ -6,16 +6,16 @@ never sent again, because that can charge twice. Only failures where nothing was
 (429, 5xx) are retried.
 """
 
-import email.utils
 import random
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime
 
 import requests
 from aws_lambda_powertools import Logger
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
 
+from i2v import retry_after
 from i2v.errors import (
     ProviderAuthError,
     ProviderError,
@@ -58,20 +58,8 @@ def error_message(response: requests.Response) -> str:
 
 
 def retry_after_seconds(response: requests.Response, now: datetime | None = None) -> float | None:
-    """Retry-After as seconds (it may be a number or an HTTP date); None when absent or unreadable."""
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
+    """The response's Retry-After as seconds; None when absent or unreadable."""
+    return retry_after.retry_after_seconds(response.headers.get("Retry-After"), now=now)
 
 
 def nothing_was_sent(exc: requests.ConnectionError) -> bool:
