@@ -27,7 +27,7 @@ IDEMPOTENCY_CONFIG = IdempotencyConfig(expires_after_seconds=7 * 24 * 3600)
 
 
 def submit_object(record: dict, settings: Settings, context: LambdaContext) -> dict:
-    logger.append_keys(job_key=record["job_key"])
+    logger.set_correlation_id(record["job_key"])
     provider = get_provider(settings, remaining_ms=context.get_remaining_time_in_millis)
     state = jobs.submit_upload(record, provider, settings=settings, now=datetime.now(timezone.utc))
     if state["status"] == FAILED:

@@ -4,8 +4,6 @@ from datetime import datetime, timedelta, timezone
 
 import boto3
 import pytest
-from moto import mock_aws
-
 from i2v import jobs
 from i2v.config import Settings
 from i2v.errors import (
@@ -15,6 +13,9 @@ from i2v.errors import (
     SubmitOutcomeUnknownError,
 )
 from i2v.providers import COMPLETED, FAILED, RUNNING, ProviderJob
+from moto import mock_aws
+
+from tests.aws_resources import create_table
 
 NOW = datetime(2026, 11, 22, 10, 0, 0, tzinfo=timezone.utc)
 CONTRACT_KEYS = {
@@ -58,13 +59,7 @@ def settings(monkeypatch):
 @pytest.fixture
 def table(settings):
     with mock_aws():
-        boto3.client("dynamodb").create_table(
-            TableName="jobs",
-            AttributeDefinitions=[{"AttributeName": "job_key", "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": "job_key", "KeyType": "HASH"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        yield "jobs"
+        yield create_table("jobs")
 
 
 # ---------------------------------------------------------------- identity

@@ -6,10 +6,11 @@ from datetime import datetime, timezone
 
 import pytest
 from botocore.exceptions import ClientError
-from moto import mock_aws
-
 from i2v import notify
 from i2v.aws import client
+from moto import mock_aws
+
+from tests.aws_resources import create_queue, create_table
 
 JOB_KEY = "3f1c" + "a" * 60
 FIXED_NOW = datetime(2026, 11, 22, 10, 0, 41, 500000, tzinfo=timezone.utc)
@@ -186,19 +187,10 @@ def test_failure_email_says_what_failed_and_what_to_do(code, advice):
 def aws(monkeypatch):
     """Jobs table, topic with a raw and an enveloped SQS subscriber, and an EventBridge rule to SQS."""
     with mock_aws():
-        client("dynamodb").create_table(
-            TableName="jobs",
-            KeySchema=[{"AttributeName": "job_key", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "job_key", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_table("jobs")
         topic_arn = client("sns").create_topic(Name="outcomes")["TopicArn"]
         sqs = client("sqs")
-        queues = {}
-        for name in ("raw", "envelope", "failures-only", "events"):
-            url = sqs.create_queue(QueueName=name)["QueueUrl"]
-            arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-            queues[name] = (url, arn)
+        queues = {name: create_queue(name) for name in ("raw", "envelope", "failures-only", "events")}
         sns = client("sns")
         sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queues["raw"][1], Attributes={"RawMessageDelivery": "true"})
         sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queues["envelope"][1])

@@ -5,27 +5,20 @@ import json
 import boto3
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+from i2v import jobs
 from moto import mock_aws
 
 from functions.notify_failure import app
-from i2v import jobs
+from tests.aws_resources import create_table, create_topic_with_queue
 
 
 @pytest.fixture
 def aws(monkeypatch):
     """Jobs table and the outcome topic, with an SQS queue subscribed to read what was published."""
     with mock_aws():
-        boto3.client("dynamodb").create_table(
-            TableName="jobs",
-            KeySchema=[{"AttributeName": "job_key", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "job_key", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_table("jobs")
+        topic_arn, queue_url = create_topic_with_queue()
         sns, sqs = boto3.client("sns"), boto3.client("sqs")
-        topic_arn = sns.create_topic(Name="outcomes")["TopicArn"]
-        queue_url = sqs.create_queue(QueueName="outcomes")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
         monkeypatch.setenv("PROVIDER", "nohuman")
         monkeypatch.setenv("JOBS_TABLE", "jobs")
         monkeypatch.setenv("TOPIC_ARN", topic_arn)

@@ -7,10 +7,11 @@ from datetime import datetime, timedelta, timezone
 import boto3
 import pytest
 import responses
+from i2v.errors import ResultFetchError
 from moto import mock_aws
 
 from functions.store import app
-from i2v.errors import ResultFetchError
+from tests.aws_resources import create_table, create_topic_with_queue
 
 OUTPUT_BUCKET = "i2v-output-123456789012-us-east-1"
 VIDEO_URL = "https://cdn.nanobananavideo.com/videos/vid_f7g8h9.mp4"
@@ -33,17 +34,9 @@ def aws(monkeypatch):
     with mock_aws():
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket=OUTPUT_BUCKET)
-        boto3.client("dynamodb").create_table(
-            TableName="jobs",
-            KeySchema=[{"AttributeName": "job_key", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "job_key", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_table("jobs")
+        topic_arn, queue_url = create_topic_with_queue()
         sns, sqs = boto3.client("sns"), boto3.client("sqs")
-        topic_arn = sns.create_topic(Name="outcomes")["TopicArn"]
-        queue_url = sqs.create_queue(QueueName="outcomes")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
         monkeypatch.setenv("PROVIDER", "nanobanana")
         monkeypatch.setenv("OUTPUT_BUCKET", OUTPUT_BUCKET)
         monkeypatch.setenv("OUTPUT_PREFIX", "videos/")

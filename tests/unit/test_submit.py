@@ -7,13 +7,14 @@ import boto3
 import pytest
 import requests
 import responses
-from botocore.exceptions import ClientError
 from aws_lambda_powertools.utilities import parameters
+from botocore.exceptions import ClientError
+from i2v import jobs
+from i2v.aws import client
 from moto import mock_aws
 from PIL import Image
 
-from i2v import jobs
-from i2v.aws import client
+from tests.aws_resources import create_table
 from tests.conftest import load_event
 
 INPUT = "i2v-input-123456789012-us-east-1"
@@ -55,14 +56,8 @@ def aws(monkeypatch):
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket=INPUT)
         s3.create_bucket(Bucket=OUTPUT)
-        dynamodb = boto3.client("dynamodb")
-        for table, key in (("i2v-idempotency", "id"), ("i2v-jobs", "job_key")):
-            dynamodb.create_table(
-                TableName=table,
-                AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
-                KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
-                BillingMode="PAY_PER_REQUEST",
-            )
+        create_table("i2v-idempotency", key="id")
+        create_table("i2v-jobs")
         boto3.client("secretsmanager").create_secret(Name="i2v/provider-key", SecretString="sk-test")
         boto3.client("stepfunctions").create_state_machine(
             name="i2v-pipeline",
