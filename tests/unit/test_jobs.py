@@ -2,7 +2,6 @@ import json
 import re
 from datetime import datetime, timedelta, timezone
 
-import boto3
 import pytest
 from i2v import jobs
 from i2v.config import Settings

@@ -189,7 +189,6 @@ def aws(monkeypatch):
     with mock_aws():
         create_table("jobs")
         topic_arn = client("sns").create_topic(Name="outcomes")["TopicArn"]
-        sqs = client("sqs")
         queues = {name: create_queue(name) for name in ("raw", "envelope", "failures-only", "events")}
         sns = client("sns")
         sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queues["raw"][1], Attributes={"RawMessageDelivery": "true"})

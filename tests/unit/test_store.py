@@ -36,7 +36,7 @@ def aws(monkeypatch):
         s3.create_bucket(Bucket=OUTPUT_BUCKET)
         create_table("jobs")
         topic_arn, queue_url = create_topic_with_queue()
-        sns, sqs = boto3.client("sns"), boto3.client("sqs")
+        sqs = boto3.client("sqs")
         monkeypatch.setenv("PROVIDER", "nanobanana")
         monkeypatch.setenv("OUTPUT_BUCKET", OUTPUT_BUCKET)
         monkeypatch.setenv("OUTPUT_PREFIX", "videos/")
