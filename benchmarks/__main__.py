@@ -1,12 +1,14 @@
 """Run every benchmark and print the figures: `python -m benchmarks`."""
 
-from benchmarks import fetch_memory, image_time
+from benchmarks import fetch_memory, image_time, local_stack
 
 
 def main() -> None:
     fetch_memory.main()
     print()
     image_time.main()
+    print()
+    local_stack.main()
 
 
 if __name__ == "__main__":

@@ -8,14 +8,13 @@ import json
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 
 from i2v import webhooks
-from i2v.aws import client
+from i2v.aws import client, secret_string
 from i2v.config import Settings
 
 logger = Logger()
@@ -24,7 +23,6 @@ metrics = Metrics()
 
 # Failures are reported per message; an all-failed batch is not an error of the function.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-SECRET_MAX_AGE_SECONDS = 300
 
 
 def outcome_from_body(body: str) -> dict:
@@ -55,7 +53,7 @@ def deliver_record(record: SQSRecord) -> None:
     outcome = outcome_from_body(record.body)
     attempt = int(record.attributes.approximate_receive_count or 1)
     msg_id = webhooks.message_id(outcome["job_key"], outcome["status"])
-    secret = parameters.get_secret(settings.webhook_secret_name, max_age=SECRET_MAX_AGE_SECONDS).strip()
+    secret = secret_string(settings.webhook_secret_name)
     result = webhooks.deliver(
         settings.webhook_url, outcome, secret, msg_id, attempt, allow_insecure=settings.allow_insecure_webhook
     )

@@ -4,7 +4,6 @@ import pytest
 
 from i2v_local.emulator import output_dimensions
 from i2v_local.media import probe
-
 from tests.e2e.helpers import create_requests, download, jpeg, outcome, start_stack, unique
 
 pytestmark = pytest.mark.e2e

@@ -3,6 +3,8 @@ import re
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from moto import mock_aws
+
 from i2v import jobs
 from i2v.config import Settings
 from i2v.errors import (
@@ -12,8 +14,6 @@ from i2v.errors import (
     SubmitOutcomeUnknownError,
 )
 from i2v.providers import COMPLETED, FAILED, RUNNING, ProviderJob
-from moto import mock_aws
-
 from tests.aws_resources import create_table
 
 NOW = datetime(2026, 11, 22, 10, 0, 0, tzinfo=timezone.utc)

@@ -6,10 +6,10 @@ from datetime import datetime, timezone
 
 import pytest
 from botocore.exceptions import ClientError
-from i2v import notify
-from i2v.aws import client
 from moto import mock_aws
 
+from i2v import notify
+from i2v.aws import client
 from tests.aws_resources import create_queue, create_table
 
 JOB_KEY = "3f1c" + "a" * 60

@@ -5,10 +5,10 @@ import json
 import boto3
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
-from i2v import jobs
 from moto import mock_aws
 
 from functions.notify_failure import app
+from i2v import jobs
 from tests.aws_resources import create_table, create_topic_with_queue
 
 

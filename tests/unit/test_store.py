@@ -7,10 +7,10 @@ from datetime import datetime, timedelta, timezone
 import boto3
 import pytest
 import responses
-from i2v.errors import ResultFetchError
 from moto import mock_aws
 
 from functions.store import app
+from i2v.errors import ResultFetchError
 from tests.aws_resources import create_table, create_topic_with_queue
 
 OUTPUT_BUCKET = "i2v-output-123456789012-us-east-1"

@@ -9,11 +9,11 @@ import requests
 import responses
 from aws_lambda_powertools.utilities import parameters
 from botocore.exceptions import ClientError
-from i2v import jobs
-from i2v.aws import client
 from moto import mock_aws
 from PIL import Image
 
+from i2v import jobs
+from i2v.aws import client
 from tests.aws_resources import create_table
 from tests.conftest import load_event
 

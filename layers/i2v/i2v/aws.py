@@ -7,8 +7,10 @@ AWS_ENDPOINT_URL. Timeouts are explicit: a hung AWS call must not eat a Lambda's
 from functools import lru_cache
 
 import boto3
+from aws_lambda_powertools.utilities import parameters
 from botocore.config import Config
 
+SECRET_MAX_AGE_SECONDS = 300
 _CONFIG = Config(connect_timeout=5, read_timeout=30, retries={"mode": "standard", "max_attempts": 5})
 
 
@@ -20,3 +22,15 @@ def client(service: str):
 def reset_clients() -> None:
     """Forget cached clients (tests switch endpoints and credentials between cases)."""
     client.cache_clear()
+
+
+@lru_cache(maxsize=4)
+def _secrets(secretsmanager) -> parameters.SecretsProvider:
+    # One Powertools provider (and its value cache) per shared client: when clients are reset
+    # (tests, or the local stack moving to a new endpoint), a stale value is not served from cache.
+    return parameters.SecretsProvider(boto3_client=secretsmanager)
+
+
+def secret_string(name: str, *, max_age: int = SECRET_MAX_AGE_SECONDS) -> str:
+    """A secret's value (API key, signing secret), cached by Powertools for max_age seconds."""
+    return _secrets(client("secretsmanager")).get(name, max_age=max_age).strip()

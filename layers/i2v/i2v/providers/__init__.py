@@ -2,11 +2,8 @@
 
 import time
 from collections.abc import Callable
-from functools import lru_cache
 
-from aws_lambda_powertools.utilities import parameters
-
-from i2v.aws import client
+from i2v.aws import secret_string
 from i2v.config import Settings
 from i2v.errors import InvalidOptionError
 from i2v.providers.base import COMPLETED, FAILED, RUNNING, Provider, ProviderJob
@@ -15,7 +12,6 @@ from i2v.providers.nanobanana import NanoBananaProvider
 from i2v.providers.nohuman import NoHumanProvider
 
 PROVIDER_CLASSES = {cls.name: cls for cls in (NanoBananaProvider, NoHumanProvider)}
-SECRET_MAX_AGE_SECONDS = 300
 
 __all__ = [
     "COMPLETED",
@@ -27,13 +23,6 @@ __all__ = [
     "get_provider",
     "provider_class",
 ]
-
-
-@lru_cache(maxsize=4)
-def _secrets(secretsmanager) -> parameters.SecretsProvider:
-    # One Powertools provider (and its value cache) per shared client: when clients are reset
-    # (tests, or the local stack moving to a new endpoint), a stale key is not served from cache.
-    return parameters.SecretsProvider(boto3_client=secretsmanager)
 
 
 def provider_class(name: str) -> type[Provider]:
@@ -54,7 +43,7 @@ def get_provider(
     secret_name = settings.api_key_secret
 
     def api_key() -> str:
-        return _secrets(client("secretsmanager")).get(secret_name, max_age=SECRET_MAX_AGE_SECONDS).strip()
+        return secret_string(secret_name)
 
     http = ProviderHttp(
         settings.provider_base_url or cls.production_base_url,
