@@ -1,8 +1,8 @@
 """The provider emulator: NanoBanana Video and NoHuman Studio on loopback, as documented.
 
-An emulator, not either provider. It implements the two HTTP APIs described in
-shared/providers/*.txt (paths, fields, defaults, allowed values, statuses), downloads the
-source image from the given URL over HTTP, and renders a real H.264 MP4 with ffmpeg.
+An emulator, not either provider. It implements the two HTTP APIs as the providers publish
+them (paths, fields, defaults, allowed values, statuses), downloads the source image from
+the given URL over HTTP, and renders a real H.264 MP4 with ffmpeg.
 Emulator facts live only in the `X-Emulator: i2v-local` header and the `/_emulator/*`
 admin endpoints; provider responses carry the documented fields and nothing else.
 """
