@@ -200,3 +200,26 @@ def test_environment_variables_are_the_documented_ones():
     for name, function in resources_of("AWS::Serverless::Function").items():
         for variable in function["Properties"].get("Environment", {}).get("Variables", {}):
             assert f"`{variable}`" in documented, f"{name} sets undocumented {variable}"
+
+
+def test_a_webhook_cannot_be_deployed_without_its_signing_secret():
+    rule = TEMPLATE["Rules"]["WebhookNeedsSigningSecret"]
+    assert rule["RuleCondition"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "WebhookUrl"}, ""]}]}
+    (assertion,) = rule["Assertions"]
+    assert assertion["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "WebhookSecretName"}, ""]}]}
+
+
+def test_functions_write_only_under_their_own_prefixes():
+    """No broad S3 CRUD on the output bucket: submit writes work/, store writes videos/."""
+    for name in ("SubmitFunction", "StoreFunction"):
+        policies = RESOURCES[name]["Properties"]["Policies"]
+        assert not [p for p in policies if "S3CrudPolicy" in p], f"{name} has bucket-wide CRUD"
+        writes = [
+            statement
+            for policy in policies
+            for statement in policy.get("Statement", [])
+            if "s3:PutObject" in statement["Action"]
+        ]
+        (write,) = writes
+        resource = write["Resource"]["Fn::Sub"]
+        assert resource.endswith("/work/*" if name == "SubmitFunction" else "/videos/*")
