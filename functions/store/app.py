@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import ClientError
 
 from i2v import fetch, notify, storage
 from i2v.config import Settings
@@ -42,12 +43,13 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
     keys = storage.output_keys(settings, job["job_key"], job["source"]["key"])
     copied = fetch.copy_results(job.get("result"), keys, settings)
     job["warnings"] = list(job.get("warnings") or []) + copied.warnings
+    bucket = settings.output_bucket
+    thumbnail_uri = copied.thumbnail.uri if copied.thumbnail else _poster_from_input(job, bucket, keys["thumbnail"])
 
     finished = datetime.now(timezone.utc)
-    bucket = settings.output_bucket
     output = {
         "video_uri": copied.video.uri,
-        "thumbnail_uri": copied.thumbnail.uri if copied.thumbnail else None,
+        "thumbnail_uri": thumbnail_uri,
         "manifest_uri": storage.s3_uri(bucket, keys["manifest"]),
     }
     manifest = storage.build_manifest(
@@ -66,6 +68,18 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
     _record_metrics(job)
     logger.info("Video stored", extra={"video_uri": output["video_uri"], "bytes": copied.video.size, "warnings": len(job["warnings"])})
     return {"job_key": job["job_key"], "status": "succeeded", "video_uri": output["video_uri"]}
+
+
+def _poster_from_input(job: dict, bucket: str, key: str) -> str | None:
+    """Providers without a thumbnail (NoHuman) get a poster made from the normalised input."""
+    if not job.get("image"):
+        return None
+    try:
+        return storage.thumbnail_from_input(job["image"], bucket, key)
+    except (ClientError, OSError) as exc:  # the work copy expired, or Pillow cannot read it
+        logger.warning("No thumbnail made from the input", extra={"reason": str(exc)})
+        job["warnings"].append("no thumbnail: the provider sent none and the input image could not be read")
+        return None
 
 
 def _record_metrics(job: dict) -> None:

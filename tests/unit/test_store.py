@@ -1,5 +1,6 @@
 """The store task: video + thumbnail into the output bucket, manifest beside them, one success notification."""
 
+import io
 import json
 import socket
 from datetime import datetime, timedelta, timezone
@@ -8,6 +9,7 @@ import boto3
 import pytest
 import responses
 from moto import mock_aws
+from PIL import Image
 
 from functions.store import app
 from i2v.errors import ResultFetchError
@@ -178,3 +180,35 @@ def test_a_retried_store_does_not_notify_twice(aws, http, public_dns, event, lam
     app.lambda_handler(job, lambda_context)
 
     assert len(published(aws)) == 1
+
+
+def test_without_a_provider_thumbnail_a_poster_is_made_from_the_input(aws, http, public_dns, event, lambda_context, monkeypatch):
+    monkeypatch.setenv("PROVIDER", "nohuman")
+    job = event("store_completed.json")
+    job.update(provider="nohuman", result={"video_url": "https://files.nohuman.studio/gen_1.mp4", "thumbnail_url": None})
+    source = io.BytesIO()
+    Image.new("RGB", (1280, 720), (200, 120, 40)).save(source, "JPEG")
+    aws["s3"].put_object(Bucket=job["image"]["bucket"], Key=job["image"]["key"], Body=source.getvalue())
+    http.get("https://files.nohuman.studio/gen_1.mp4", body=VIDEO)
+
+    app.lambda_handler(job, lambda_context)
+
+    [outcome] = published(aws)
+    assert outcome["output"]["thumbnail_uri"] == f"s3://{OUTPUT_BUCKET}/videos/harbour-5b2d8e0f4c7a.jpg"
+    poster = aws["s3"].get_object(Bucket=OUTPUT_BUCKET, Key="videos/harbour-5b2d8e0f4c7a.jpg")
+    assert poster["ContentType"] == "image/jpeg"
+    with Image.open(io.BytesIO(poster["Body"].read())) as image:
+        assert image.format == "JPEG" and image.size == (640, 360)
+
+
+def test_a_missing_input_leaves_no_thumbnail_and_says_so(aws, http, public_dns, event, lambda_context, monkeypatch):
+    monkeypatch.setenv("PROVIDER", "nohuman")
+    job = event("store_completed.json")
+    job.update(provider="nohuman", result={"video_url": "https://files.nohuman.studio/gen_1.mp4", "thumbnail_url": None})
+    http.get("https://files.nohuman.studio/gen_1.mp4", body=VIDEO)
+
+    app.lambda_handler(job, lambda_context)
+
+    [outcome] = published(aws)
+    assert outcome["output"]["thumbnail_uri"] is None
+    assert any("no thumbnail" in warning for warning in outcome["warnings"])

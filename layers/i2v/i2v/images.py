@@ -169,3 +169,17 @@ def _encode_jpeg_under(image: Image.Image, max_bytes: int) -> tuple[bytes, tuple
                 code="ImageTooLarge",
             )
         image = image.resize((width, height), Image.Resampling.LANCZOS)
+
+
+THUMBNAIL_MAX_SIDE = 640
+
+
+def make_thumbnail(data: bytes, *, max_side: int = THUMBNAIL_MAX_SIDE) -> bytes:
+    """A JPEG poster of the (normalised) input, for providers that return no thumbnail:
+    the video opens on this picture, so it stands for the video in a list or an email."""
+    with Image.open(io.BytesIO(data)) as source:
+        image = source.convert("RGB")
+    image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=85, optimize=True)
+    return buffer.getvalue()

@@ -9,6 +9,7 @@ from pathlib import PurePosixPath
 import boto3
 from botocore.config import Config
 
+from i2v import images
 from i2v.aws import client
 
 # S3 multipart parts must be at least 5 MiB (except the last); 8 MiB keeps memory small and calls few.
@@ -64,6 +65,12 @@ def output_keys(settings, job_key: str, source_key: str) -> dict:
 def put_bytes(bucket: str, key: str, body: bytes, content_type: str) -> str:
     client("s3").put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
     return s3_uri(bucket, key)
+
+
+def thumbnail_from_input(image: dict, bucket: str, key: str) -> str:
+    """Write a poster of the job's normalised input at bucket/key; returns its s3:// URI."""
+    body = client("s3").get_object(Bucket=image["bucket"], Key=image["key"])["Body"].read()
+    return put_bytes(bucket, key, images.make_thumbnail(body), "image/jpeg")
 
 
 def write_manifest(bucket: str, key: str, manifest: dict) -> str:
