@@ -4,6 +4,7 @@ Source images come from a tiny local http.server, so no AWS (and no network) is 
 """
 
 import functools
+import os
 import re
 import threading
 import time
@@ -300,8 +301,9 @@ def test_nohuman_status_progression_and_result(image_server, tmp_path):
         order = ["created", "processing", "completed"]
         assert seen == sorted(seen, key=order.index) and seen[-2:] == ["processing", "completed"]
         assert set(done) == {"id", "model", "status", "result"}
-        assert done["result"]["url"] == f"{emulator.url}/files/{created['id']}.mp4"
-        assert done["result"]["thumbnail_url"] == f"{emulator.url}/files/{created['id']}.jpg"
+        # The document defines result.url only: no thumbnail is offered or served.
+        assert done["result"] == {"url": f"{emulator.url}/files/{created['id']}.mp4"}
+        assert requests.get(f"{emulator.url}/files/{created['id']}.jpg", timeout=10).status_code == 404
 
         info = probe(download(done["result"]["url"], tmp_path, "v.mp4")[1])
         # fast mode renders 720p; sound defaults to true.
@@ -520,3 +522,53 @@ def test_health_and_unknown_routes(emulator):
     assert "not a real provider" in health.json()["emulator"]
     assert_nohuman_error(requests.get(emulator.url + "/v1/nothing", timeout=5), 404, "not_found", "not found")
     assert_nanobanana_error(requests.get(emulator.url + NB_PATH, timeout=5), 405, "method not allowed")
+
+
+# --- lifecycle -----------------------------------------------------------------------------
+
+
+def _ffmpeg_children() -> list[int]:
+    """Process ids of ffmpeg processes whose parent is this test process (Linux /proc)."""
+    found = []
+    for stat in os.listdir("/proc"):
+        if not stat.isdigit():
+            continue
+        try:
+            with open(f"/proc/{stat}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)
+            name = fields[0].split("(", 1)[1]
+            ppid = int(fields[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # the process ended while we looked
+        if ppid == os.getpid() and "ffmpeg" in name:
+            found.append(int(stat))
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads child processes from /proc")
+def test_stop_terminates_running_renders_before_deleting_the_files(image_server):
+    emulator = ProviderEmulator(api_key=KEY, render_seconds=0).start()
+    try:
+        # hq, 10 s, sound: a render long enough to be caught in the middle.
+        job = nh_post(emulator, {"prompt": "p", "image_url": f"{image_server}/photo.jpg", "mode": "hq", "duration": 10})
+        job_id = job.json()["id"]
+        for _ in range(600):
+            if _ffmpeg_children():
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the render never started")
+        files_dir = emulator._files_dir
+        render_threads = list(emulator._render_threads)
+    finally:
+        emulator.stop()
+    assert render_threads and not any(thread.is_alive() for thread in render_threads)
+    assert _ffmpeg_children() == []
+    assert not files_dir.exists()
+    assert emulator._jobs[job_id]["status"] != "completed"
+
+
+def test_a_stopped_emulator_starts_no_render(image_server):
+    emulator = ProviderEmulator(api_key=KEY, render_seconds=0).start()
+    emulator.stop()
+    assert emulator._render("x", b"", 64, 64, 1, sound=False, thumbnail=False) == "the emulator is stopping"

@@ -10,6 +10,8 @@ from __future__ import annotations
 import io
 import subprocess
 import tempfile
+import threading
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -72,9 +74,12 @@ def render_video(
     duration: int | float,
     sound: bool = False,
     timeout: float = 300.0,
+    cancel: threading.Event | None = None,
 ) -> None:
     """Render `duration` seconds of slow zoom/pan at width x height, 24 fps, plus a thumbnail.
 
+    Setting `cancel` terminates ffmpeg and raises RenderError; either way ffmpeg has exited
+    when this returns or raises, so the caller may delete the output directory.
     Raises PIL.UnidentifiedImageError for undecodable input and RenderError when ffmpeg fails.
     """
     frames = max(1, round(duration * FPS))
@@ -105,10 +110,32 @@ def render_video(
         else:
             cmd += ["-an"]
         cmd += ["-movflags", "+faststart", "-f", "mp4", str(video_path)]
+        returncode, stderr = _run(cmd, timeout, cancel)
+        if returncode != 0:
+            detail = stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
+            raise RenderError(f"ffmpeg exited with {returncode}: {detail[0]}")
+
+
+def _run(cmd: list[str], timeout: float, cancel: threading.Event | None) -> tuple[int, bytes]:
+    """(returncode, stderr) of cmd; RenderError if it overruns timeout or cancel is set."""
+    deadline = time.monotonic() + timeout
+    with subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as process:
         try:
-            completed = subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)
-        except subprocess.TimeoutExpired as exc:
-            raise RenderError(f"ffmpeg did not finish within {timeout:.0f} s") from exc
-        if completed.returncode != 0:
-            detail = completed.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
-            raise RenderError(f"ffmpeg exited with {completed.returncode}: {detail[0]}")
+            while True:
+                try:
+                    # A short wait, so a cancel is noticed quickly; communicate() keeps any output.
+                    _, stderr = process.communicate(timeout=0.1)
+                    return process.returncode, stderr
+                except subprocess.TimeoutExpired:
+                    if cancel is not None and cancel.is_set():
+                        raise RenderError("render cancelled") from None
+                    if time.monotonic() > deadline:
+                        raise RenderError(f"ffmpeg did not finish within {timeout:.0f} s") from None
+        finally:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.communicate(timeout=5)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.communicate()

@@ -40,6 +40,8 @@ MAX_IMAGE_BYTES = 10 * 1024 * 1024
 NANOBANANA_DOWNLOAD_CAP = 50 * 1024 * 1024
 IMAGE_FORMATS = {"JPEG", "PNG", "WEBP"}
 RATE_WINDOW_SECONDS = 60.0
+# How long stop() waits for renders (ffmpeg is terminated first, so this is rarely reached).
+STOP_WAIT_SECONDS = 10.0
 
 # --- NanoBanana Video rules (nanobanana-video-api.txt) --------------------------------
 NB_MODELS = ("seedance2", "veo3", "sora2")
@@ -266,6 +268,9 @@ class ProviderEmulator:
         self._lock = threading.Lock()
         self._render_slots = threading.BoundedSemaphore(max_concurrent_renders)
         self._stopping = threading.Event()
+        self._renders = threading.Condition(self._lock)  # notified when a render ends
+        self._active_renders = 0
+        self._render_threads: list[threading.Thread] = []  # NoHuman generations in the background
         self._requests: list[dict] = []  # the create-request log behind /_emulator/jobs
         self._jobs: dict[str, dict] = {}  # NoHuman generations by id
         self._files: dict[str, dict] = {}  # result files by name
@@ -309,11 +314,24 @@ class ProviderEmulator:
     def stop(self) -> None:
         if self._server is None:
             return
-        self._stopping.set()
+        with self._lock:
+            # Under the lock: a render either started before this (and is counted) or never starts.
+            self._stopping.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
         self._server = self._thread = None
+        # Renders see _stopping and terminate their ffmpeg; wait for them before deleting its files.
+        deadline = time.monotonic() + STOP_WAIT_SECONDS
+        with self._renders:
+            while self._active_renders and (remaining := deadline - time.monotonic()) > 0:
+                self._renders.wait(remaining)
+            busy = self._active_renders
+            threads, self._render_threads = self._render_threads, []
+        for thread in threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        if busy or any(thread.is_alive() for thread in threads):
+            logger.warning("provider emulator stopped with work still running")
         if self._files_dir:
             shutil.rmtree(self._files_dir, ignore_errors=True)
         logger.info("provider emulator stopped")
@@ -440,6 +458,9 @@ class ProviderEmulator:
 
     def _nanobanana_create(self, request: Request) -> Response:
         started = time.monotonic()
+        # Read before the entry shows in /_emulator/jobs: a client that changes the setting
+        # once it sees its request must not change this job.
+        render_seconds = self.faults.value("render_seconds")
         entry = self._log_request("nanobanana", request)
         injected = self.faults.error_for("nanobanana.create")
         if injected:
@@ -459,11 +480,10 @@ class ProviderEmulator:
 
         video_id = f"vid_{secrets.token_hex(6)}"
         self._update_entry(entry, status="processing", job_id=video_id)
-        render_seconds = self.faults.value("render_seconds")
         failure = self.faults.job_failure()
         width, height = output_dimensions(options["resolution"], options["aspect_ratio"])
         if failure is None:
-            failure = self._render(video_id, image, width, height, options["duration"], sound=False)
+            failure = self._render(video_id, image, width, height, options["duration"], sound=False, thumbnail=True)
         self._stopping.wait(max(0.0, started + render_seconds - time.monotonic()))
         if failure:
             # The generation itself failed: a definitive answer (nothing to retry, no credits used).
@@ -487,25 +507,42 @@ class ProviderEmulator:
             retry_after = 1  # a rate limit without Retry-After would be unusual
         return self._reject(entry, shape(injected.status, injected.message, retry_after), injected.message)
 
-    def _render(self, job_id: str, image: bytes, width: int, height: int, duration: int, sound: bool) -> str | None:
-        """Render into the files area; the failure message, or None on success."""
+    def _render(
+        self, job_id: str, image: bytes, width: int, height: int, duration: int, sound: bool, thumbnail: bool
+    ) -> str | None:
+        """Render into the files area; the failure message, or None on success.
+
+        Only NanoBanana documents a thumbnail, so only its thumbnail is served.
+        """
         video = self._files_dir / f"{job_id}.mp4"
-        thumbnail = self._files_dir / f"{job_id}.jpg"
+        still = self._files_dir / f"{job_id}.jpg"
         with self._render_slots:
+            with self._lock:
+                if self._stopping.is_set():
+                    return "the emulator is stopping"
+                self._active_renders += 1
             try:
-                render_video(image, video, thumbnail, width=width, height=height, duration=duration, sound=sound)
+                render_video(
+                    image, video, still, width=width, height=height, duration=duration, sound=sound, cancel=self._stopping
+                )
             except RenderError as exc:
                 logger.error("render of %s failed: %s", job_id, exc)
                 return "video generation failed"
+            finally:
+                with self._renders:
+                    self._active_renders -= 1
+                    self._renders.notify_all()
         now = time.time()
         with self._lock:
             self._files[video.name] = {"path": video, "content_type": "video/mp4", "created": now}
-            self._files[thumbnail.name] = {"path": thumbnail, "content_type": "image/jpeg", "created": now}
+            if thumbnail:
+                self._files[still.name] = {"path": still, "content_type": "image/jpeg", "created": now}
         return None
 
     # --- NoHuman Studio ------------------------------------------------------------------
 
     def _nohuman_create(self, request: Request) -> Response:
+        render_seconds = self.faults.value("render_seconds")  # before logging: see _nanobanana_create
         entry = self._log_request("nohuman", request)
         injected = self.faults.error_for("nohuman.create")
         if injected:
@@ -519,7 +556,6 @@ class ProviderEmulator:
             return self._delayed("nohuman.create", self._reject(entry, nohuman_error(400, str(exc)), str(exc)))
 
         job_id = f"gen_img2v_{secrets.token_hex(6)}"
-        render_seconds = self.faults.value("render_seconds")
         job = {
             "id": job_id,
             "status": "created",
@@ -530,10 +566,13 @@ class ProviderEmulator:
             "failure": self.faults.job_failure(),  # decided now, so fail_next follows request order
             "entry": entry,
         }
+        thread = threading.Thread(target=self._run_nohuman_job, args=(job,), name=f"render-{job_id}", daemon=True)
         with self._lock:
             self._jobs[job_id] = job
+            # Tracked so stop() can join it; finished ones are dropped as new ones arrive.
+            self._render_threads = [t for t in self._render_threads if t.is_alive()] + [thread]
         self._update_entry(entry, status="created", http_status=200, job_id=job_id)
-        threading.Thread(target=self._run_nohuman_job, args=(job,), name=f"render-{job_id}", daemon=True).start()
+        thread.start()
         body = {"id": job_id, "model": NH_MODEL, "status": "created", "poll_url": f"/v1/videos/generations/{job_id}"}
         return self._delayed("nohuman.create", _json(body))
 
@@ -567,7 +606,9 @@ class ProviderEmulator:
             return
         if failure is None:
             width, height = output_dimensions(NH_RESOLUTION[options["mode"]], options["aspect_ratio"])
-            failure = self._render(job["id"], image, width, height, options["duration"], sound=options["sound"])
+            failure = self._render(
+                job["id"], image, width, height, options["duration"], sound=options["sound"], thumbnail=False
+            )
         if self._stopping.wait(max(0.0, job["started"] + job["render_seconds"] - time.monotonic())):
             return
         self._set_job_status(job, "failed" if failure else "completed", failure)
@@ -584,10 +625,7 @@ class ProviderEmulator:
             job = self._jobs.get(job_id)
             body = {"id": job_id, "model": NH_MODEL, "status": job["status"]} if job else None
             if body and job["status"] == "completed":
-                body["result"] = {
-                    "url": f"{self.public_base_url}/files/{job_id}.mp4",
-                    "thumbnail_url": f"{self.public_base_url}/files/{job_id}.jpg",
-                }
+                body["result"] = {"url": f"{self.public_base_url}/files/{job_id}.mp4"}  # no thumbnail documented
             elif body and job["status"] == "failed":
                 body["error"] = job["error"]
         if body is None:
