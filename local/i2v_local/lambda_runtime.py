@@ -114,6 +114,10 @@ class LambdaRuntime:
         self.base_environment = dict(base_environment or {})
         self._modules: dict[str, Any] = {}
         self._lock = threading.Lock()  # one invocation at a time: os.environ is process-wide
+        # Guards os.environ changes against stop(): once closed, no invocation touches it, so a
+        # handler still running after stop() cannot put this stack's settings back.
+        self._env_lock = threading.Lock()
+        self._closed = False
         self._async_queue: queue.Queue = queue.Queue()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -173,8 +177,13 @@ class LambdaRuntime:
         request_id = str(uuid.uuid4())
         outcome: dict[str, Any] = {}
         with self._lock:
-            saved = dict(os.environ)
-            os.environ.update(self._function_environment(spec))
+            with self._env_lock:
+                if self._closed:
+                    return InvocationResult(
+                        {"errorMessage": "the local Lambda runtime is stopped", "errorType": "Runtime.Stopped"}, True
+                    )
+                saved = dict(os.environ)
+                os.environ.update(self._function_environment(spec))
             try:
                 handler = self._load_handler(spec)
                 context = LambdaContext(spec, request_id)
@@ -208,8 +217,10 @@ class LambdaRuntime:
                     {"errorMessage": str(exc), "errorType": "Runtime.ImportModuleError", "stackTrace": []}, True
                 )
             finally:
-                os.environ.clear()
-                os.environ.update(saved)
+                with self._env_lock:
+                    if not self._closed:
+                        os.environ.clear()
+                        os.environ.update(saved)
         self.invocations.append({"function": spec.logical_id, "request_id": request_id, "error": result.error, "event": event})
         if result.error:
             log.warning("%s failed: %s: %s", spec.logical_id, result.payload.get("errorType"), result.payload.get("errorMessage"))
@@ -335,10 +346,25 @@ class LambdaRuntime:
             if not thread.is_alive():
                 thread.start()
 
-    def stop(self) -> None:
+    def stop(self, lock_timeout: float = 10.0) -> None:
+        """Stop the workers; afterwards no invocation applies or restores an environment.
+
+        Waits (bounded) for a running invocation to end, so it restores os.environ itself
+        before the caller restores the process environment; one still running after that
+        leaves os.environ alone.
+        """
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=5)
+        acquired = self._lock.acquire(timeout=lock_timeout)
+        try:
+            with self._env_lock:
+                self._closed = True
+        finally:
+            if acquired:
+                self._lock.release()
+        if not acquired:
+            log.warning("an invocation was still running when the runtime stopped")
         self._remove_patches()
 
     def _install_patches(self) -> None:

@@ -4,15 +4,18 @@ Covers: S3 notifications run the handler asynchronously with the function's own 
 and the template's filters; RequestResponse results and error payloads; a failed async
 invocation is retried then lands in the on-failure destination; the timeout; SQS event
 sources with partial batch failures and redrive; Step Functions tasks run real handlers and
-see errorType as the Error name.
+see errorType as the Error name; stop() and os.environ when a handler is still running.
 """
 
 import json
+import os
 import textwrap
+import threading
 import time
 
 import pytest
 
+from i2v_local.lambda_runtime import FunctionSpec, LambdaRuntime
 from i2v_local.stack import LocalStack
 
 TEMPLATE = """
@@ -269,3 +272,64 @@ def test_state_machine_runs_real_handlers_and_catches_by_error_name(stack):
     output = json.loads(result["output"])
     assert output["who"] == "echo"
     assert output["caught"]["Error"] == "ProviderJobFailedError"
+
+
+# --- stopping while a handler runs: os.environ must end up as the stack left it ---------------
+
+GATED = """
+def handler(event, context):
+    event["entered"].set()
+    event["gate"].wait(30)
+    return {"done": True}
+"""
+
+
+@pytest.fixture
+def gated_runtime(tmp_path):
+    (tmp_path / "app.py").write_text(GATED)
+    runtime = LambdaRuntime()
+    runtime.register(FunctionSpec("Gated", "gated", tmp_path, "app.handler", environment={"I2V_FN_VAR": "fn"}, timeout=60))
+    return runtime
+
+
+def _invoke_in_background(runtime):
+    event = {"entered": threading.Event(), "gate": threading.Event()}
+    results = []
+    thread = threading.Thread(target=lambda: results.append(runtime.invoke("gated", event)), daemon=True)
+    thread.start()
+    assert event["entered"].wait(10), "the handler never started"
+    return event, thread, results
+
+
+def test_stop_waits_for_the_running_invocation_to_restore_the_environment(gated_runtime, monkeypatch):
+    monkeypatch.setenv("I2V_STACK_VAR", "stack")  # what a stack sets before the runtime runs
+    event, invocation, results = _invoke_in_background(gated_runtime)
+    assert os.environ["I2V_FN_VAR"] == "fn"
+    stopper = threading.Thread(target=gated_runtime.stop, daemon=True)
+    stopper.start()
+    stopper.join(0.5)
+    assert stopper.is_alive(), "stop() returned while an invocation held the environment"
+    event["gate"].set()
+    stopper.join(10)
+    invocation.join(10)
+    assert results and not results[0].error
+    assert "I2V_FN_VAR" not in os.environ and os.environ["I2V_STACK_VAR"] == "stack"
+
+
+def test_an_invocation_outliving_stop_does_not_restore_the_stacks_environment(gated_runtime, monkeypatch):
+    monkeypatch.setenv("I2V_STACK_VAR", "stack")
+    event, invocation, results = _invoke_in_background(gated_runtime)
+    gated_runtime.stop(lock_timeout=0.1)  # gives up waiting: the handler is still running
+    os.environ.pop("I2V_STACK_VAR")  # the stack restores the process environment
+    event["gate"].set()
+    invocation.join(10)
+    assert results
+    assert "I2V_STACK_VAR" not in os.environ  # the dead stack's settings stay gone
+
+
+def test_invoke_after_stop_is_refused_without_touching_the_environment(gated_runtime, monkeypatch):
+    gated_runtime.stop()
+    before = dict(os.environ)
+    result = gated_runtime.invoke("gated", {})
+    assert result.error and result.payload["errorType"] == "Runtime.Stopped"
+    assert dict(os.environ) == before
