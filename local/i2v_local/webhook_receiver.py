@@ -5,11 +5,12 @@ within the tolerance, no replays), records what it got, and can be told to misbe
 (answer 500 / 410 / 429 with Retry-After, or hang) so retries and the DLQ can be exercised.
 
 Answers:
-  2xx (the configured status, 200 by default)  verified delivery
+  the configured status (200 by default)  verified delivery
   401  missing headers, bad signature or timestamp outside the tolerance
-  409  replay: an id it already accepted, sent again with the same timestamp
+  409  replay: an (id, timestamp) it already verified, whatever it answered then, or an
+       accepted id with an older timestamp
 A delivery that repeats an accepted id with a *newer* timestamp is the sender's own retry
-(it re-signs every attempt): it is acknowledged with 200 and recorded as a duplicate.
+(it re-signs every attempt): it gets the configured status and is recorded as a duplicate.
 GET /deliveries returns the recorded list as JSON.
 """
 
@@ -47,7 +48,8 @@ class WebhookReceiver:
         self.port = port
         self.tolerance_seconds = tolerance_seconds
         self.deliveries: list = []
-        self._accepted: dict = {}  # webhook id -> timestamp of the accepted delivery
+        self._accepted: dict = {}  # webhook id -> timestamp of the latest accepted delivery
+        self._seen: set = set()  # (webhook id, timestamp) of every verified delivery
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._status = 200
@@ -90,6 +92,7 @@ class WebhookReceiver:
         with self._lock:
             self.deliveries.clear()
             self._accepted.clear()
+            self._seen.clear()
 
     # ---- lifecycle ------------------------------------------------------------------
 
@@ -144,7 +147,7 @@ class WebhookReceiver:
     # ---- verification ---------------------------------------------------------------
 
     def verify(self, body: bytes, headers: dict) -> Verdict:
-        """Check one delivery; remembers the ids it accepts."""
+        """Check one delivery; remembers what it verified and the ids it accepted."""
         headers = {k.lower(): v for k, v in headers.items()}
         msg_id = headers.get("webhook-id")
         timestamp = headers.get("webhook-timestamp")
@@ -172,15 +175,16 @@ class WebhookReceiver:
 
         with self._lock:
             previous = self._accepted.get(msg_id)
-            if previous is not None and sent_at <= previous:
+            # Every verified (id, timestamp) is remembered, whatever was answered: the exact
+            # same signed request again is a replay even if the first copy got a 5xx.
+            if (msg_id, sent_at) in self._seen or (previous is not None and sent_at <= previous):
                 return Verdict(False, 409, "replayed webhook-id")
-            if previous is not None:
-                self._accepted[msg_id] = sent_at
-                return Verdict(True, 200, None, duplicate=True)
+            self._seen.add((msg_id, sent_at))
             status = self._status
+            # The configured behaviour comes first: a receiver told to fail fails duplicates too.
             if status < 300:
                 self._accepted[msg_id] = sent_at
-        return Verdict(True, status, None)
+        return Verdict(True, status, None, duplicate=previous is not None)
 
 
 class _Handler(BaseHTTPRequestHandler):

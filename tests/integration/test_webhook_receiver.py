@@ -28,8 +28,8 @@ def _post(receiver: WebhookReceiver, body: bytes, headers: dict) -> requests.Res
     return requests.post(receiver.url, data=body, headers=headers, timeout=10)
 
 
-def _deliver(receiver: WebhookReceiver, **kwargs) -> webhooks.DeliveryResult:
-    return webhooks.deliver(receiver.url, OUTCOME, receiver.secret, "msg_test", attempt=1, allow_insecure=True, **kwargs)
+def _deliver(receiver: WebhookReceiver, msg_id: str = "msg_test", **kwargs) -> webhooks.DeliveryResult:
+    return webhooks.deliver(receiver.url, OUTCOME, receiver.secret, msg_id, attempt=1, allow_insecure=True, **kwargs)
 
 
 def test_signed_delivery_is_verified_and_recorded(receiver):
@@ -92,13 +92,38 @@ def test_replayed_delivery_is_rejected_but_a_fresh_retry_is_acknowledged(receive
 
 
 def test_a_failed_delivery_may_be_retried_with_the_same_id(receiver):
+    sent_at = int(time.time()) - 5
     receiver.set_behaviour(status=500)
-    assert _deliver(receiver).outcome == webhooks.RETRY
+    assert _post(receiver, BODY, webhooks.sign(receiver.secret, "msg_test", sent_at, BODY)).status_code == 500
     receiver.set_behaviour(status=200)
-    # Not a replay: the first attempt was answered 500, so the id was never accepted.
-    assert _deliver(receiver).delivered
+    # Not a replay: the sender's retry is signed afresh, and the id was never accepted.
+    assert _post(receiver, BODY, webhooks.sign(receiver.secret, "msg_test", sent_at + 3, BODY)).status_code == 200
     assert [d["status"] for d in receiver.deliveries] == [500, 200]
     assert not receiver.deliveries[1]["duplicate"]
+
+
+def test_exact_replay_of_a_delivery_that_got_a_5xx_is_rejected(receiver):
+    receiver.set_behaviour(status=500)
+    headers = webhooks.sign(receiver.secret, "msg_failed_once", int(time.time()) - 5, BODY)
+    assert _post(receiver, BODY, headers).status_code == 500
+    receiver.set_behaviour(status=200)
+
+    replay = _post(receiver, BODY, headers)
+
+    assert replay.status_code == 409
+    assert receiver.deliveries[-1]["error"] == "replayed webhook-id" and not receiver.deliveries[-1]["verified"]
+
+
+@pytest.mark.parametrize("status", [500, 410])
+def test_duplicate_gets_the_configured_failure(receiver, status):
+    sent_at = int(time.time()) - 5
+    assert _post(receiver, BODY, webhooks.sign(receiver.secret, "msg_dup", sent_at, BODY)).status_code == 200
+    receiver.set_behaviour(status=status)
+
+    retry = _post(receiver, BODY, webhooks.sign(receiver.secret, "msg_dup", sent_at + 3, BODY))
+
+    assert retry.status_code == status
+    assert (receiver.deliveries[-1]["verified"], receiver.deliveries[-1]["duplicate"]) == (True, True)
 
 
 def test_rotation_accepts_old_and_new_secrets(receiver):
@@ -115,18 +140,19 @@ def test_rotation_accepts_old_and_new_secrets(receiver):
 
 
 def test_receiver_failures_classify_on_the_sender(receiver):
+    # One id per case: the same id signed within the same second would be an exact replay.
     receiver.set_behaviour(status=500)
-    assert _deliver(receiver).outcome == webhooks.RETRY
+    assert _deliver(receiver, "msg_500").outcome == webhooks.RETRY
 
     receiver.set_behaviour(status=410)
-    assert _deliver(receiver).outcome == webhooks.GONE
+    assert _deliver(receiver, "msg_410").outcome == webhooks.GONE
 
     receiver.set_behaviour(status=429, retry_after=30)
-    result = _deliver(receiver)
+    result = _deliver(receiver, "msg_429")
     assert result.outcome == webhooks.RETRY and result.delay_seconds == 30
 
     receiver.set_behaviour(status=302)
-    result = _deliver(receiver)
+    result = _deliver(receiver, "msg_302")
     assert result.outcome == webhooks.RETRY and result.status_code == 302
 
 

@@ -190,15 +190,12 @@ def test_connection_error_retries():
     assert result.outcome == webhooks.RETRY and "ConnectionError" in result.reason
 
 
-def test_post_is_sent_with_a_timeout_and_without_redirects(monkeypatch):
+def test_post_is_sent_with_connect_and_read_timeouts_and_without_redirects(monkeypatch):
     seen = {}
 
     class Answer:
         status_code = 200
         headers = {}
-
-        def close(self):
-            pass
 
     def post(url, **kwargs):
         seen.update(kwargs)
@@ -206,7 +203,8 @@ def test_post_is_sent_with_a_timeout_and_without_redirects(monkeypatch):
 
     monkeypatch.setattr(webhooks.requests, "post", post)
     webhooks.deliver(URL, OUTCOME, SECRET, "msg_1", attempt=1)
-    assert seen["timeout"] == 15 and seen["allow_redirects"] is False
+    # Connect and read are bounded separately; the answer is read in full, not left streaming.
+    assert seen["timeout"] == (5, 15) and seen["allow_redirects"] is False and seen["stream"] is False
 
 
 @responses.activate

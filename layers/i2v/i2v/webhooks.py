@@ -21,6 +21,10 @@ from standardwebhooks.webhooks import Webhook
 from i2v.retry_after import retry_after_seconds
 from i2v.urlsafety import UnsafeUrlError, check_url
 
+# (connect, read): requests applies the read timeout between bytes of the answer, and the
+# body is read in full (stream=False) before the connection is closed, so an attempt takes
+# about 15 s at most (DNS resolution is not bounded by these).
+CONNECT_TIMEOUT_SECONDS = 5.0
 TIMEOUT_SECONDS = 15.0
 BACKOFF_BASE_SECONDS = 5.0
 BACKOFF_CAP_SECONDS = 15 * 60.0
@@ -121,13 +125,13 @@ def deliver(
     headers = sign(secret, msg_id, int(time.time()), body)
     headers["user-agent"] = "image-to-video-webhooks/1"
     try:
-        response = requests.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False, stream=True)
+        response = requests.post(
+            url, data=body, headers=headers, timeout=(CONNECT_TIMEOUT_SECONDS, timeout), allow_redirects=False, stream=False
+        )
     except requests.Timeout:
         return retry(None, f"no answer within {timeout:g} s")
     except requests.RequestException as exc:
         return retry(None, f"request failed: {type(exc).__name__}")
-    # The answer's body is of no interest; do not download whatever the receiver sends.
-    response.close()
 
     status = response.status_code
     if 200 <= status < 300:
