@@ -408,9 +408,19 @@ class LocalStack:
             Environment={"Variables": env},
         )
         invoke_config = props.get("EventInvokeConfig") or {}
-        on_failure = ((invoke_config.get("DestinationConfig") or {}).get("OnFailure") or {})
+        destinations = invoke_config.get("DestinationConfig") or {}
+        if destinations.get("OnSuccess"):
+            raise tpl.TemplateError(f"{res.logical_id}: EventInvokeConfig OnSuccess destinations are not supported locally")
+        on_failure = destinations.get("OnFailure") or {}
         on_failure_url = None
-        if on_failure.get("Type", "SQS") == "SQS" and on_failure.get("Destination"):
+        if on_failure:
+            # SAM infers the type from the ARN when Type is left out.
+            kind = on_failure.get("Type") or ("SQS" if ":sqs:" in str(on_failure.get("Destination", "")) else "?")
+            if kind != "SQS" or ":sqs:" not in str(on_failure.get("Destination", "")):
+                raise tpl.TemplateError(
+                    f"{res.logical_id}: EventInvokeConfig OnFailure destination of type {kind} "
+                    "is not supported locally (only SQS queues)"
+                )
             on_failure_url = self._queue_url_for_arn(on_failure["Destination"])
         self.runtime.register(
             FunctionSpec(
@@ -481,7 +491,17 @@ class LocalStack:
         if "EventPattern" in props:
             kwargs["EventPattern"] = json.dumps(props["EventPattern"])
         events.put_rule(**kwargs)
-        targets = [{"Id": t["Id"], "Arn": t["Arn"]} for t in props.get("Targets") or [] if ":sqs:" in t["Arn"]]
+        targets = []
+        for target in props.get("Targets") or []:
+            if ":sqs:" not in str(target.get("Arn")):
+                raise tpl.TemplateError(
+                    f"{res.logical_id}: EventBridge rule target {target.get('Id')} ({target.get('Arn')}) "
+                    "is not supported locally (only SQS queues)"
+                )
+            extra = sorted(set(target) - {"Id", "Arn"})
+            if extra:
+                raise tpl.TemplateError(f"{res.logical_id}: rule target settings {', '.join(extra)} are not supported locally")
+            targets.append({"Id": target["Id"], "Arn": target["Arn"]})
         if targets:
             events.put_targets(Rule=res.physical_name, EventBusName=kwargs["EventBusName"], Targets=targets)
 

@@ -2,7 +2,8 @@
 
 The local stack provisions what the template declares, so nothing about the application is
 written twice. This module turns the YAML (with CloudFormation's short-form tags) into plain
-resource properties: Parameters (defaults + overrides), Conditions, Mappings, SAM Globals,
+resource properties: Parameters (defaults + overrides, checked against their constraints),
+Rules (assertions evaluated as CloudFormation does before creating anything), Conditions, Mappings, SAM Globals,
 pseudo parameters, Ref / Fn::GetAtt of resources (names and ARNs per type) and the usual
 intrinsic functions.
 """
@@ -128,6 +129,34 @@ def _arn(service: str, rest: str) -> str:
     return f"arn:aws:{service}:{REGION}:{ACCOUNT_ID}:{rest}"
 
 
+def _number(name: str, text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise TemplateError(f"parameter {name}={text!r} is not a number") from None
+
+
+def _check_parameter(name: str, spec: dict, value: str) -> None:
+    """The constraints CloudFormation checks before it creates anything."""
+    allowed = spec.get("AllowedValues")
+    if allowed and value not in [str(a) for a in allowed]:
+        raise TemplateError(f"parameter {name}={value!r} is not one of {allowed}")
+    pattern = spec.get("AllowedPattern")
+    if pattern is not None and not re.fullmatch(str(pattern), value):
+        raise TemplateError(f"parameter {name}={value!r} does not match AllowedPattern {pattern}")
+    kind = spec.get("Type", "String")
+    if kind == "Number" or kind == "List<Number>":
+        number = _number(name, value)
+        if "MinValue" in spec and number < float(spec["MinValue"]):
+            raise TemplateError(f"parameter {name}={value} is below MinValue {spec['MinValue']}")
+        if "MaxValue" in spec and number > float(spec["MaxValue"]):
+            raise TemplateError(f"parameter {name}={value} is above MaxValue {spec['MaxValue']}")
+    if "MinLength" in spec and len(value) < int(spec["MinLength"]):
+        raise TemplateError(f"parameter {name} is shorter than MinLength {spec['MinLength']}")
+    if "MaxLength" in spec and len(value) > int(spec["MaxLength"]):
+        raise TemplateError(f"parameter {name} is longer than MaxLength {spec['MaxLength']}")
+
+
 class _Resolver:
     def __init__(self, raw: dict, overrides: dict):
         self.raw = raw
@@ -151,13 +180,54 @@ class _Resolver:
                 raise TemplateError(f"parameter {name} has no default and no value")
             if spec.get("Type", "String").startswith("List<") or spec.get("Type") == "CommaDelimitedList":
                 value = [v.strip() for v in str(value).split(",")] if not isinstance(value, list) else value
+                for item in value:
+                    _check_parameter(name, spec, item)
             else:
                 value = str(value)
-                allowed = spec.get("AllowedValues")
-                if allowed and value not in [str(a) for a in allowed]:
-                    raise TemplateError(f"parameter {name}={value!r} is not one of {allowed}")
+                _check_parameter(name, spec, value)
             values[name] = value
         return values
+
+    # -- rules -------------------------------------------------------------------------
+
+    def check_rules(self) -> None:
+        """Evaluate the template's Rules against the parameters; a failed assertion refuses the stack."""
+        for rule_name, rule in (self.raw.get("Rules") or {}).items():
+            if "RuleCondition" in rule and not self._rule_value(rule["RuleCondition"]):
+                continue
+            for assertion in rule.get("Assertions") or []:
+                if not self._rule_value(assertion["Assert"]):
+                    description = assertion.get("AssertDescription") or "assertion failed"
+                    raise TemplateError(f"rule {rule_name}: {description}")
+
+    def _rule_value(self, expression: Any) -> Any:
+        """Rules allow parameter Refs and a few functions of their own, and nothing else."""
+        if not isinstance(expression, dict) or len(expression) != 1:
+            return expression if not isinstance(expression, list) else [self._rule_value(e) for e in expression]
+        (key, arg), = expression.items()
+        if key == "Ref":
+            if arg not in self.parameters and arg not in PSEUDO_PARAMETERS:
+                raise TemplateError(f"rules may only refer to parameters (Ref {arg})")
+            return self.ref(arg)
+        args = [self._rule_value(a) for a in arg] if isinstance(arg, list) else [self._rule_value(arg)]
+        if key == "Fn::Equals":
+            return str(args[0]) == str(args[1])
+        if key == "Fn::Not":
+            return not args[0]
+        if key == "Fn::And":
+            return all(args)
+        if key == "Fn::Or":
+            return any(args)
+        if key == "Fn::If":
+            raise TemplateError("Fn::If in Rules is not supported locally")
+        if key == "Fn::Contains":  # [list of strings, string]
+            return str(args[1]) in [str(v) for v in args[0]]
+        if key == "Fn::EachMemberEquals":  # [list of strings, string]
+            return all(str(v) == str(args[1]) for v in args[0])
+        if key == "Fn::EachMemberIn":  # [list of strings, list of strings]
+            allowed = [str(v) for v in args[1]]
+            return all(str(v) in allowed for v in args[0])
+        raise TemplateError(f"{key} in Rules is not supported locally")
 
     # -- conditions --------------------------------------------------------------------
 
@@ -365,6 +435,7 @@ def load(path: str | Path, overrides: dict | None = None) -> ResolvedTemplate:
     if unknown:
         raise TemplateError(f"resource type(s) the local stack does not provision: {', '.join(unknown)}")
     resolver = _Resolver(raw, {k: v for k, v in (overrides or {}).items()})
+    resolver.check_rules()
     for name in resolver.condition_defs:
         resolver.condition(name)
 

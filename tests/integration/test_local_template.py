@@ -151,3 +151,129 @@ def test_unsupported_intrinsic_is_reported(tmp_path):
     text = "Resources:\n  Q:\n    Type: AWS::SQS::Queue\n    Properties:\n      QueueName: !ImportValue other-stack-queue\n"
     with pytest.raises(tpl.TemplateError, match="ImportValue"):
         tpl.load(_write(tmp_path, text))
+
+
+# --- parameter constraints and Rules, as CloudFormation checks them before creating anything ----
+
+CONSTRAINED = """
+Parameters:
+  Interval: { Type: Number, Default: "5", MinValue: 1, MaxValue: 300 }
+  Prefix: { Type: String, Default: "in/", AllowedPattern: "^[a-z/]*$" }
+  Prompt: { Type: String, Default: "pan", MinLength: 2, MaxLength: 5 }
+  Sizes: { Type: CommaDelimitedList, Default: "a,b", AllowedPattern: "^[a-z]$" }
+  Url: { Type: String, Default: "" }
+  Secret: { Type: String, Default: "" }
+  Stage: { Type: String, Default: dev }
+Rules:
+  UrlNeedsSecret:
+    RuleCondition: !Not [!Equals [!Ref Url, ""]]
+    Assertions:
+      - Assert: !Not [!Equals [!Ref Secret, ""]]
+        AssertDescription: Secret is required with Url.
+  KnownStage:
+    Assertions:
+      - Assert: !Contains [[dev, prod], !Ref Stage]
+        AssertDescription: Stage must be dev or prod.
+      - Assert: !EachMemberIn [!Ref Sizes, [a, b, c]]
+Resources:
+  Topic:
+    Type: AWS::SNS::Topic
+"""
+
+
+def test_constrained_parameters_within_bounds_resolve(tmp_path):
+    resolved = tpl.load(_write(tmp_path, CONSTRAINED), {"Interval": "300", "Prompt": "ab", "Sizes": "c,a"})
+    assert resolved.parameters["Interval"] == "300" and resolved.parameters["Sizes"] == ["c", "a"]
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"Interval": "0"}, "Interval=0 is below MinValue 1"),
+        ({"Interval": "301"}, "Interval=301 is above MaxValue 300"),
+        ({"Interval": "soon"}, "Interval='soon' is not a number"),
+        ({"Prefix": "In/"}, "Prefix='In/' does not match AllowedPattern"),
+        ({"Prompt": "p"}, "Prompt is shorter than MinLength 2"),
+        ({"Prompt": "panning"}, "Prompt is longer than MaxLength 5"),
+        ({"Sizes": "a,bb"}, "Sizes='bb' does not match AllowedPattern"),
+        ({"Url": "https://example.com/hook"}, "rule UrlNeedsSecret: Secret is required with Url."),
+        ({"Stage": "test"}, "rule KnownStage: Stage must be dev or prod."),
+        ({"Sizes": "a,d"}, "rule KnownStage: assertion failed"),
+    ],
+)
+def test_parameter_constraints_and_rules_refuse_the_stack(tmp_path, overrides, message):
+    with pytest.raises(tpl.TemplateError) as raised:
+        tpl.load(_write(tmp_path, CONSTRAINED), overrides)
+    assert message in str(raised.value)
+
+
+def test_rule_whose_condition_holds_passes_when_its_assertion_does(tmp_path):
+    resolved = tpl.load(_write(tmp_path, CONSTRAINED), {"Url": "https://example.com/hook", "Secret": "s"})
+    assert resolved.parameters["Secret"] == "s"
+
+
+def test_rules_may_not_refer_to_resources(tmp_path):
+    text = CONSTRAINED.replace("!Ref Stage]", "!Ref Topic]")
+    with pytest.raises(tpl.TemplateError, match="rules may only refer to parameters"):
+        tpl.load(_write(tmp_path, text))
+
+
+def test_template_yaml_refuses_a_zero_poll_interval_and_a_webhook_without_secret():
+    with pytest.raises(tpl.TemplateError, match="PollIntervalSeconds=0 is below MinValue"):
+        tpl.load(TEMPLATE, {"PollIntervalSeconds": "0"})
+    with pytest.raises(tpl.TemplateError, match="rule WebhookNeedsSigningSecret"):
+        tpl.load(TEMPLATE, {"WebhookUrl": "https://example.com/hook", "WebhookSecretName": ""})
+    assert tpl.load(TEMPLATE, {"MaxWaitMinutes": "1"}).parameters["MaxWaitMinutes"] == "1"
+
+
+# --- features the local stack cannot stand up fail loudly when it provisions them -----------------
+
+FUNCTION_WITH = """
+Resources:
+  Queue:
+    Type: AWS::SQS::Queue
+  Topic:
+    Type: AWS::SNS::Topic
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: fn/
+      Handler: app.handler
+      Runtime: python3.12
+{extra}
+"""
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (
+            "      EventInvokeConfig:\n        DestinationConfig:\n          OnFailure: { Type: SNS, Destination: !Ref Topic }",
+            "OnFailure destination of type SNS is not supported locally",
+        ),
+        (
+            "      EventInvokeConfig:\n        DestinationConfig:\n          OnSuccess: { Type: SQS, Destination: !GetAtt Queue.Arn }",
+            "OnSuccess destinations are not supported locally",
+        ),
+        (
+            "  Rule:\n    Type: AWS::Events::Rule\n    Properties:\n      EventPattern: { source: [x] }\n"
+            "      Targets: [{ Id: fn, Arn: !GetAtt Fn.Arn }]",
+            "EventBridge rule target fn (arn:aws:lambda:",
+        ),
+        (
+            "  Rule:\n    Type: AWS::Events::Rule\n    Properties:\n      EventPattern: { source: [x] }\n"
+            "      Targets: [{ Id: q, Arn: !GetAtt Queue.Arn, InputPath: $.detail }]",
+            "rule target settings InputPath are not supported locally",
+        ),
+    ],
+)
+def test_unsupported_destinations_and_rule_targets_fail_the_stack(tmp_path, extra, message):
+    from i2v_local.stack import LocalStack
+
+    (tmp_path / "fn").mkdir()
+    (tmp_path / "fn" / "app.py").write_text("def handler(event, context):\n    return event\n")
+    path = _write(tmp_path, FUNCTION_WITH.format(extra=extra))
+    with pytest.raises(tpl.TemplateError) as raised:
+        with LocalStack(path, emulator=False, webhook=False, quiet=True):
+            pass
+    assert message in str(raised.value)
