@@ -28,11 +28,16 @@ class FakeProvider:
     name = "nohuman"
     min_recommended_px = 1024
 
-    def __init__(self, create=None, get=None):
+    def __init__(self, create=None, get=None, key_error=None):
         self._create = create or ProviderJob(id="gen_1", status=RUNNING, cost={"amount": 0.47, "currency": "USD"})
         self._get = get
+        self._key_error = key_error
         self.creates = 0
         self.gets = []
+
+    def load_api_key(self):
+        if self._key_error:
+            raise self._key_error
 
     def create_job(self, image_url, options):
         self.creates += 1
@@ -163,6 +168,16 @@ def test_claim_is_released_when_the_provider_certainly_started_nothing(table, se
     provider = FakeProvider()
     jobs.ensure_provider_job("k1", provider, "https://img", {}, settings=settings, now=NOW)
     assert provider.creates == 1
+
+
+def test_an_unreadable_api_key_raises_before_anything_is_claimed(table, settings):
+    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+
+    provider = FakeProvider(key_error=GetParameterError("ThrottlingException"))
+    with pytest.raises(GetParameterError):
+        jobs.ensure_provider_job("k1", provider, "https://img", {}, settings=settings, now=NOW)
+    assert provider.creates == 0
+    assert jobs.get_record("k1", settings) is None  # a retry is free to create the job
 
 
 def test_claim_is_kept_when_the_outcome_is_unknown(table, settings):

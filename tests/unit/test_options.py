@@ -1,7 +1,14 @@
 import pytest
 
 from i2v.errors import InvalidOptionError
-from i2v.options import DEFAULT_PROMPT, MAX_PROMPT_CHARS, resolve_options, validate_options
+from i2v.options import (
+    DEFAULT_PROMPT,
+    MAX_PROMPT_CHARS,
+    NANOBANANA_DURATIONS,
+    resolve_options,
+    resolve_options_with_warnings,
+    validate_options,
+)
 
 
 def nb(**metadata):
@@ -163,9 +170,53 @@ def test_blank_prompt_falls_back_to_the_default():
     assert nh(prompt="   ")["prompt"] == DEFAULT_PROMPT
 
 
-def test_invalid_stack_default_is_reported_too():
-    with pytest.raises(InvalidOptionError, match="duration must be 5, 10"):
-        resolve_options("nohuman", {"duration": "7"}, {})
+# The template's defaults: they apply to every image, whatever model it asks for.
+TEMPLATE_DEFAULTS = {"duration": "5", "aspect_ratio": "16:9", "resolution": "720p", "mode": "fast"}
+
+
+@pytest.mark.parametrize(("model", "duration"), [("veo3", 8), ("sora2", 10)])
+def test_stack_duration_that_does_not_suit_the_model_gives_way_to_the_models_default(model, duration):
+    options, warnings = resolve_options_with_warnings("nanobanana", TEMPLATE_DEFAULTS, {"video-model": model})
+    assert options["video_model"] == model and options["duration"] == duration
+    assert options["resolution"] == "720p"  # valid stack defaults still apply
+    assert warnings == [
+        f"stack default ignored for this image: duration must be {', '.join(map(str, NANOBANANA_DURATIONS[model][0]))} "
+        f"seconds for nanobanana {model} (got '5'); used {duration} instead"
+    ]
+
+
+def test_stack_default_that_fits_the_model_gives_no_warning():
+    options, warnings = resolve_options_with_warnings("nanobanana", TEMPLATE_DEFAULTS, {"video_model": "seedance2"})
+    assert options["duration"] == 5 and warnings == []
+
+
+def test_nohuman_with_a_4_3_stack_aspect_ratio_uses_16_9_and_warns():
+    options, warnings = resolve_options_with_warnings("nohuman", {**TEMPLATE_DEFAULTS, "aspect_ratio": "4:3"}, {})
+    assert options["aspect_ratio"] == "16:9"
+    assert len(warnings) == 1 and "aspect_ratio must be one of 16:9, 9:16, 1:1 for nohuman (got '4:3')" in warnings[0]
+    assert warnings[0].endswith("used '16:9' instead")
+
+
+def test_several_invalid_stack_defaults_are_each_replaced():
+    options, warnings = resolve_options_with_warnings(
+        "nanobanana", {"duration": "5", "aspect_ratio": "4:3", "motion_intensity": "wild"}, {"video_model": "veo3"}
+    )
+    assert (options["duration"], options["aspect_ratio"], options["motion_intensity"]) == (8, "16:9", "medium")
+    assert len(warnings) == 3
+
+
+def test_invalid_stack_default_is_replaced_with_a_warning():
+    options, warnings = resolve_options_with_warnings("nohuman", {"duration": "7"}, {})
+    assert options["duration"] == 5
+    assert "duration must be 5, 10" in warnings[0]
+    assert resolve_options("nohuman", {"duration": "7"}, {})["duration"] == 5
+
+
+def test_metadata_is_still_validated_strictly_against_the_stack_defaults():
+    with pytest.raises(InvalidOptionError, match="duration must be 8 seconds for nanobanana veo3"):
+        resolve_options_with_warnings("nanobanana", TEMPLATE_DEFAULTS, {"video_model": "veo3", "duration": "5"})
+    with pytest.raises(InvalidOptionError, match="aspect_ratio must be one of 16:9"):
+        resolve_options_with_warnings("nohuman", {"aspect_ratio": "4:3"}, {"aspect_ratio": "4:3"})
 
 
 def test_unknown_provider():

@@ -1,6 +1,6 @@
 """Decode and normalise an uploaded image with Pillow before anything is paid for.
 
-Both providers take JPEG, PNG or WebP up to 10 MB. An image they can take as it is goes
+Both providers take JPEG, PNG or WebP up to 10 MB (10,000,000 bytes). An image they can take as it is goes
 through byte for byte; anything else that can be fixed (EXIF rotation, alpha, CMYK, 16-bit,
 animation, too many bytes) becomes a JPEG that fits; anything that cannot (empty, corrupt,
 another format) raises ImageError with a message written for the person who uploaded.
@@ -18,7 +18,12 @@ from i2v.errors import ImageError
 
 logger = Logger(child=True)
 
-DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+# The providers' limit is 10 MB in decimal bytes, not 10 MiB.
+DEFAULT_MAX_BYTES = 10_000_000
+# Pillow only refuses images above ~179 MP, but one of 100+ MP decoded at full size can exhaust
+# the submit function's memory. Above this cap JPEGs are decoded at a reduced scale, other
+# formats are refused.
+MAX_DECODE_PIXELS = 40_000_000
 
 # Pillow format name -> (content type, file extension)
 ACCEPTED_FORMATS = {
@@ -59,19 +64,24 @@ def prepare_image(data: bytes, *, min_recommended_px: int, max_bytes: int = DEFA
     if not data:
         raise ImageError("the upload is empty (0 bytes): there is no image to turn into a video", code="EmptyObject")
 
-    image = _decode(data)
+    image, full_size = _decode(data)
     warnings: list[str] = []
 
     reasons = _reasons_to_reencode(image, len(data), max_bytes)
+    if image.size != full_size:
+        reasons.append("too many pixels")
     if reasons:
         logger.info("Re-encoding the image as JPEG", extra={"reasons": reasons, "source_format": image.format})
+        decoded_size = image.size
         image = ImageOps.exif_transpose(image)
-        original_size = image.size
+        # The upload's own dimensions, turned the way the picture is viewed.
+        original_size = full_size if image.size == decoded_size else full_size[::-1]
         body, image_size = _encode_jpeg_under(_flatten_to_rgb(image), max_bytes)
         if image_size != original_size:
             warnings.append(
                 f"image was downscaled from {original_size[0]}x{original_size[1]} to "
-                f"{image_size[0]}x{image_size[1]} to fit under {max_bytes // (1024 * 1024)} MB"
+                f"{image_size[0]}x{image_size[1]} to stay under {MAX_DECODE_PIXELS / 1e6:g} megapixels "
+                f"and {max_bytes / 1e6:g} MB"
             )
         width, height = image_size
         prepared = PreparedImage(body, "image/jpeg", "jpg", width, height, "JPEG", True, warnings)
@@ -87,8 +97,12 @@ def prepare_image(data: bytes, *, min_recommended_px: int, max_bytes: int = DEFA
     return prepared
 
 
-def _decode(data: bytes) -> Image.Image:
-    """Open and fully decode the image, so truncated or corrupt files fail here and not at the provider."""
+def _decode(data: bytes) -> tuple[Image.Image, tuple[int, int]]:
+    """Open and fully decode the image, so truncated or corrupt files fail here and not at the provider.
+
+    Returns the image and the upload's stored dimensions: the image is smaller when a JPEG over
+    MAX_DECODE_PIXELS was decoded at a reduced scale. The pixel count is checked before decoding.
+    """
     try:
         image = Image.open(io.BytesIO(data))
         image_format = image.format
@@ -97,9 +111,14 @@ def _decode(data: bytes) -> Image.Image:
                 f"the upload is a {image_format} image; only {ACCEPTED_NAMES} images are accepted",
                 code="UnsupportedFormat",
             )
+        full_size = image.size
+        reduce_to = _size_within_cap(image_format, full_size)
         # verify() checks structure (e.g. PNG checksums) but leaves the image unusable: reopen to decode.
         image.verify()
         image = Image.open(io.BytesIO(data))
+        if reduce_to:
+            # JPEG can decode at 1/2, 1/4 or 1/8 scale directly, never holding the full picture.
+            image.draft("RGB", reduce_to)
         image.load()
     except Image.DecompressionBombError as exc:
         raise ImageError(
@@ -115,7 +134,27 @@ def _decode(data: bytes) -> Image.Image:
             f"the upload is not an image Pillow can read, or it is truncated or corrupt: {exc}",
             code="CorruptImage",
         ) from exc
-    return image
+    return image, full_size
+
+
+def _size_within_cap(image_format: str, size: tuple[int, int]) -> tuple[int, int] | None:
+    """None when the image may be decoded as it is; else the size to ask Image.draft for.
+
+    Raises ImageError for a non-JPEG above the cap, or a JPEG even 1/8 scale cannot bring under it.
+    """
+    width, height = size
+    if width * height <= MAX_DECODE_PIXELS:
+        return None
+    if image_format == "JPEG" or image_format in _JPEG_VARIANTS:
+        for scale in (2, 4, 8):
+            # draft() picks the largest scale whose result is at least the requested size.
+            if math.ceil(width / scale) * math.ceil(height / scale) <= MAX_DECODE_PIXELS:
+                return max(1, width // scale), max(1, height // scale)
+    raise ImageError(
+        f"the image is {width}x{height} ({width * height / 1e6:.1f} megapixels); {image_format} images over "
+        f"{MAX_DECODE_PIXELS / 1e6:g} megapixels are refused (larger JPEGs are scaled down)",
+        code="ImageTooLarge",
+    )
 
 
 def _reasons_to_reencode(image: Image.Image, size: int, max_bytes: int) -> list[str]:

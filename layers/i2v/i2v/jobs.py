@@ -224,6 +224,10 @@ def ensure_provider_job(
     key: str, provider: Provider, image_url: str, job_options: dict, *, settings: Settings, now: datetime
 ) -> ProviderJob:
     """The provider job for this upload: created at most once, reused on every retry."""
+    # Read the key before claiming: a key that cannot be read (missing secret, throttling,
+    # no permission) must fail this attempt for S3 to retry, not leave a claim that makes
+    # the retry look like a create that was sent.
+    provider.load_api_key()
     existing = claim_submission(key, provider=provider.name, settings=settings, now=now)
     if existing is not None:
         if existing.get("state") == SUBMITTED and "provider_job" in existing:
@@ -288,7 +292,9 @@ def prepare_submission(state: dict, provider: Provider, *, settings: Settings) -
     metadata = head.get("Metadata", {})
     # What was asked for stays in the state if validation fails, so the notification shows it.
     state["options"] = options.requested_options(provider.name, settings.default_options, metadata)
-    state["options"] = options.resolve_options(provider.name, settings.default_options, metadata)
+    state["options"], option_warnings = options.resolve_options_with_warnings(
+        provider.name, settings.default_options, metadata
+    )
 
     size = head.get("ContentLength", 0)
     state["source"]["size"] = size
@@ -314,7 +320,7 @@ def prepare_submission(state: dict, provider: Provider, *, settings: Settings) -
         "format": prepared.format,
         "reencoded": prepared.reencoded,
     }
-    state["warnings"] = list(prepared.warnings)
+    state["warnings"] = option_warnings + list(prepared.warnings)
     return storage.presign_get(settings.output_bucket, work_key, settings.presign_expiry_seconds)
 
 

@@ -49,20 +49,50 @@ def normalise_key(key: str) -> str:
 
 
 def resolve_options(provider: str, defaults: Mapping[str, str], metadata: Mapping[str, str]) -> dict:
-    """Stack defaults, overridden option by option by S3 metadata, validated and typed.
+    """The validated, typed options for one upload (see resolve_options_with_warnings)."""
+    return resolve_options_with_warnings(provider, defaults, metadata)[0]
 
-    Stack defaults that do not apply to the provider are ignored (the template carries
-    defaults for both providers); metadata naming an option the provider does not take is
-    an error, because the uploader asked for something that would be silently dropped.
+
+def resolve_options_with_warnings(
+    provider: str, defaults: Mapping[str, str], metadata: Mapping[str, str]
+) -> tuple[dict, list[str]]:
+    """Stack defaults, overridden option by option by S3 metadata, validated and typed;
+    plus warnings about stack defaults that were replaced.
+
+    Metadata is validated strictly: the uploader asked for it, so a bad value or an option
+    the provider does not take is an error. Stack defaults apply to every image, whatever
+    model it asks for (DEFAULT_DURATION=5 cannot suit veo3, which only renders 8 seconds):
+    one that is invalid for this image is replaced by the provider's or model's own default,
+    with a warning. Stack defaults naming options the provider does not take are ignored
+    (the template carries defaults for both providers).
     """
     allowed = _allowed(provider)
-    merged = {key: value for key, value in defaults.items() if key in allowed and str(value).strip() != ""}
+    stack = {key: value for key, value in defaults.items() if key in allowed and str(value).strip() != ""}
+    merged = dict(stack)
     for raw_key, value in metadata.items():
         key = normalise_key(raw_key)
         if key not in allowed:
             raise InvalidOptionError(_unknown_message(raw_key, key, provider))
         merged[key] = value
-    return validate_options(provider, merged)
+        stack.pop(key, None)
+    replaced: dict[str, str] = {}
+    # Each pass drops one invalid stack default; the loop ends when validation passes or fails on metadata.
+    while True:
+        try:
+            resolved = validate_options(provider, merged)
+            break
+        except InvalidOptionError as error:
+            name = getattr(error, "option", None)
+            if name not in stack:
+                raise
+            replaced[name] = error.message
+            del merged[name], stack[name]
+    warnings = [
+        f"stack default ignored for this image: {reason}; "
+        + (f"used {resolved[name]!r} instead" if resolved.get(name) is not None else "left unset")
+        for name, reason in replaced.items()
+    ]
+    return resolved, warnings
 
 
 def requested_options(provider: str, defaults: Mapping[str, str], metadata: Mapping[str, str]) -> dict:
@@ -82,6 +112,13 @@ def validate_options(provider: str, options: Mapping[str, object]) -> dict:
     if provider == NANOBANANA:
         return _nanobanana(options)
     return _nohuman(options)
+
+
+def _invalid(name: str, message: str) -> InvalidOptionError:
+    """An InvalidOptionError that names its option, so resolve_options can tell a bad stack default."""
+    error = InvalidOptionError(message)
+    error.option = name
+    return error
 
 
 def _allowed(provider: str) -> tuple:
@@ -104,7 +141,7 @@ def _text(options: Mapping, name: str, default: str | None) -> str | None:
         return default
     value = str(value).strip()
     if len(value) > MAX_PROMPT_CHARS:
-        raise InvalidOptionError(f"{name} must be at most {MAX_PROMPT_CHARS} characters (got {len(value)})")
+        raise _invalid(name, f"{name} must be at most {MAX_PROMPT_CHARS} characters (got {len(value)})")
     return value
 
 
@@ -114,9 +151,7 @@ def _choice(options: Mapping, name: str, allowed: tuple, default: str, context: 
         value = default
     value = str(value).strip().lower()
     if value not in allowed:
-        raise InvalidOptionError(
-            f"{name} must be one of {', '.join(allowed)}{context} (got {options.get(name)!r})"
-        )
+        raise _invalid(name, f"{name} must be one of {', '.join(allowed)}{context} (got {options.get(name)!r})")
     return value
 
 
@@ -130,7 +165,7 @@ def _int_choice(options: Mapping, name: str, allowed: tuple, default: int, conte
         number = None
     if number not in allowed:
         shown = f"{allowed[0]} to {allowed[-1]}" if len(allowed) > 3 else ", ".join(map(str, allowed))
-        raise InvalidOptionError(f"{name} must be {shown}{context} (got {value!r})")
+        raise _invalid(name, f"{name} must be {shown}{context} (got {value!r})")
     return number
 
 
@@ -172,7 +207,7 @@ def _cfg_scale(value) -> float:
     except ValueError:
         number = float("nan")
     if not 0 <= number <= 1:  # NaN fails this too
-        raise InvalidOptionError(f"cfg_scale must be a number from 0 to 1 for nohuman (got {value!r})")
+        raise _invalid("cfg_scale", f"cfg_scale must be a number from 0 to 1 for nohuman (got {value!r})")
     return number
 
 
@@ -186,4 +221,4 @@ def _bool(name: str, value, default: bool) -> bool:
         return True
     if word in FALSE_WORDS:
         return False
-    raise InvalidOptionError(f"{name} must be one of true, false, yes, no, 1, 0 for nohuman (got {value!r})")
+    raise _invalid(name, f"{name} must be one of true, false, yes, no, 1, 0 for nohuman (got {value!r})")

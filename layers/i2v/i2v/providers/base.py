@@ -57,6 +57,10 @@ class Provider(ABC):
     def __init__(self, http: ProviderHttp):
         self.http = http
 
+    def load_api_key(self) -> None:
+        """Read the API key now; raises (e.g. Powertools GetParameterError) when it cannot be read."""
+        self.http.api_key()
+
     def validate_options(self, options: dict) -> dict:
         return option_rules.validate_options(self.name, options)
 

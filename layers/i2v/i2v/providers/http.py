@@ -3,10 +3,12 @@
 The rule that shapes this module: a create request that may have reached the provider is
 never sent again, because that can charge twice. Only failures where nothing was sent
 (connection refused, connect timeout) or where the provider said no work was started
-(429, 5xx) are retried.
+(429, 500, 502, 503) are retried. A gateway timeout (504, Cloudflare 520-527) on create
+usually means the origin is still rendering, so it counts as an unknown outcome.
 """
 
 import random
+import re
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -35,6 +37,14 @@ MAX_DELAY = 30.0
 SAFETY_MARGIN_SECONDS = 10.0
 MAX_MESSAGE_CHARS = 300
 RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
+# A gateway gave up waiting for the origin, which may still be working on the request.
+GATEWAY_TIMEOUT_STATUS = frozenset({504, *range(520, 528)})
+# Provider messages may echo the presigned image_url (a credential until it expires).
+_URL = re.compile(r"https?://\S+")
+
+
+def redact_urls(text: str) -> str:
+    return _URL.sub("<url>", text)
 
 
 def error_message(response: requests.Response) -> str:
@@ -54,7 +64,8 @@ def error_message(response: requests.Response) -> str:
         message = message or body.get("message") or body.get("detail")
     if not message:
         message = response.text.strip() or response.reason or "no details"
-    return str(message)[:MAX_MESSAGE_CHARS]
+    # Redact before truncating, so a URL cut at the limit cannot leave a readable prefix.
+    return redact_urls(str(message))[:MAX_MESSAGE_CHARS]
 
 
 def retry_after_seconds(response: requests.Response, now: datetime | None = None) -> float | None:
@@ -98,9 +109,17 @@ class ProviderHttp:
         self.remaining_ms = remaining_ms
         self.sleep = sleep
         self.session = session or requests.Session()
+        self._key: str | None = None
+
+    def api_key(self) -> str:
+        """The bearer key, read once per instance. Submit calls this before it claims the job,
+        so a key that cannot be read fails the attempt before anything is marked as sent."""
+        if self._key is None:
+            self._key = self._api_key()
+        return self._key
 
     def _headers(self) -> dict:
-        return {"Authorization": f"Bearer {self._api_key()}", "Accept": "application/json"}
+        return {"Authorization": f"Bearer {self.api_key()}", "Accept": "application/json"}
 
     def _seconds_left(self) -> float | None:
         return None if self.remaining_ms is None else self.remaining_ms() / 1000.0
@@ -126,7 +145,8 @@ class ProviderHttp:
         """POST a paid create request. Returns the JSON body of a 2xx answer.
 
         Raises ProviderAuthError / ProviderRejectedError (final), ProviderTransientError once
-        retries are exhausted, SubmitOutcomeUnknownError when the request may have been seen.
+        retries are exhausted, SubmitOutcomeUnknownError when the request may have been seen
+        (read timeout, broken connection, gateway timeout).
         """
         url = self.base_url + path
         headers = self._headers()
@@ -152,6 +172,11 @@ class ProviderHttp:
             else:
                 if response.ok:
                     return _json_or_unknown(response)
+                if response.status_code in GATEWAY_TIMEOUT_STATUS:
+                    raise _unknown_outcome(
+                        f"a gateway answered HTTP {response.status_code} (it stopped waiting for the provider, "
+                        "which may still be rendering)"
+                    )
                 _raise_final(response)
                 last_problem = f"HTTP {response.status_code}: {error_message(response)}"
                 retry_after = retry_after_seconds(response)

@@ -3,7 +3,7 @@
 from i2v.errors import ProviderError
 from i2v.options import NANOBANANA
 from i2v.providers.base import COMPLETED, FAILED, Provider, ProviderJob
-from i2v.providers.http import MAX_MESSAGE_CHARS
+from i2v.providers.http import MAX_MESSAGE_CHARS, redact_urls
 
 
 class NanoBananaProvider(Provider):
@@ -25,7 +25,7 @@ class NanoBananaProvider(Provider):
             return ProviderJob(
                 id=body.get("video_id"),
                 status=FAILED,
-                error=f"the provider could not generate the video: {str(error or 'no details')[:MAX_MESSAGE_CHARS]}",
+                error=f"the provider could not generate the video: {redact_urls(str(error or 'no details'))[:MAX_MESSAGE_CHARS]}",
             )
         job = ProviderJob(
             id=body.get("video_id"),

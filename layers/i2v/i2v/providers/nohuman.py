@@ -5,6 +5,7 @@ from urllib.parse import quote
 from i2v.errors import ProviderError, SubmitOutcomeUnknownError
 from i2v.options import NOHUMAN
 from i2v.providers.base import COMPLETED, FAILED, RUNNING, Provider, ProviderJob
+from i2v.providers.http import redact_urls
 
 # USD per (mode, duration in seconds), from the provider's price table.
 PRICES_USD = {
@@ -69,7 +70,7 @@ def _error_text(error) -> str:
     """NoHuman's `error` may be a string or an object."""
     if isinstance(error, dict):
         text = error.get("message") or error.get("detail") or error.get("code")
-        return str(text or error)[:500]
+        return redact_urls(str(text or error))[:500]
     if error:
-        return str(error)[:500]
+        return redact_urls(str(error))[:500]
     return "the provider reported the job failed without a reason"
