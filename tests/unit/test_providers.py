@@ -291,6 +291,38 @@ def test_retry_stops_when_the_wait_does_not_fit_the_remaining_time(sleeps):
     assert sleeps == [] and len(responses.calls) == 1
 
 
+@pytest.mark.parametrize("status", [504, 520, 522, 524, 527])
+@pytest.mark.parametrize("name", ["nanobanana", "nohuman"])
+@responses.activate
+def test_gateway_timeout_on_create_is_an_unknown_outcome_never_resent(request, sleeps, name, status):
+    # The gateway stopped waiting; the origin may still be rendering (and charging).
+    provider = request.getfixturevalue(name)
+    url = NB_CREATE if name == "nanobanana" else NH_CREATE
+    responses.post(url, status=status, body="<html>gateway timeout</html>")
+    responses.post(url, json=NB_SUCCESS if name == "nanobanana" else {"id": "gen_1", "status": "created"})
+    with pytest.raises(SubmitOutcomeUnknownError) as caught:
+        provider.create_job(IMAGE_URL, NB_OPTIONS if name == "nanobanana" else NH_OPTIONS)
+    assert f"HTTP {status}" in caught.value.message and "nothing was resubmitted" in caught.value.message
+    assert len(responses.calls) == 1 and sleeps == []
+
+
+@pytest.mark.parametrize("status", [429, 500, 502, 503])
+@responses.activate
+def test_statuses_that_started_no_work_are_retried(nanobanana, sleeps, status):
+    responses.post(NB_CREATE, status=status, headers={"Retry-After": "1"})
+    responses.post(NB_CREATE, json=NB_SUCCESS)
+    assert nanobanana.create_job(IMAGE_URL, NB_OPTIONS).status == COMPLETED
+    assert len(responses.calls) == 2 and sleeps == [1.0]
+
+
+@pytest.mark.parametrize("status", [504, 522])
+@responses.activate
+def test_gateway_timeout_on_poll_is_transient(nohuman, status):
+    responses.get(NH + "/v1/videos/generations/gen_1", status=status)
+    with pytest.raises(ProviderTransientError):
+        nohuman.get_job("gen_1")
+
+
 @responses.activate
 def test_read_timeout_after_send_is_never_resent(nanobanana, sleeps):
     responses.post(NB_CREATE, body=requests.ReadTimeout("read timed out"))
@@ -386,6 +418,34 @@ def test_error_message_is_truncated():
     response = requests.Response()
     response._content = b"x" * 5000
     assert len(error_message(response)) == 300
+
+
+def test_error_message_redacts_urls_before_truncating():
+    response = requests.Response()
+    response._content = json.dumps({"error": {"message": "x" * 280 + " " + IMAGE_URL + " unreachable"}}).encode()
+    message = error_message(response)
+    assert "X-Amz" not in message and "https://" not in message
+    assert message.endswith(" <url> unreachable")
+
+
+@responses.activate
+def test_rejection_that_echoes_the_presigned_url_does_not_carry_it(nohuman, sleeps):
+    responses.post(NH_CREATE, status=400, json={"error": f"could not download image_url {IMAGE_URL}"})
+    with pytest.raises(ProviderRejectedError) as caught:
+        nohuman.create_job(IMAGE_URL, NH_OPTIONS)
+    assert caught.value.message.endswith("could not download image_url <url>")
+    assert "X-Amz-Signature" not in caught.value.message
+
+
+@responses.activate
+def test_failed_job_errors_do_not_carry_urls(nohuman, nanobanana):
+    responses.get(
+        NH + "/v1/videos/generations/gen_1",
+        json={"id": "gen_1", "status": "failed", "error": {"message": f"cannot fetch {IMAGE_URL}"}},
+    )
+    assert nohuman.get_job("gen_1").error == "cannot fetch <url>"
+    responses.post(NB_CREATE, json={"success": False, "error": "bad image at http://x.example/a?sig=1"})
+    assert nanobanana.create_job(IMAGE_URL, NB_OPTIONS).error.endswith("bad image at <url>")
 
 
 # ---------------------------------------------------------------- get_provider
