@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from i2v.errors import ImageError
-from i2v.images import prepare_image
+from i2v.images import DEFAULT_MAX_BYTES, _size_within_cap, prepare_image
 
 
 def encode(image: Image.Image, fmt: str, **params) -> bytes:
@@ -220,3 +220,59 @@ def test_decompression_bomb_is_refused(monkeypatch):
         prepare_image(encode(solid((100, 100)), "PNG"), min_recommended_px=1)
     assert caught.value.code == "ImageTooLarge"
     assert "too many pixels" in caught.value.message
+
+
+# ---------------------------------------------------------------- byte and pixel limits
+
+
+def padded_jpeg(total_bytes: int) -> bytes:
+    """A valid JPEG of exactly total_bytes (decoders ignore bytes after the end marker)."""
+    data = encode(solid((1200, 900)), "JPEG")
+    return data + b"\0" * (total_bytes - len(data))
+
+
+def test_the_byte_limit_is_10_mb_not_10_mib():
+    assert DEFAULT_MAX_BYTES == 10_000_000
+    at_limit = prepare_image(padded_jpeg(10_000_000), min_recommended_px=1)
+    assert at_limit.reencoded is False and len(at_limit.body) == 10_000_000
+
+    over = prepare_image(padded_jpeg(10_000_001), min_recommended_px=1)
+    assert over.reencoded is True
+    assert len(over.body) <= 10_000_000
+
+
+def test_huge_jpeg_is_decoded_at_a_reduced_scale(monkeypatch):
+    data = encode(solid((9000, 9000), mode="L", color=128), "JPEG")
+    full_decodes = []
+    real_load = Image.Image.load
+
+    def load(self):
+        full_decodes.append(self.size)
+        return real_load(self)
+
+    monkeypatch.setattr(Image.Image, "load", load)
+
+    prepared = prepare_image(data, min_recommended_px=1)
+
+    assert (9000, 9000) not in full_decodes  # never held at full size
+    assert prepared.reencoded is True and prepared.format == "JPEG"
+    assert (prepared.width, prepared.height) == (4500, 4500)
+    assert decoded(prepared.body).size == (4500, 4500)
+    assert any("downscaled from 9000x9000 to 4500x4500" in warning for warning in prepared.warnings)
+
+
+def test_jpeg_just_over_the_cap_is_halved():
+    assert _size_within_cap("JPEG", (8000, 5001)) == (4000, 2500)
+    assert _size_within_cap("JPEG", (8000, 5000)) is None  # exactly 40 MP is decoded as it is
+    assert _size_within_cap("JPEG", (20000, 9000)) == (5000, 2250)  # 180 MP needs a quarter
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP"])
+def test_huge_non_jpeg_is_refused_before_decoding(fmt):
+    data = encode(solid((9000, 9000), mode="L", color=128), fmt, **({"method": 0} if fmt == "WEBP" else {}))
+
+    with pytest.raises(ImageError) as caught:
+        prepare_image(data, min_recommended_px=1)
+
+    assert caught.value.code == "ImageTooLarge"
+    assert f"9000x9000 (81.0 megapixels); {fmt} images over 40 megapixels are refused" in caught.value.message
