@@ -36,14 +36,15 @@ def outcome_from_body(body: str) -> dict:
 
 
 def _postpone(record: SQSRecord, delay_seconds: int) -> None:
-    """Hide the message until the next attempt is due."""
+    """Hide the message until the next attempt is due (needs sqs:GetQueueUrl on the queue)."""
     *_, account, queue_name = record.event_source_arn.split(":")
     sqs = client("sqs")
     try:
         queue_url = sqs.get_queue_url(QueueName=queue_name, QueueOwnerAWSAccountId=account)["QueueUrl"]
         sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=record.receipt_handle, VisibilityTimeout=delay_seconds)
     except ClientError:
-        # The message still fails and comes back after the queue's own visibility timeout.
+        # Logged, not raised: the message still fails (the caller raises next) and comes back
+        # after the queue's own visibility timeout instead of the backoff delay.
         logger.exception("Could not postpone the next attempt", extra={"message_id": record.message_id})
 
 

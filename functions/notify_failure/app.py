@@ -69,9 +69,11 @@ def notify_job_failure(job: dict) -> dict:
     job = {key: value for key, value in job.items() if key != "caught"}
     job["status"] = "failed"
     job["error"] = error
-    notify.publish_outcome(notify.outcome_from_job(job, status="failed", output=None, error=error))
-    metrics.add_metric(name="JobsFailed", unit=MetricUnit.Count, value=1)
-    logger.info("Failure notified", extra={"code": error["code"]})
+    result = notify.publish_outcome(notify.outcome_from_job(job, status="failed", output=None, error=error))
+    if result["published"]:
+        # A duplicate (already notified) is the same failed job: count it once.
+        metrics.add_metric(name="JobsFailed", unit=MetricUnit.Count, value=1)
+        logger.info("Failure notified", extra={"code": error["code"]})
     return {"job_key": job.get("job_key"), "status": "failed", "error_code": error["code"]}
 
 

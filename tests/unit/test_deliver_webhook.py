@@ -8,6 +8,7 @@ import socket
 import pytest
 import responses
 from aws_lambda_powertools.utilities import parameters
+from botocore.exceptions import ClientError
 from moto import mock_aws
 from standardwebhooks.webhooks import Webhook
 
@@ -251,6 +252,28 @@ def test_failure_is_still_reported_when_postponing_fails(aws, lambda_context, mo
 
     assert result == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
     assert logged == ["Could not postpone the next attempt"]
+
+
+@responses.activate
+def test_refused_queue_url_lookup_is_logged_and_the_failure_still_reported(aws, lambda_context, monkeypatch):
+    responses.post(URL, status=503)
+    _send(aws["queue"], json.dumps(SAMPLE_OUTCOME))
+    event = _receive_event(aws["queue"])
+    sqs = client("sqs")
+
+    def refuse(**kwargs):
+        error = {"Code": "AccessDenied", "Message": "not authorized to perform sqs:GetQueueUrl"}
+        raise ClientError({"Error": error}, "GetQueueUrl")
+
+    monkeypatch.setattr(sqs, "get_queue_url", refuse)
+    logged = []
+    monkeypatch.setattr(app.logger, "exception", lambda message, **kwargs: logged.append(message))
+
+    result = app.lambda_handler(event, lambda_context)
+
+    assert result == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+    assert logged == ["Could not postpone the next attempt"]
+    assert aws["visibility_changes"] == []
 
 
 @responses.activate

@@ -2,7 +2,7 @@
 
 import json
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from botocore.exceptions import ClientError
@@ -136,8 +136,13 @@ def test_success_email_says_what_where_how_long_and_how_much():
     assert "NoHuman Studio (job gen_123)" in text
     assert "prompt:" in text and "Boats drift at dawn" in text and "aspect ratio:  16:9" in text
     assert "duration:      5 s" in text
-    assert "Download (valid for 1 hour, until 2026-11-22 11:00 UTC):" in text
     assert OUTPUT["download_url"] in text
+    # The requested expiry is an upper bound: Lambda's temporary credentials can end it sooner.
+    flat = " ".join(text.split())
+    assert "The link works for up to 1 hour, until 2026-11-22 11:00 UTC at the latest" in flat
+    assert "can stop earlier, when the function's temporary credentials expire" in flat
+    assert f"the video itself stays at {OUTPUT['video_uri']}." in flat
+    assert "valid for" not in text
     assert OUTPUT["video_uri"] in text and OUTPUT["manifest_uri"] in text
     assert "Cost:      $0.47" in text
     assert "42 s from upload to video, 35 s rendering" in text
@@ -153,7 +158,7 @@ def test_email_shows_credits_and_computes_expiry_when_not_given():
     assert re.search(r"video model: +seedance2\n", text) and re.search(r"motion intensity: +low\n", text)
     assert re.search(r"sound: +no\n", text)
     assert "NanoBanana Video" in text
-    assert "valid for 1 day, until 2026-11-23 10:00 UTC" in text
+    assert "for up to 1 day, until 2026-11-23 10:00 UTC at the latest" in " ".join(text.split())
     assert "6 credits" in text
 
 
@@ -207,7 +212,7 @@ def aws(monkeypatch):
         monkeypatch.setenv("TOPIC_ARN", topic_arn)
         monkeypatch.setenv("EVENT_BUS_NAME", "default")
         monkeypatch.setenv("PRESIGN_EXPIRY_SECONDS", "3600")
-        yield {name: url for name, (url, _) in queues.items()}
+        yield {"topic_arn": topic_arn, **{name: url for name, (url, _) in queues.items()}}
 
 
 def _receive(queue_url: str) -> list:
@@ -287,8 +292,119 @@ def test_failed_sns_publish_releases_the_claim_and_raises(aws, monkeypatch):
     monkeypatch.setenv("TOPIC_ARN", "arn:aws:sns:us-east-1:123456789012:no-such-topic")
     with pytest.raises(ClientError):
         notify.publish_outcome(_success())
-    assert "notified_at" not in _job_record()
+    record = _job_record()
+    assert "notified_at" not in record and "notify_claim" not in record and "claim_expires_at" not in record
     assert _receive(aws["events"]) == []  # nothing half-sent
+
+    # Released, not left to expire: the very next retry publishes.
+    monkeypatch.setenv("TOPIC_ARN", aws["topic_arn"])
+    assert notify.publish_outcome(_success())["published"] is True
+
+
+# --- the lease: a killed attempt never turns "exactly one" into zero ----------------------
+
+
+class Killed(BaseException):
+    """The Lambda dying mid-publish (timeout, out of memory)."""
+
+
+def _kill_at(monkeypatch, name: str) -> None:
+    def die(*args, **kwargs):
+        raise Killed(name)
+
+    monkeypatch.setattr(notify, name, die)
+    # A killed process runs no finally clause: the lease is never released.
+    monkeypatch.setattr(notify, "_release", lambda *args, **kwargs: None)
+
+
+def _at(monkeypatch, seconds_later: float) -> None:
+    moment = FIXED_NOW + timedelta(seconds=seconds_later)
+    monkeypatch.setattr(notify, "_now", lambda: moment)
+
+
+def _killed_after_the_claim(monkeypatch) -> None:
+    with monkeypatch.context() as during:
+        _kill_at(during, "_publish_sns")
+        with pytest.raises(Killed):
+            notify.publish_outcome(_success())
+
+
+def test_claim_is_a_lease_with_a_ttl(aws, monkeypatch):
+    _killed_after_the_claim(monkeypatch)
+    record = _job_record()
+    assert record["notify_claim"]["S"]
+    assert int(record["claim_expires_at"]["N"]) == int(FIXED_NOW.timestamp()) + 45
+    assert int(record["expires_at"]["N"]) == int((FIXED_NOW + timedelta(days=30)).timestamp())
+    assert "notified_at" not in record
+
+
+def test_retry_during_an_active_lease_raises_for_the_state_machine_to_retry(aws, monkeypatch):
+    _killed_after_the_claim(monkeypatch)
+    _at(monkeypatch, 44)
+
+    with pytest.raises(notify.OutcomePublishError, match="another attempt is publishing this outcome"):
+        notify.publish_outcome(_success())
+
+    assert _receive(aws["raw"]) == [] and _receive(aws["events"]) == []
+
+
+def test_killed_after_the_claim_then_a_retry_after_expiry_publishes_once(aws, monkeypatch):
+    _killed_after_the_claim(monkeypatch)
+    _at(monkeypatch, 46)
+
+    result = notify.publish_outcome(_success())
+
+    assert result["published"] is True
+    assert len(_receive(aws["raw"])) == 1 and len(_receive(aws["events"])) == 1
+    record = _job_record()
+    assert "notified_at" in record and "notify_claim" not in record
+    assert notify.publish_outcome(_success()) == {"published": False}
+    assert _receive(aws["raw"]) == [] and _receive(aws["events"]) == []
+
+
+def test_takeover_never_resends_a_channel_that_went_out(aws, monkeypatch):
+    with monkeypatch.context() as during:
+        _kill_at(during, "_put_event")  # killed after SNS went out and its id was recorded
+        with pytest.raises(Killed):
+            notify.publish_outcome(_success())
+    first_sns_id = _job_record()["notified_sns_message_id"]["S"]
+    assert len(_receive(aws["raw"])) == 1
+    _at(monkeypatch, 46)
+
+    result = notify.publish_outcome(_success())
+
+    assert result["published"] is True and result["sns_message_id"] == first_sns_id
+    assert _receive(aws["raw"]) == []  # SNS not sent again
+    assert len(_receive(aws["events"])) == 1
+
+
+def test_both_channels_recorded_counts_as_done_even_without_notified_at(aws, monkeypatch):
+    # Killed after the last channel's id was recorded, before notified_at was written.
+    with monkeypatch.context() as during:
+        _kill_at(during, "_mark_done")
+        with pytest.raises(Killed):
+            notify.publish_outcome(_success())
+    assert len(_receive(aws["raw"])) == 1 and len(_receive(aws["events"])) == 1
+    assert "notified_at" not in _job_record()
+
+    assert notify.publish_outcome(_success()) == {"published": False}  # even while the lease runs
+    _at(monkeypatch, 46)
+    assert notify.publish_outcome(_success()) == {"published": False}
+    assert _receive(aws["raw"]) == [] and _receive(aws["events"]) == []
+
+
+def test_existing_ttl_of_the_job_record_is_kept(aws):
+    client("dynamodb").put_item(TableName="jobs", Item={"job_key": {"S": JOB_KEY}, "expires_at": {"N": "1800000000"}})
+    notify.publish_outcome(_success())
+    assert _job_record()["expires_at"] == {"N": "1800000000"}
+
+
+def test_aws_calls_fit_well_inside_the_notifier_timeout():
+    """3 attempts x (connect + read) must leave room in NotifyFailure's 60 s."""
+    config = client("sns").meta.config
+    assert config.connect_timeout == 5 and config.read_timeout == 10
+    assert config.retries == {"mode": "standard", "total_max_attempts": 3}  # the first attempt included
+    assert config.retries["total_max_attempts"] * (config.connect_timeout + config.read_timeout) <= 45
 
 
 def test_retry_after_an_eventbridge_failure_sends_only_what_is_missing(aws, monkeypatch):

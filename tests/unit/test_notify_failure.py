@@ -113,13 +113,15 @@ def test_timed_out_without_error_names_the_deadline(aws, event, lambda_context):
     assert published(aws)[0]["error"] == {"code": "TimedOut", "message": "timed out after 45 minutes"}
 
 
-def test_a_second_failure_for_the_same_job_is_not_published(aws, event, lambda_context):
+def test_a_second_failure_for_the_same_job_is_not_published_nor_counted(aws, event, lambda_context, capsys):
     job = event("notify_failure_caught.json")
 
     app.lambda_handler(job, lambda_context)
+    assert '"JobsFailed"' in capsys.readouterr().out
     app.lambda_handler(job, lambda_context)
 
     assert len(published(aws)) == 1
+    assert '"JobsFailed"' not in capsys.readouterr().out  # the duplicate is the same failed job
 
 
 def test_submit_on_failure_record_notifies_each_upload(aws, event, lambda_context):

@@ -11,7 +11,10 @@ from aws_lambda_powertools.utilities import parameters
 from botocore.config import Config
 
 SECRET_MAX_AGE_SECONDS = 300
-_CONFIG = Config(connect_timeout=5, read_timeout=30, retries={"mode": "standard", "max_attempts": 5})
+# Worst case per call: 3 attempts x (5 s connect + 10 s read) plus backoff, inside the 60 s
+# of the shortest function (NotifyFailure). S3 part uploads are 8 MiB, fine within 10 s.
+# total_max_attempts counts the first attempt; botocore's "max_attempts" here would not.
+_CONFIG = Config(connect_timeout=5, read_timeout=10, retries={"mode": "standard", "total_max_attempts": 3})
 
 
 @lru_cache(maxsize=None)

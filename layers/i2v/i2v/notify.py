@@ -1,14 +1,17 @@
 """The outcome notification: one per upload, to the SNS topic and to EventBridge.
 
 ``outcome_from_job`` builds the schema-version-1 body (docs/architecture.md,
-docs/notifications.md); ``publish_outcome`` sends it exactly once per job: a conditional
-write on the jobs table claims the right to notify, so a retried task or a duplicate
-execution cannot notify twice. If sending fails the claim is released and the error
-re-raised, so the state machine's Retry can try again; channels that already went out on
-an earlier attempt are remembered on the job record and not sent again.
+docs/notifications.md); ``publish_outcome`` sends it exactly once per job. A conditional
+write on the jobs table takes a lease (``notify_claim``, ``claim_expires_at``): while it
+runs, other attempts raise OutcomePublishError and are retried by the state machine; once
+it expires (the holder was killed), the next attempt takes over. Each channel's id is
+remembered on the record as soon as it went out, so a takeover never sends it again, and
+``notified_at`` is written only after both went out: from then on every attempt skips.
+If sending fails the lease is released and the error re-raised for the state machine's Retry.
 """
 
 import json
+import textwrap
 import unicodedata
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -26,6 +29,11 @@ EVENT_SOURCE = "image-to-video"
 DETAIL_TYPES = {"succeeded": "Video Succeeded", "failed": "Video Failed"}
 PROVIDER_NAMES = {"nohuman": "NoHuman Studio", "nanobanana": "NanoBanana Video"}
 SUBJECT_MAX = 99  # SNS: fewer than 100 printable ASCII characters
+# How long a publish attempt holds the job: longer than one attempt needs, shorter than the
+# state machine's retries take (Store: 10/20/40 s, NotifyFailure: 2..32 s, ~62 s in all),
+# so a retry after a killed attempt finds the lease expired and publishes.
+CLAIM_LEASE_SECONDS = 45
+RECORD_TTL_DAYS = 30
 
 # What the person who uploaded can do about each failure code.
 ADVICE = {
@@ -44,7 +52,8 @@ DEFAULT_ADVICE = "Something unexpected went wrong: upload the image again, and i
 
 
 class OutcomePublishError(RuntimeError):
-    """A channel refused the notification; the claim was released so a retry can send it."""
+    """The notification could not be sent now (a channel refused it, or another attempt holds
+    the lease); the state machine's Retry sends it later."""
 
 
 def _now() -> datetime:
@@ -205,9 +214,17 @@ def email_text(outcome: dict, *, presign_expiry_seconds: int) -> str:
         output = outcome.get("output") or {}
         finished = _parse_iso(outcome.get("finished_at")) or _now()
         expires = _parse_iso(output.get("download_url_expires_at")) or finished + timedelta(seconds=presign_expiry_seconds)
+        # The requested expiry is only an upper bound: a link signed with a Lambda role's
+        # temporary credentials stops working when those credentials expire.
+        validity = (
+            f"The link works for up to {human_span(presign_expiry_seconds)}, until {_utc_text(expires)} at the latest "
+            "(links signed inside AWS Lambda can stop earlier, when the function's temporary credentials expire); "
+            f"the video itself stays at {output.get('video_uri')}."
+        )
         lines += [
-            f"Download (valid for {human_span(presign_expiry_seconds)}, until {_utc_text(expires)}):",
+            "Download:",
             f"  {output.get('download_url') or '(no link)'}",
+            *textwrap.wrap(validity, width=78, break_long_words=False, break_on_hyphens=False),
             "",
             f"Video:     {output.get('video_uri')}",
         ]
@@ -244,21 +261,53 @@ def email_text(outcome: dict, *, presign_expiry_seconds: int) -> str:
 # --- publishing ----------------------------------------------------------------------------
 
 
+def _epoch(moment: datetime) -> str:
+    return str(int(moment.timestamp()))
+
+
+def _is_done(record: dict) -> bool:
+    """Both channels went out (``notified_at`` is only written after they did)."""
+    return "notified_at" in record or ("notified_sns_message_id" in record and "notified_event_id" in record)
+
+
 def _claim(table: str, job_key: str, status: str, token: str) -> dict | None:
-    """Take the right to notify; None if someone already has. Returns the record's old fields."""
+    """Take a lease on notifying this job.
+
+    Returns the record's old fields when the lease is ours (new, or taken over from an
+    expired one), None when the outcome already went out on both channels. Raises
+    OutcomePublishError while another attempt holds an unexpired lease, so the state
+    machine's Retry comes back after it has finished or its lease has run out.
+    """
+    now = _now()
     try:
         answer = client("dynamodb").update_item(
             TableName=table,
             Key={"job_key": {"S": job_key}},
-            UpdateExpression="SET notified_at = :now, notified_status = :status, notify_claim = :token",
-            ConditionExpression="attribute_not_exists(notified_at)",
-            ExpressionAttributeValues={":now": {"S": _iso(_now())}, ":status": {"S": status}, ":token": {"S": token}},
+            UpdateExpression=(
+                "SET notified_status = :status, notify_claim = :token, claim_expires_at = :until, "
+                "expires_at = if_not_exists(expires_at, :ttl)"
+            ),
+            ConditionExpression=(
+                "attribute_not_exists(notified_at)"
+                " AND NOT (attribute_exists(notified_sns_message_id) AND attribute_exists(notified_event_id))"
+                " AND (attribute_not_exists(notify_claim) OR claim_expires_at < :now)"
+            ),
+            ExpressionAttributeValues={
+                ":status": {"S": status},
+                ":token": {"S": token},
+                ":now": {"N": _epoch(now)},
+                ":until": {"N": _epoch(now + timedelta(seconds=CLAIM_LEASE_SECONDS))},
+                ":ttl": {"N": _epoch(now + timedelta(days=RECORD_TTL_DAYS))},
+            },
             ReturnValues="ALL_OLD",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
     except ClientError as exc:
-        if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+        if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            raise
+        if _is_done(exc.response.get("Item") or {}):
             return None
-        raise
+        raise OutcomePublishError("another attempt is publishing this outcome") from exc
     return answer.get("Attributes") or {}
 
 
@@ -271,18 +320,29 @@ def _remember(table: str, job_key: str, field: str, value: str) -> None:
     )
 
 
+def _mark_done(table: str, job_key: str) -> None:
+    """Both channels went out: from now on every attempt skips."""
+    client("dynamodb").update_item(
+        TableName=table,
+        Key={"job_key": {"S": job_key}},
+        UpdateExpression="SET notified_at = :now REMOVE notify_claim, claim_expires_at",
+        ExpressionAttributeValues={":now": {"S": _iso(_now())}},
+    )
+
+
 def _release(table: str, job_key: str, token: str) -> None:
-    """Undo our own claim (only ours: the condition protects a later claimant)."""
+    """End our own lease early (only ours: the condition protects a later holder)."""
     try:
         client("dynamodb").update_item(
             TableName=table,
             Key={"job_key": {"S": job_key}},
-            UpdateExpression="REMOVE notified_at, notified_status, notify_claim",
+            UpdateExpression="REMOVE notify_claim, claim_expires_at",
             ConditionExpression="notify_claim = :mine",
             ExpressionAttributeValues={":mine": {"S": token}},
         )
     except ClientError:
         # The publish error that brought us here is the one worth raising; this is context.
+        # An unreleased lease only delays the retry until it expires.
         logger.exception("Could not release the notification claim", extra={"job_key": job_key})
 
 
@@ -335,7 +395,7 @@ def publish_outcome(outcome: dict) -> dict:
     if not settings.jobs_table:
         raise ValueError("JOBS_TABLE is not set: without it a notification could be sent twice")
     job_key = outcome["job_key"]
-    token = uuid.uuid4().hex  # recognises our own claim when releasing it
+    token = uuid.uuid4().hex  # recognises our own lease when releasing it
     old = _claim(settings.jobs_table, job_key, outcome["status"], token)
     if old is None:
         logger.info("Outcome already notified; not publishing again", extra={"job_key": job_key})
@@ -351,6 +411,7 @@ def publish_outcome(outcome: dict) -> dict:
         if not event_id:
             event_id = _put_event(settings, outcome)
             _remember(settings.jobs_table, job_key, "notified_event_id", event_id)
+        _mark_done(settings.jobs_table, job_key)
         sent = True
     finally:
         if not sent:

@@ -21,9 +21,9 @@ from standardwebhooks.webhooks import Webhook
 from i2v.retry_after import retry_after_seconds
 from i2v.urlsafety import UnsafeUrlError, check_url
 
-# (connect, read): requests applies the read timeout between bytes of the answer, and the
-# body is read in full (stream=False) before the connection is closed, so an attempt takes
-# about 15 s at most (DNS resolution is not bounded by these).
+# (connect, read) for requests: the read timeout bounds the wait for the answer and every
+# stall while reading it in full (stream=False), so an attempt takes about 15 s against a
+# receiver that answers normally (DNS resolution is not bounded by these).
 CONNECT_TIMEOUT_SECONDS = 5.0
 TIMEOUT_SECONDS = 15.0
 BACKOFF_BASE_SECONDS = 5.0
