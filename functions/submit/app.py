@@ -11,6 +11,7 @@ from aws_lambda_powertools.utilities.idempotency import (
     IdempotencyConfig,
     idempotent_function,
 )
+from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from i2v import jobs
@@ -65,5 +66,13 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
             "version_id": s3_object.version_id,
             "etag": etag,
         }
-        results.append(submit_once(record=record, settings=settings, context=context))
+        try:
+            results.append(submit_once(record=record, settings=settings, context=context))
+        except IdempotencyAlreadyInProgressError:
+            # A concurrent duplicate delivery: the invocation holding the record owns this upload
+            # (if it dies, S3 retries its event). Raising would send this duplicate to the
+            # on-failure queue and a false failure notification.
+            logger.info("upload already being submitted by another invocation", extra={"job_key": record["job_key"]})
+            execution = jobs.execution_name(record["job_key"])
+            results.append({"job_key": record["job_key"], "status": "in_progress", "execution": execution})
     return {"results": results}

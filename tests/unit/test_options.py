@@ -179,10 +179,12 @@ def test_stack_duration_that_does_not_suit_the_model_gives_way_to_the_models_def
     options, warnings = resolve_options_with_warnings("nanobanana", TEMPLATE_DEFAULTS, {"video-model": model})
     assert options["video_model"] == model and options["duration"] == duration
     assert options["resolution"] == "720p"  # valid stack defaults still apply
-    assert warnings == [
-        f"stack default ignored for this image: duration must be {', '.join(map(str, NANOBANANA_DURATIONS[model][0]))} "
-        f"seconds for nanobanana {model} (got '5'); used {duration} instead"
-    ]
+    allowed = ", ".join(map(str, NANOBANANA_DURATIONS[model][0]))
+    expected = (
+        f"stack default ignored for this image: duration must be {allowed} seconds for nanobanana {model} "
+        f"(got '5'); used {duration} instead"
+    )
+    assert warnings == [expected]
 
 
 def test_stack_default_that_fits_the_model_gives_no_warning():

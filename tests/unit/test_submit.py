@@ -264,6 +264,90 @@ def test_execution_already_exists_counts_as_started(aws):
     assert len(executions()) == 1
 
 
+@responses.activate
+def test_concurrent_duplicate_delivery_is_reported_in_progress_not_failed(aws, app, lambda_context):
+    event = event_for(aws, "uploads/harbour.jpg")
+    nohuman_created()
+    duplicate = []
+    real_submit = jobs.submit_upload
+
+    def submit_while_a_duplicate_arrives(*args, **kwargs):
+        # The idempotency record is INPROGRESS while this invocation works on the upload.
+        duplicate.append(app.lambda_handler(json.loads(json.dumps(event)), lambda_context))
+        return real_submit(*args, **kwargs)
+
+    with mock.patch.object(jobs, "submit_upload", submit_while_a_duplicate_arrives):
+        first = app.lambda_handler(event, lambda_context)
+
+    [state] = executions()
+    assert duplicate == [
+        {"results": [{"job_key": state["job_key"], "status": "in_progress", "execution": jobs.execution_name(state["job_key"])}]}
+    ]
+    assert first["results"][0]["status"] == "running"
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_unreadable_api_key_raises_without_claiming_and_a_retry_succeeds(aws, app, lambda_context):
+    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+
+    secrets = boto3.client("secretsmanager")
+    secrets.delete_secret(SecretId="i2v/provider-key", ForceDeleteWithoutRecovery=True)
+    event = event_for(aws, "uploads/harbour.jpg")
+    nohuman_created()
+
+    with pytest.raises(GetParameterError):  # S3 retries; the on-failure queue reports it if it persists
+        app.lambda_handler(event, lambda_context)
+
+    assert len(responses.calls) == 0
+    assert boto3.client("dynamodb").scan(TableName="i2v-jobs")["Count"] == 0  # no claim left behind
+    assert executions() == []
+
+    secrets.create_secret(Name="i2v/provider-key", SecretString="sk-test")
+    result = app.lambda_handler(event, lambda_context)
+
+    assert result["results"][0]["status"] == "running"
+    assert len(responses.calls) == 1
+    [state] = executions()
+    assert state["provider_job_id"] == "gen_img2v_x7y8z9"
+
+
+# ---------------------------------------------------------------- stack defaults vs per-image model
+
+
+@pytest.mark.parametrize(("model", "duration"), [("veo3", 8), ("sora2", 10)])
+@responses.activate
+def test_template_default_duration_gives_way_to_the_models_own(aws, app, lambda_context, monkeypatch, model, duration):
+    monkeypatch.setenv("PROVIDER", "nanobanana")
+    monkeypatch.setenv("DEFAULT_DURATION", "5")  # what the template always sets
+    monkeypatch.setenv("DEFAULT_ASPECT_RATIO", "16:9")
+    event = event_for(aws, "uploads/harbour.jpg", metadata={"video-model": model})
+    responses.post(NB_CREATE, json=NB_SUCCESS)
+
+    result = app.lambda_handler(event, lambda_context)
+
+    assert result["results"][0]["status"] == "completed"
+    [state] = executions()
+    assert state["options"]["duration"] == duration
+    assert json.loads(responses.calls[0].request.body)["duration"] == duration
+    assert any(w.startswith("stack default ignored for this image: duration") for w in state["warnings"])
+
+
+@responses.activate
+def test_nohuman_with_a_4_3_stack_default_uses_16_9_and_says_so(aws, app, lambda_context, monkeypatch):
+    monkeypatch.setenv("DEFAULT_ASPECT_RATIO", "4:3")
+    event = event_for(aws, "uploads/harbour.jpg", body=jpeg((640, 480)))
+    nohuman_created()
+
+    app.lambda_handler(event, lambda_context)
+
+    [state] = executions()
+    assert state["status"] == "running"
+    assert json.loads(responses.calls[0].request.body)["aspect_ratio"] == "16:9"
+    assert state["warnings"][0].startswith("stack default ignored for this image: aspect_ratio")
+    assert "below the 1024x1024" in state["warnings"][1]  # image warnings are kept alongside
+
+
 # ---------------------------------------------------------------- expected failures
 
 
