@@ -6,6 +6,7 @@ one stack runs at a time) and every test uses keys of its own, so tests stay ind
 
 import io
 import json
+import time
 import uuid
 
 from PIL import Image
@@ -13,6 +14,10 @@ from PIL import Image
 from i2v_local.stack import LocalStack
 
 OUTCOME_TIMEOUT = 120
+# "Exactly one" needs a wait: the collectors long-poll for 1 s, so a late duplicate published
+# just before the stack settled shows up only after that.
+GRACE_AFTER_FIRST = 2.5
+GRACE_AFTER_SETTLE = 1.5
 
 
 def jpeg(width: int = 1280, height: int = 720, color=(40, 90, 160)) -> bytes:
@@ -35,13 +40,33 @@ def start_stack(provider: str, **kwargs) -> LocalStack:
     return LocalStack(provider=provider, **kwargs)
 
 
+def settle_with_grace(stack: LocalStack, first_seen: float) -> None:
+    """Settle, then wait long enough that anything already published has been collected."""
+    stack.settle(timeout=60)
+    settled = time.monotonic()
+    wait_until = max(first_seen + GRACE_AFTER_FIRST, settled + GRACE_AFTER_SETTLE)
+    time.sleep(max(0.0, wait_until - time.monotonic()))
+    stack.settle(timeout=60)
+
+
 def outcome(stack: LocalStack, key: str, timeout: float = OUTCOME_TIMEOUT) -> dict:
     """The one outcome notification for key; fails if a second one follows."""
     notification = stack.wait_for_notification(key, timeout=timeout)
-    stack.settle(timeout=60)
+    settle_with_grace(stack, time.monotonic())
     found = stack.notifications_for(key)
     assert len(found) == 1, json.dumps(found, indent=2)
     return notification
+
+
+def redeliver_upload_event(stack: LocalStack, key: str, times: int = 2) -> None:
+    """Invoke the submit function again with the very S3 event it got for key (S3 delivers at least once)."""
+    name = key.rsplit("/", 1)[-1]
+    delivered = [i["event"] for i in stack.runtime.invocations if i["function"] == "SubmitFunction" and name in str(i["event"])]
+    assert len(delivered) == 1, delivered
+    for _ in range(times):
+        response = stack.invoke("SubmitFunction", delivered[0])
+        assert response["FunctionError"] is None, response
+    settle_with_grace(stack, time.monotonic())
 
 
 def create_requests(stack: LocalStack) -> list[dict]:

@@ -2,9 +2,11 @@
 
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import boto3
@@ -60,17 +62,46 @@ def test_run_missing_image_exits_2(tmp_path, capsys):
     assert cli.main(["local", "run", str(tmp_path / "nope.jpg"), "--out", str(tmp_path)]) == 2
 
 
-def test_up_prints_one_json_line_serves_uploads_and_stops_on_sigterm():
+class _Lines:
+    """Lines of a child's stdout, read by a thread so every read can time out."""
+
+    def __init__(self, stream, stderr_path):
+        self._stderr_path = stderr_path
+        self._lines: queue.Queue = queue.Queue()
+        threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
+
+    def _pump(self, stream):
+        for line in stream:
+            self._lines.put(line)
+        self._lines.put(None)  # end of output
+
+    def next(self, timeout: float) -> str:
+        try:
+            line = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no output line within {timeout:.0f} s; stderr:\n{self._stderr_tail()}") from None
+        assert line is not None, f"the process closed its output; stderr:\n{self._stderr_tail()}"
+        return line
+
+    def _stderr_tail(self) -> str:
+        return "\n".join(self._stderr_path.read_text(errors="replace").splitlines()[-40:])
+
+
+def test_up_prints_one_json_line_serves_uploads_and_stops_on_sigterm(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "i2v_local.cli", "local", "up", "--render-seconds", "1"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    # stderr goes to a file: an unread pipe would block the child once it filled.
+    stderr_path = tmp_path / "stderr.txt"
+    with stderr_path.open("w") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "i2v_local.cli", "local", "up", "--render-seconds", "1"],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            env=env,
+        )
     try:
-        info = json.loads(proc.stdout.readline())
+        lines = _Lines(proc.stdout, stderr_path)
+        info = json.loads(lines.next(timeout=60))
         assert set(info) == UP_KEYS
         assert info["webhook_secret"].startswith("whsec_")
         assert info["functions"]["SubmitFunction"]
@@ -79,15 +110,16 @@ def test_up_prints_one_json_line_serves_uploads_and_stops_on_sigterm():
         )
         key = f"{info['input_prefix']}from the cli.jpg"
         s3.put_object(Bucket=info["input_bucket"], Key=key, Body=jpeg(), Metadata={"prompt": "drift"})
-        line = json.loads(proc.stdout.readline())  # printed as it arrives
+        line = json.loads(lines.next(timeout=120))  # printed as it arrives
         assert line["notification"]["source"]["key"] == key
         assert line["notification"]["status"] == "succeeded"
-    finally:
         proc.send_signal(signal.SIGTERM)
-        try:
-            _, err = proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
             proc.kill()
-            raise
+            proc.wait()
+        proc.stdout.close()
+    err = stderr_path.read_text()
     assert proc.returncode == 0, err
     assert "EMULATOR" in err

@@ -4,7 +4,7 @@ import pytest
 
 from i2v_local.emulator import output_dimensions
 from i2v_local.media import probe
-from tests.e2e.helpers import create_requests, download, jpeg, outcome, start_stack, unique
+from tests.e2e.helpers import create_requests, download, jpeg, outcome, redeliver_upload_event, start_stack, unique
 
 pytestmark = pytest.mark.e2e
 
@@ -52,6 +52,18 @@ def test_provider_reported_failure_ends_in_one_failure_notification(stack):
     assert note["error"]["code"] == "ProviderJobFailed", note["error"]
     assert "render farm on fire" in note["error"]["message"], note["error"]
     assert len(create_requests(stack)) == before + 1
+
+
+def test_same_s3_event_twice_makes_one_create_request_and_one_notification(stack):
+    # NanoBanana renders inside the create call: a second create would pay twice.
+    key = f"{stack.input_prefix}{unique('twice.jpg')}"
+    before = len(create_requests(stack))
+    stack.upload(jpeg(), key)
+    note = outcome(stack, key)
+    assert note["status"] == "succeeded", note
+    redeliver_upload_event(stack, key, times=2)
+    assert len(create_requests(stack)) == before + 1
+    assert len(stack.notifications_for(key)) == 1
 
 
 def test_option_invalid_for_the_model_fails_without_calling_the_provider(stack):

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.e2e.helpers import jpeg, outcome, start_stack, unique
+from tests.e2e.helpers import GRACE_AFTER_FIRST, jpeg, outcome, start_stack, unique
 
 pytestmark = pytest.mark.e2e
 
@@ -42,12 +42,17 @@ def _wait(predicate, timeout=30):
 
 
 def _assert_every_channel_once(stack, key, note, detail_type):
-    deliveries = _wait(lambda: _deliveries_for(stack, note["job_key"]))
+    assert _wait(lambda: _deliveries_for(stack, note["job_key"])), "no webhook delivery"
+    event = stack.events.wait_for(lambda e: e["detail"].get("job_key") == note["job_key"], timeout=30)
+    # Every channel has delivered once; give a duplicate time to arrive before counting.
+    time.sleep(GRACE_AFTER_FIRST)
+    stack.settle(timeout=60)
+
+    deliveries = _deliveries_for(stack, note["job_key"])
     assert len(deliveries) == 1, deliveries
     assert deliveries[0]["verified"] and not deliveries[0]["duplicate"]
     assert deliveries[0]["body"] == note
 
-    event = stack.events.wait_for(lambda e: e["detail"].get("job_key") == note["job_key"], timeout=30)
     assert event["source"] == "image-to-video" and event["detail-type"] == detail_type
     assert event["detail"] == note
     assert len(stack.events_for(key)) == 1
