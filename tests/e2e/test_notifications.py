@@ -81,8 +81,9 @@ def test_failure_reaches_webhook_events_and_email_once(stack):
 
 
 def test_failing_receiver_is_retried_then_dead_lettered_while_subscribers_get_it(stack):
-    # Retry-After: 0 keeps the retries quick; the delivery function honours it.
-    stack.receiver.set_behaviour(status=500, retry_after=0)
+    # Retry-After: 1 keeps the retries quick (the delivery function honours it) while giving each
+    # attempt a new timestamp: a byte-identical replay would be refused by the receiver.
+    stack.receiver.set_behaviour(status=500, retry_after=1)
     key = f"{stack.input_prefix}{unique('unlucky.jpg')}"
     stack.upload(jpeg(), key)
     note = outcome(stack, key)  # the SQS notification subscriber got its message
