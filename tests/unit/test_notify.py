@@ -100,6 +100,11 @@ def test_failure_without_an_error_falls_back_to_the_job_error_then_a_generic_one
     assert generic["error"]["code"] == "InternalError"
 
 
+def test_a_submit_time_after_now_never_gives_a_negative_duration():
+    body = notify.outcome_from_job(_job(submitted_at="2026-11-22T10:05:00Z"), status="succeeded", output=OUTPUT, error=None)
+    assert body["durations"]["total_seconds"] == 0.0
+
+
 def test_unknown_times_and_status():
     body = notify.outcome_from_job(_job(submitted_at=None), status="succeeded", output=OUTPUT, error=None)
     assert body["durations"]["total_seconds"] is None

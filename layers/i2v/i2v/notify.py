@@ -108,7 +108,8 @@ def outcome_from_job(job: dict, *, status: str, output: dict | None, error: dict
         "output": output,
         "cost": job.get("cost"),
         "durations": {
-            "total_seconds": round((finished - submitted).total_seconds(), 1) if submitted else None,
+            # Never negative, even when clocks disagree a little.
+            "total_seconds": max(0.0, round((finished - submitted).total_seconds(), 1)) if submitted else None,
             "render_seconds": job.get("render_seconds"),
         },
         "warnings": list(job.get("warnings") or []),
