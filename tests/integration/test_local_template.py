@@ -256,13 +256,17 @@ Resources:
             "OnSuccess destinations are not supported locally",
         ),
         (
-            "  Rule:\n    Type: AWS::Events::Rule\n    Properties:\n      EventPattern: { source: [x] }\n"
-            "      Targets: [{ Id: fn, Arn: !GetAtt Fn.Arn }]",
+            (
+                "  Rule:\n    Type: AWS::Events::Rule\n    Properties:\n      EventPattern: { source: [x] }\n"
+                "      Targets: [{ Id: fn, Arn: !GetAtt Fn.Arn }]"
+            ),
             "EventBridge rule target fn (arn:aws:lambda:",
         ),
         (
-            "  Rule:\n    Type: AWS::Events::Rule\n    Properties:\n      EventPattern: { source: [x] }\n"
-            "      Targets: [{ Id: q, Arn: !GetAtt Queue.Arn, InputPath: $.detail }]",
+            (
+                "  Rule:\n    Type: AWS::Events::Rule\n    Properties:\n      EventPattern: { source: [x] }\n"
+                "      Targets: [{ Id: q, Arn: !GetAtt Queue.Arn, InputPath: $.detail }]"
+            ),
             "rule target settings InputPath are not supported locally",
         ),
     ],
@@ -273,7 +277,6 @@ def test_unsupported_destinations_and_rule_targets_fail_the_stack(tmp_path, extr
     (tmp_path / "fn").mkdir()
     (tmp_path / "fn" / "app.py").write_text("def handler(event, context):\n    return event\n")
     path = _write(tmp_path, FUNCTION_WITH.format(extra=extra))
-    with pytest.raises(tpl.TemplateError) as raised:
-        with LocalStack(path, emulator=False, webhook=False, quiet=True):
-            pass
+    with pytest.raises(tpl.TemplateError) as raised, LocalStack(path, emulator=False, webhook=False, quiet=True):
+        pass
     assert message in str(raised.value)
