@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export SAM_CLI_TELEMETRY := 0
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test unit lint build bench clean
+.PHONY: venv demo test unit test-lambda-python lint build bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,18 @@ test: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
 
+## test-lambda-python: the unit tests again on the Lambda runtime's Python (3.12), in .venv-lambda
+LAMBDA_PYTHON ?= python3.12
+LAMBDA_VENV := .venv-lambda
+$(LAMBDA_VENV)/.installed: pyproject.toml
+	$(LAMBDA_PYTHON) -m venv $(LAMBDA_VENV)
+	$(LAMBDA_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LAMBDA_VENV)/bin/python -m pip install --quiet -e '.[local]' pytest responses cfn-lint
+	touch $@
+
+test-lambda-python: $(LAMBDA_VENV)/.installed
+	$(LAMBDA_VENV)/bin/python -m pytest tests/unit
+
 ## lint: cfn-lint and SAM's own validation of template.yaml
 lint: $(STAMP)
 	$(BIN)/cfn-lint template.yaml
@@ -39,4 +51,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) .aws-sam out .pytest_cache
+	rm -rf $(VENV) $(LAMBDA_VENV) .aws-sam out .pytest_cache
