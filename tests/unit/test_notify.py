@@ -10,6 +10,7 @@ from moto import mock_aws
 
 from i2v import notify
 from i2v.aws import client
+from i2v.errors import CODES_BY_ERROR_NAME
 from tests.aws_resources import create_queue, create_table
 
 JOB_KEY = "3f1c" + "a" * 60
@@ -171,7 +172,11 @@ def test_email_shows_credits_and_computes_expiry_when_not_given():
     "code, advice",
     [
         ("InvalidOption", "Fix the options in the image's metadata"),
-        ("InvalidImage", "complete JPEG, PNG or WebP image"),
+        ("EmptyObject", "The file was empty (0 bytes)"),
+        ("UnsupportedFormat", "Only JPEG, PNG and WebP images are accepted"),
+        ("ImageTooLarge", "make it smaller"),
+        ("SourceMissing", "deleted before it could be processed"),
+        ("SubmitFailed", "The job could not be started"),
         ("CorruptImage", "could not be decoded"),
         ("ProviderAuthRejected", "API key was refused by the provider: update the secret"),
         ("SubmitOutcomeUnknown", "Check the provider dashboard before uploading again"),
@@ -188,6 +193,26 @@ def test_failure_email_says_what_failed_and_what_to_do(code, advice):
     assert advice in text
     assert "Cost:        not reported" in text
     assert "Download" not in text
+
+
+# Every failure code the pipeline sets (grep `code=` in layers/ and functions/, and errors.py).
+RAISED_CODES = [
+    "EmptyObject", "CorruptImage", "UnsupportedFormat", "ImageTooLarge", "SourceMissing",
+    "InvalidOption", "ProviderAuthRejected", "ProviderRejectedRequest", "ProviderUnavailable",
+    "SubmitOutcomeUnknown", "ProviderJobFailed", "TimedOut", "ResultFetchFailed", "SubmitFailed",
+    "InternalError",
+]
+
+
+@pytest.mark.parametrize("code", sorted(set(RAISED_CODES) | set(CODES_BY_ERROR_NAME.values())))
+def test_every_failure_code_gets_its_own_advice(code):
+    assert notify.ADVICE.get(code, notify.DEFAULT_ADVICE) != notify.DEFAULT_ADVICE
+    text = notify.email_text(_failure(code=code, message="the reason", cost=None), presign_expiry_seconds=3600)
+    assert f"What to do:  {notify.ADVICE[code]}" in text
+
+
+def test_no_two_codes_share_advice():
+    assert len(set(notify.ADVICE.values())) == len(notify.ADVICE)
 
 
 # --- publishing --------------------------------------------------------------------------

@@ -35,19 +35,33 @@ SUBJECT_MAX = 99  # SNS: fewer than 100 printable ASCII characters
 CLAIM_LEASE_SECONDS = 45
 RECORD_TTL_DAYS = 30
 
-# What the person who uploaded can do about each failure code.
+# What the person who uploaded can do about each failure code: every code the pipeline
+# raises (the ``code=`` of ImageError and PipelineError, the classes' codes in errors.py,
+# and the codes the workflow and the failure notifier set themselves).
 ADVICE = {
+    # The upload itself
     "InvalidOption": "Fix the options in the image's metadata (see the message above) and upload the image again.",
-    "InvalidImage": "Check that the file is a complete JPEG, PNG or WebP image within the size limits, then upload it again.",
+    "EmptyObject": "The file was empty (0 bytes): check that the upload finished, then upload the image again.",
     "CorruptImage": "The file could not be decoded: export the image again (JPEG, PNG or WebP) and upload the new file.",
+    "UnsupportedFormat": "Only JPEG, PNG and WebP images are accepted: convert the image to one of them and upload it again.",
+    "ImageTooLarge": "The image is too big (see the message above for the limit): make it smaller, in bytes or pixels, and upload it again.",
+    "SourceMissing": "The image was deleted before it could be processed: upload it again and leave it in place until the video is ready.",
+    # ImageError's own code, in case an ImageError reaches the notifier through a workflow Catch.
+    "InvalidImage": "Check that the file is a complete JPEG, PNG or WebP image within the size limits, then upload it again.",
+    # The provider
     "ProviderAuthRejected": "The stack's API key was refused by the provider: update the secret that holds the key, then upload the image again.",
     "ProviderRejectedRequest": "The provider refused the request: check the options and the image against the provider's limits, then upload again.",
     "ProviderUnavailable": "The provider was unavailable or rate-limited: upload the image again in a few minutes.",
     "SubmitOutcomeUnknown": "Check the provider dashboard before uploading again: the job may have been created there, and it may have been charged.",
     "ProviderJobFailed": "The provider could not render this video: try another prompt or image, or upload it again.",
-    "ResultFetchFailed": "The video was rendered but could not be copied safely from the provider: check the provider dashboard, where it may still be available for a while.",
+    "ProviderError": "The provider gave an answer the stack does not understand: check the provider dashboard for the job, and if the video is not there, upload the image again.",
     "TimedOut": "The provider did not finish in time: check the provider dashboard for the job, then upload again (or raise the stack's MaxWaitMinutes).",
+    "ResultFetchFailed": "The video was rendered but could not be copied safely from the provider: check the provider dashboard, where it may still be available for a while.",
+    # The stack
+    "SubmitFailed": "The job could not be started: upload the image again in a few minutes, and if it fails again, ask the stack's operator to look at the submit function's logs.",
+    "InternalError": "Something went wrong inside the stack: upload the image again, and if it fails again, ask the stack's operator to look at its logs.",
 }
+# A code this version does not know yet.
 DEFAULT_ADVICE = "Something unexpected went wrong: upload the image again, and if it fails again, ask the stack's operator to look at its logs."
 
 
