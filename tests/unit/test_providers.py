@@ -485,6 +485,18 @@ def test_get_provider_honours_base_url_override(monkeypatch):
     assert provider.http.create_read_timeout == 600
 
 
+def test_get_provider_reuses_one_session_but_reads_settings_per_call(monkeypatch):
+    # Polls reuse pooled connections; the base URL still follows the environment of each call.
+    monkeypatch.setenv("PROVIDER", "nanobanana")
+    monkeypatch.setenv("PROVIDER_BASE_URL", "http://127.0.0.1:8099")
+    first = get_provider(Settings.from_env())
+    monkeypatch.setenv("PROVIDER", "nohuman")
+    monkeypatch.setenv("PROVIDER_BASE_URL", "http://127.0.0.1:8100")
+    second = get_provider(Settings.from_env())
+    assert first.http.session is second.http.session
+    assert (first.http.base_url, second.http.base_url) == ("http://127.0.0.1:8099", "http://127.0.0.1:8100")
+
+
 def test_get_provider_unknown(monkeypatch):
     from i2v.errors import InvalidOptionError
 

@@ -3,6 +3,8 @@
 import time
 from collections.abc import Callable
 
+import requests
+
 from i2v.aws import secret_string
 from i2v.config import Settings
 from i2v.errors import InvalidOptionError
@@ -12,6 +14,8 @@ from i2v.providers.nanobanana import NanoBananaProvider
 from i2v.providers.nohuman import NoHumanProvider
 
 PROVIDER_CLASSES = {cls.name: cls for cls in (NanoBananaProvider, NoHumanProvider)}
+# One per container: status checks reuse its pooled connections instead of a TLS handshake per poll.
+SESSION = requests.Session()
 
 __all__ = [
     "COMPLETED",
@@ -51,5 +55,6 @@ def get_provider(
         create_read_timeout=cls.create_read_timeout,
         remaining_ms=remaining_ms,
         sleep=sleep,
+        session=SESSION,
     )
     return cls(http)
