@@ -12,7 +12,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 
-from i2v import fetch, notify, storage
+from i2v import fetch, jobs, notify, storage
 from i2v.config import Settings
 
 logger = Logger()
@@ -20,14 +20,10 @@ tracer = Tracer()
 metrics = Metrics()
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _seconds_since(text: str | None, now: datetime) -> float | None:
     if not text:
         return None
-    start = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    start = jobs.parse_time(text)
     return max(0.0, round((now - start).total_seconds(), 1))  # never negative, even with clock skew
 
 
@@ -55,15 +51,17 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
     manifest = storage.build_manifest(
         job,
         output={**output, "video_bytes": copied.video.size},
-        finished_at=_iso(finished),
+        finished_at=jobs.isoformat(finished),
         total_seconds=_seconds_since(job.get("submitted_at"), finished),
         warnings=job["warnings"],
     )
     storage.write_manifest(bucket, keys["manifest"], manifest)
 
     output["download_url"] = storage.presign_get(bucket, keys["video"], settings.presign_expiry_seconds)
-    output["download_url_expires_at"] = _iso(finished + timedelta(seconds=settings.presign_expiry_seconds))
-    notify.publish_outcome(notify.outcome_from_job(job, status="succeeded", output=output, error=None))
+    output["download_url_expires_at"] = jobs.isoformat(finished + timedelta(seconds=settings.presign_expiry_seconds))
+    # The notification carries the manifest's finish time, so the two agree.
+    outcome = notify.outcome_from_job(job, status="succeeded", output=output, error=None, finished_at=finished)
+    notify.publish_outcome(outcome)
 
     _record_metrics(job)
     logger.info("Video stored", extra={"video_uri": output["video_uri"], "bytes": copied.video.size, "warnings": len(job["warnings"])})

@@ -106,6 +106,18 @@ def test_a_submit_time_after_now_never_gives_a_negative_duration():
     assert body["durations"]["total_seconds"] == 0.0
 
 
+def test_finish_time_can_be_given_by_the_caller():
+    finished = datetime(2026, 11, 22, 10, 1, 30, tzinfo=timezone.utc)
+    body = notify.outcome_from_job(_job(), status="succeeded", output=OUTPUT, error=None, finished_at=finished)
+    assert body["finished_at"] == "2026-11-22T10:01:30Z"  # not FIXED_NOW
+    assert body["durations"]["total_seconds"] == 90.0
+
+
+def test_unreadable_submit_time_leaves_the_total_unknown():
+    body = notify.outcome_from_job(_job(submitted_at="yesterday"), status="succeeded", output=OUTPUT, error=None)
+    assert body["durations"]["total_seconds"] is None
+
+
 def test_unknown_times_and_status():
     body = notify.outcome_from_job(_job(submitted_at=None), status="succeeded", output=OUTPUT, error=None)
     assert body["durations"]["total_seconds"] is None

@@ -12,6 +12,7 @@ from moto import mock_aws
 from PIL import Image
 
 from functions.store import app
+from i2v import notify
 from i2v.errors import ResultFetchError
 from tests.aws_resources import create_table, create_topic_with_queue
 
@@ -103,6 +104,24 @@ def test_stores_video_thumbnail_and_manifest_then_notifies(aws, http, public_dns
     emitted = capsys.readouterr().out
     assert '"JobsSucceeded"' in emitted and '"CreditsUsed"' in emitted and '"RenderSeconds"' in emitted
     assert outcome["output"]["download_url"] not in emitted, "presigned links never reach the logs"
+
+
+def test_manifest_and_notification_agree_on_the_finish(aws, http, public_dns, event, lambda_context, monkeypatch):
+    http.get(VIDEO_URL, body=VIDEO, content_type="video/mp4")
+    http.get(THUMB_URL, body=THUMB, content_type="image/jpeg")
+    # A notifier clock an hour ahead: only the finish time Store hands over can make them agree.
+    later = datetime.now(timezone.utc) + timedelta(hours=1)
+    monkeypatch.setattr(notify, "_now", lambda: later)
+    job = event("store_completed.json")
+    job["submitted_at"] = (datetime.now(timezone.utc) - timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    app.lambda_handler(job, lambda_context)
+
+    manifest_key = "videos/harbour-5b2d8e0f4c7a.json"
+    manifest = json.loads(aws["s3"].get_object(Bucket=OUTPUT_BUCKET, Key=manifest_key)["Body"].read())
+    [outcome] = published(aws)
+    assert outcome["finished_at"] == manifest["timings"]["finished_at"]
+    assert outcome["durations"]["total_seconds"] == manifest["timings"]["total_seconds"]
 
 
 def test_nohuman_price_becomes_cost_metric(aws, http, public_dns, event, lambda_context, capsys, monkeypatch):

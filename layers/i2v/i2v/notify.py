@@ -19,6 +19,7 @@ from datetime import datetime, timedelta, timezone
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
+from i2v import jobs
 from i2v.aws import client
 from i2v.config import OPTION_NAMES, Settings
 
@@ -74,32 +75,32 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse_iso(text: str | None) -> datetime | None:
+def _parse_time(text: str | None) -> datetime | None:
+    """jobs.parse_time, but None for a missing or unreadable time: the outcome still goes out."""
     if not text:
         return None
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        moment = jobs.parse_time(text)
     except ValueError:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
-def outcome_from_job(job: dict, *, status: str, output: dict | None, error: dict | None) -> dict:
+def outcome_from_job(
+    job: dict, *, status: str, output: dict | None, error: dict | None, finished_at: datetime | None = None
+) -> dict:
     """The schema-version-1 notification body for a finished job.
 
     ``status`` is "succeeded" (with ``output``) or "failed" (with ``error`` {code, message};
-    the job's own ``error`` is used when none is given).
+    the job's own ``error`` is used when none is given). ``finished_at`` defaults to now; Store
+    passes the moment it wrote into the manifest, so both say the same.
     """
     if status not in DETAIL_TYPES:
         raise ValueError(f"status must be 'succeeded' or 'failed' (got {status!r})")
-    finished = _now()
+    finished = finished_at or _now()
     source = dict(job.get("source") or {})
     bucket, key = source.get("bucket"), source.get("key")
-    submitted = _parse_iso(job.get("submitted_at"))
+    submitted = _parse_time(job.get("submitted_at"))
     if status == "failed":
         error = error or job.get("error") or {"code": "InternalError", "message": "the job failed without a recorded reason"}
         output = None
@@ -129,7 +130,7 @@ def outcome_from_job(job: dict, *, status: str, output: dict | None, error: dict
         "warnings": list(job.get("warnings") or []),
         "error": error,
         "submitted_at": job.get("submitted_at"),
-        "finished_at": _iso(finished),
+        "finished_at": jobs.isoformat(finished),
     }
 
 
@@ -227,8 +228,8 @@ def email_text(outcome: dict, *, presign_expiry_seconds: int) -> str:
 
     if outcome["status"] == "succeeded":
         output = outcome.get("output") or {}
-        finished = _parse_iso(outcome.get("finished_at")) or _now()
-        expires = _parse_iso(output.get("download_url_expires_at")) or finished + timedelta(seconds=presign_expiry_seconds)
+        finished = _parse_time(outcome.get("finished_at")) or _now()
+        expires = _parse_time(output.get("download_url_expires_at")) or finished + timedelta(seconds=presign_expiry_seconds)
         # The requested expiry is only an upper bound: a link signed with a Lambda role's
         # temporary credentials stops working when those credentials expire.
         validity = (
@@ -341,7 +342,7 @@ def _mark_done(table: str, job_key: str) -> None:
         TableName=table,
         Key={"job_key": {"S": job_key}},
         UpdateExpression="SET notified_at = :now REMOVE notify_claim, claim_expires_at",
-        ExpressionAttributeValues={":now": {"S": _iso(_now())}},
+        ExpressionAttributeValues={":now": {"S": jobs.isoformat(_now())}},
     )
 
 
