@@ -306,7 +306,7 @@ def test_gateway_timeout_on_create_is_an_unknown_outcome_never_resent(request, s
     assert len(responses.calls) == 1 and sleeps == []
 
 
-@pytest.mark.parametrize("status", [429, 500, 502, 503])
+@pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 507])
 @responses.activate
 def test_statuses_that_started_no_work_are_retried(nanobanana, sleeps, status):
     responses.post(NB_CREATE, status=status, headers={"Retry-After": "1"})
@@ -375,6 +375,7 @@ def test_connection_refused_every_time_is_transient(nohuman):
     "reply",
     [
         {"status": 500},
+        {"status": 408},
         {"status": 429},
         {"status": 404, "json": {"error": "not found"}},
         {"body": requests.ReadTimeout("slow")},

@@ -1,9 +1,8 @@
 """The small interface every provider implements, and the normalised job it returns."""
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from i2v import options as option_rules
 from i2v.providers.http import ProviderHttp
 
 RUNNING = "running"
@@ -22,7 +21,6 @@ class ProviderJob:
     error: str | None = None
     cost: dict | None = None
     rate_limit: dict | None = None
-    extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {
@@ -60,9 +58,6 @@ class Provider(ABC):
     def load_api_key(self) -> None:
         """Read the API key now; raises (e.g. Powertools GetParameterError) when it cannot be read."""
         self.http.api_key()
-
-    def validate_options(self, options: dict) -> dict:
-        return option_rules.validate_options(self.name, options)
 
     @abstractmethod
     def create_job(self, image_url: str, options: dict) -> ProviderJob:

@@ -3,8 +3,10 @@
 The rule that shapes this module: a create request that may have reached the provider is
 never sent again, because that can charge twice. Only failures where nothing was sent
 (connection refused, connect timeout) or where the provider said no work was started
-(429, 500, 502, 503) are retried. A gateway timeout (504, Cloudflare 520-527) on create
-usually means the origin is still rendering, so it counts as an unknown outcome.
+(408, 429 and other 5xx answers) are retried. A gateway timeout (504, Cloudflare 520-527)
+on create usually means the origin is still rendering, so it counts as an unknown outcome.
+A status check is never retried here: those answers (and 404) raise ProviderTransientError
+for the state machine's Retry.
 """
 
 import random
@@ -36,7 +38,8 @@ MAX_DELAY = 30.0
 # Time kept back when deciding whether another attempt fits in the Lambda's remaining time.
 SAFETY_MARGIN_SECONDS = 10.0
 MAX_MESSAGE_CHARS = 300
-RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
+# Retryable 4xx answers; every 5xx is retryable too (except gateway timeouts on create).
+RETRYABLE_STATUS = frozenset({408, 429})
 # A gateway gave up waiting for the origin, which may still be working on the request.
 GATEWAY_TIMEOUT_STATUS = frozenset({504, *range(520, 528)})
 # Provider messages may echo the presigned image_url (a credential until it expires).
@@ -91,10 +94,6 @@ class ProviderHttp:
         api_key: Callable[[], str],
         *,
         create_read_timeout: float = 60.0,
-        poll_read_timeout: float = POLL_READ_TIMEOUT,
-        max_attempts: int = MAX_ATTEMPTS,
-        base_delay: float = BASE_DELAY,
-        max_delay: float = MAX_DELAY,
         remaining_ms: Callable[[], int] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         session: requests.Session | None = None,
@@ -102,10 +101,6 @@ class ProviderHttp:
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
         self.create_read_timeout = create_read_timeout
-        self.poll_read_timeout = poll_read_timeout
-        self.max_attempts = max_attempts
-        self.base_delay = base_delay
-        self.max_delay = max_delay
         self.remaining_ms = remaining_ms
         self.sleep = sleep
         self.session = session or requests.Session()
@@ -134,7 +129,7 @@ class ProviderHttp:
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
             return retry_after
-        ceiling = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
+        ceiling = min(MAX_DELAY, BASE_DELAY * (2 ** (attempt - 1)))
         return random.uniform(ceiling / 2, ceiling)  # jitter spreads retries from concurrent uploads
 
     def _fits(self, delay: float) -> bool:
@@ -151,7 +146,7 @@ class ProviderHttp:
         url = self.base_url + path
         headers = self._headers()
         last_problem = ""
-        for attempt in range(1, self.max_attempts + 1):
+        for attempt in range(1, MAX_ATTEMPTS + 1):
             retry_after = None
             try:
                 response = self.session.post(
@@ -180,7 +175,7 @@ class ProviderHttp:
                 _raise_final(response)
                 last_problem = f"HTTP {response.status_code}: {error_message(response)}"
                 retry_after = retry_after_seconds(response)
-            if attempt == self.max_attempts:
+            if attempt == MAX_ATTEMPTS:
                 break
             delay = self._backoff(attempt, retry_after)
             if not self._fits(delay):
@@ -198,7 +193,7 @@ class ProviderHttp:
             response = self.session.get(
                 url,
                 headers=self._headers(),
-                timeout=(CONNECT_TIMEOUT, self._read_timeout(self.poll_read_timeout)),
+                timeout=(CONNECT_TIMEOUT, self._read_timeout(POLL_READ_TIMEOUT)),
             )
         except requests.RequestException as exc:
             raise ProviderTransientError(f"provider status check failed ({type(exc).__name__})") from None
