@@ -33,7 +33,8 @@ def _seconds_since(text: str | None, now: datetime) -> float | None:
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     settings = Settings.from_env()
     job = dict(event)
-    # The poll loop found the job completed just before this task: the closest measure of render time.
+    # From submission until the workflow found the job completed (this task runs right after):
+    # it includes image preparation, the provider's queue and up to one poll interval, not render time alone.
     job["render_seconds"] = _seconds_since(job.get("submitted_at"), datetime.now(timezone.utc))
 
     keys = storage.output_keys(settings, job["job_key"], job["source"]["key"])
