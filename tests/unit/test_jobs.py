@@ -226,6 +226,20 @@ def test_poll_failed_carries_the_provider_error(running):
     assert state["error"] == {"code": "ProviderJobFailed", "message": "content policy violation"}
 
 
+def test_poll_failed_without_a_provider_message_says_so(running):
+    provider = FakeProvider(get=ProviderJob(id="gen_1", status=FAILED))
+    state = jobs.poll_job_state(running, provider, NOW)
+    assert state["error"] == {"code": "ProviderJobFailed", "message": "the provider reported the job failed"}
+
+
+def test_poll_without_a_provider_job_id_fails_without_asking_the_provider(running):
+    provider = FakeProvider(get=ProviderJob(id="gen_1", status=RUNNING))
+    state = jobs.poll_job_state({**running, "provider_job_id": None}, provider, NOW)
+    assert state["status"] == FAILED
+    assert state["error"] == {"code": "ProviderJobFailed", "message": "the job has no provider job id to poll"}
+    assert provider.gets == []
+
+
 def test_poll_after_the_deadline_times_out(running):
     provider = FakeProvider(get=ProviderJob(id="gen_1", status=RUNNING))
     state = jobs.poll_job_state(running, provider, NOW + timedelta(minutes=30, seconds=1))

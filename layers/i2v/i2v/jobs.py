@@ -29,6 +29,7 @@ from i2v.errors import (
     ImageError,
     PipelineError,
     ProviderAuthError,
+    ProviderJobFailedError,
     ProviderRejectedError,
     ProviderTransientError,
     SubmitOutcomeUnknownError,
@@ -132,7 +133,7 @@ def apply_provider_job(state: dict, job: ProviderJob) -> dict:
     if job.status == COMPLETED:
         state["result"] = {"video_url": job.video_url, "thumbnail_url": job.thumbnail_url}
     if job.status == FAILED:
-        state["error"] = {"code": "ProviderJobFailed", "message": job.error or "the provider reported the job failed"}
+        state["error"] = ProviderJobFailedError(job.error or "the provider reported the job failed").as_dict()
     if job.cost is not None:
         state["cost"] = job.cost
     if job.rate_limit is not None:
@@ -353,7 +354,7 @@ def poll_job_state(state: dict, provider: Provider, now: datetime) -> dict:
     if state.get("status") != RUNNING:
         return state
     if not state.get("provider_job_id"):
-        return fail(state, PipelineError("the job has no provider job id to poll", code="ProviderJobFailed"))
+        return fail(state, ProviderJobFailedError("the job has no provider job id to poll"))
     apply_provider_job(state, provider.get_job(state["provider_job_id"]))
     if state["status"] != RUNNING:
         return state
