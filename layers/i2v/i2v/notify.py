@@ -30,9 +30,12 @@ EVENT_SOURCE = "image-to-video"
 DETAIL_TYPES = {"succeeded": "Video Succeeded", "failed": "Video Failed"}
 PROVIDER_NAMES = {"nohuman": "NoHuman Studio", "nanobanana": "NanoBanana Video"}
 SUBJECT_MAX = 99  # SNS: fewer than 100 printable ASCII characters
-# How long a publish attempt holds the job: longer than one attempt needs, shorter than the
-# state machine's retries take (Store: 10/20/40 s, NotifyFailure: 2..32 s, ~62 s in all),
-# so a retry after a killed attempt finds the lease expired and publishes.
+# How long a publish attempt holds the job: longer than one attempt needs (3 AWS calls, each
+# bounded by i2v.aws), yet short enough that the state machine's retries usually outlast the
+# lease of an attempt that was killed. Those retries use FULL jitter (Store: waits of up to
+# 10/20/40/60 s; NotifyFailure: up to 2/4/8/16/32 s), so a retry may come within seconds while
+# the lease still runs: it gets OutcomePublishError and is retried again. That the waits add
+# up to more than the lease is likely, not certain.
 CLAIM_LEASE_SECONDS = 45
 RECORD_TTL_DAYS = 30
 
