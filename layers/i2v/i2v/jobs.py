@@ -95,6 +95,7 @@ def new_job_state(
     now: datetime,
 ) -> dict:
     """The execution input, with every key of the contract present."""
+    interval = poll_interval(settings.max_wait_minutes, settings.poll_interval_seconds)
     return {
         "job_key": key,
         "source": {
@@ -117,12 +118,10 @@ def new_job_state(
         "submitted_at": isoformat(now),
         "deadline": isoformat(now + timedelta(minutes=settings.max_wait_minutes)),
         "max_wait_minutes": settings.max_wait_minutes,
-        "poll_interval_seconds": poll_interval(settings.max_wait_minutes, settings.poll_interval_seconds),
+        "poll_interval_seconds": interval,
         "poll_count": 0,
         # The state machine's second cap compares poll_count with this.
-        "max_polls": max_polls(
-            settings.max_wait_minutes, poll_interval(settings.max_wait_minutes, settings.poll_interval_seconds)
-        ),
+        "max_polls": max_polls(settings.max_wait_minutes, interval),
     }
 
 
