@@ -10,7 +10,6 @@ Either way the outcome goes out through i2v.notify, which publishes at most once
 
 import json
 from datetime import datetime
-from urllib.parse import unquote_plus
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
@@ -97,13 +96,11 @@ def jobs_from_destination_record(record: dict, settings: Settings) -> list[dict]
     failed = []
     # An s3:TestEvent has no "Records": nothing was uploaded, so nobody to notify.
     for s3_record in S3Event(payload).records if payload.get("Records") else []:
-        s3_object = s3_record.s3.get_object
-        bucket, key = s3_record.s3.bucket.name, unquote_plus(s3_object.key)
-        etag = (s3_object.etag or "").strip('"') or None
+        source = jobs.source_from_s3_record(s3_record)
         uploaded = datetime.fromisoformat(s3_record.event_time.replace("Z", "+00:00"))
         state = jobs.new_job_state(
-            key=jobs.job_key(bucket, key, s3_object.version_id, etag),
-            source={"bucket": bucket, "key": key, "version_id": s3_object.version_id, "etag": etag, "size": s3_object.size},
+            key=source["job_key"],
+            source=source,
             provider=settings.provider,
             settings=settings,
             now=uploaded,

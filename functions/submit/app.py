@@ -1,7 +1,6 @@
 """S3 trigger: one job per uploaded object version (validate, normalise, presign, create, start the workflow)."""
 
 from datetime import datetime, timezone
-from urllib.parse import unquote_plus
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
@@ -54,18 +53,7 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
     results = []
     # "Records" is absent from S3's s3:TestEvent, sent when the notification is configured.
     for s3_record in S3Event(event).records if "Records" in event else []:
-        s3_object = s3_record.s3.get_object
-        # The record's key is form-URL-encoded ("my photo+1.jpg" arrives as "my+photo%2B1.jpg").
-        key = unquote_plus(s3_object.key)
-        bucket = s3_record.s3.bucket.name
-        etag = s3_object.etag.strip('"') or None
-        record = {
-            "job_key": jobs.job_key(bucket, key, s3_object.version_id, etag),
-            "bucket": bucket,
-            "key": key,
-            "version_id": s3_object.version_id,
-            "etag": etag,
-        }
+        record = jobs.source_from_s3_record(s3_record)
         try:
             results.append(submit_once(record=record, settings=settings, context=context))
         except IdempotencyAlreadyInProgressError:

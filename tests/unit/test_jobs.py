@@ -3,6 +3,8 @@ import re
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from aws_lambda_powertools.utilities.data_classes import S3Event
+from aws_lambda_powertools.utilities.data_classes.s3_event import S3EventRecord
 from moto import mock_aws
 
 from i2v import jobs
@@ -79,6 +81,38 @@ def test_job_key_is_a_sha256_of_the_object_identity():
     # A version id, when there is one, identifies the object instead of the ETag.
     assert jobs.job_key("in", "k", "v1", "abc") == jobs.job_key("in", "k", "v1", "zzz")
     assert jobs.job_key("in", "k", "v1", "abc") != jobs.job_key("in", "k", "v2", "abc")
+
+
+def s3_record(key: str, **object_fields) -> S3EventRecord:
+    event = {"Records": [{"s3": {"bucket": {"name": "in"}, "object": {"key": key, **object_fields}}}]}
+    return next(S3Event(event).records)
+
+
+@pytest.mark.parametrize(
+    "encoded, decoded",
+    [
+        ("uploads/my+photo.jpg", "uploads/my photo.jpg"),
+        ("uploads/my+photo%2B1.jpg", "uploads/my photo+1.jpg"),
+        ("uploads/%C3%A9t%C3%A9/%E5%86%99%E7%9C%9F.png", "uploads/été/写真.png"),
+        ("uploads/2026/11/22/a.jpg", "uploads/2026/11/22/a.jpg"),
+    ],
+)
+def test_source_from_s3_record_decodes_the_key(encoded, decoded):
+    source = jobs.source_from_s3_record(s3_record(encoded, size=42, eTag='"abc"', versionId="v1"))
+    assert source == {
+        "job_key": jobs.job_key("in", decoded, "v1", "abc"),
+        "bucket": "in",
+        "key": decoded,
+        "version_id": "v1",
+        "etag": "abc",  # S3 sends the ETag without quotes; a quoted one is stripped all the same
+        "size": 42,
+    }
+
+
+def test_source_from_s3_record_without_etag_version_or_size():
+    source = jobs.source_from_s3_record(s3_record("uploads/a.jpg"))
+    assert (source["etag"], source["version_id"], source["size"]) == (None, None, None)
+    assert source["job_key"] == jobs.job_key("in", "uploads/a.jpg", None, None)
 
 
 def test_execution_name_is_valid_for_step_functions():

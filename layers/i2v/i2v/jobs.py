@@ -18,8 +18,10 @@ import hashlib
 import json
 import math
 from datetime import datetime, timedelta, timezone
+from urllib.parse import unquote_plus
 
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.data_classes.s3_event import S3EventRecord
 from botocore.exceptions import ClientError
 
 from i2v import images, options, storage
@@ -56,6 +58,23 @@ def job_key(bucket: str, key: str, version_id: str | None, etag: str | None) -> 
     (keys may contain any character)."""
     identity = json.dumps([bucket, key, version_id or (etag or "").strip('"')], ensure_ascii=False)
     return hashlib.sha256(identity.encode("utf-8")).hexdigest()
+
+
+def source_from_s3_record(s3_record: S3EventRecord) -> dict:
+    """The uploaded object of one S3 notification record, with its job key."""
+    s3_object = s3_record.s3.get_object
+    bucket = s3_record.s3.bucket.name
+    # The record's key is form-URL-encoded ("my photo+1.jpg" arrives as "my+photo%2B1.jpg").
+    key = unquote_plus(s3_object.key)
+    etag = s3_object.etag.strip('"') or None
+    return {
+        "job_key": job_key(bucket, key, s3_object.version_id, etag),
+        "bucket": bucket,
+        "key": key,
+        "version_id": s3_object.version_id,
+        "etag": etag,
+        "size": s3_object.get("size"),
+    }
 
 
 def execution_name(key: str) -> str:
