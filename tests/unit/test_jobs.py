@@ -1,6 +1,9 @@
 import json
 import re
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from aws_lambda_powertools.utilities.data_classes import S3Event
@@ -312,3 +315,13 @@ def test_poll_of_a_finished_state_does_not_call_the_provider(running):
     provider = FakeProvider()
     assert jobs.poll_job_state(running, provider, NOW)["status"] == COMPLETED
     assert provider.gets == []
+
+
+# ---------------------------------------------------------------- cold start
+
+
+@pytest.mark.parametrize("module", ["functions.poll.app", "functions.notify_failure.app", "i2v.jobs", "i2v.storage"])
+def test_pillow_is_not_imported_by_functions_that_never_use_it(module):
+    # A fresh interpreter: this test session has long since imported Pillow.
+    code = f"import sys, {module}; sys.exit('PIL' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[2]).returncode == 0

@@ -24,7 +24,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes.s3_event import S3EventRecord
 from botocore.exceptions import ClientError
 
-from i2v import images, options, storage
+from i2v import options, storage
 from i2v.aws import client
 from i2v.config import Settings
 from i2v.errors import (
@@ -324,6 +324,9 @@ def prepare_submission(state: dict, provider: Provider, *, settings: Settings) -
             f"the uploaded object is {size} bytes; uploads over {settings.max_source_bytes} bytes are refused",
             code="ImageTooLarge",
         )
+
+    # Imported here: Pillow is only needed by submit, so Poll and NotifyFailure start faster.
+    from i2v import images
 
     prepared = images.prepare_image(
         _read(source["bucket"], source["key"], source["version_id"]),

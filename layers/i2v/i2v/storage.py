@@ -9,7 +9,6 @@ from pathlib import PurePosixPath
 import boto3
 from botocore.config import Config
 
-from i2v import images
 from i2v.aws import client
 
 # S3 multipart parts must be at least 5 MiB (except the last); 8 MiB keeps memory small and calls few.
@@ -69,6 +68,9 @@ def put_bytes(bucket: str, key: str, body: bytes, content_type: str) -> str:
 
 def thumbnail_from_input(image: dict, bucket: str, key: str) -> str:
     """Write a poster of the job's normalised input at bucket/key; returns its s3:// URI."""
+    # Imported here: Pillow is only needed for posters, so functions that never make one start faster.
+    from i2v import images
+
     body = client("s3").get_object(Bucket=image["bucket"], Key=image["key"])["Body"].read()
     return put_bytes(bucket, key, images.make_thumbnail(body), "image/jpeg")
 
