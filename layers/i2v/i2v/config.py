@@ -3,18 +3,10 @@
 import os
 from dataclasses import dataclass
 
-OPTION_NAMES = (
-    "prompt",
-    "video_model",
-    "resolution",
-    "duration",
-    "aspect_ratio",
-    "motion_intensity",
-    "mode",
-    "negative_prompt",
-    "cfg_scale",
-    "sound",
-)
+from i2v.options import OPTIONS_BY_PROVIDER
+
+# Every option either provider takes, in a stable order (notifications list them this way).
+OPTION_NAMES = tuple(dict.fromkeys(name for names in OPTIONS_BY_PROVIDER.values() for name in names))
 
 
 def _env(name: str, default: str = "") -> str:
