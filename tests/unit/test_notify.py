@@ -441,14 +441,6 @@ def test_existing_ttl_of_the_job_record_is_kept(aws):
     assert _job_record()["expires_at"] == {"N": "1800000000"}
 
 
-def test_aws_calls_fit_well_inside_the_notifier_timeout():
-    """3 attempts x (connect + read) must leave room in NotifyFailure's 60 s."""
-    config = client("sns").meta.config
-    assert config.connect_timeout == 5 and config.read_timeout == 10
-    assert config.retries == {"mode": "standard", "total_max_attempts": 3}  # the first attempt included
-    assert config.retries["total_max_attempts"] * (config.connect_timeout + config.read_timeout) <= 45
-
-
 def test_retry_after_an_eventbridge_failure_sends_only_what_is_missing(aws, monkeypatch):
     events = client("events")
     real_put_events = events.put_events

@@ -11,10 +11,12 @@ from aws_lambda_powertools.utilities import parameters
 from botocore.config import Config
 
 SECRET_MAX_AGE_SECONDS = 300
-# Worst case per call: 3 attempts x (5 s connect + 10 s read) plus backoff, inside the 60 s
-# of the shortest function (NotifyFailure). S3 part uploads are 8 MiB, fine within 10 s.
+# Worst case per call: 3 attempts x (3 s connect + 8 s read) = 33 s, plus standard-mode
+# backoff between attempts of at most 1 s and 2 s: 36 s, inside the 60 s of the shortest
+# functions (Poll, NotifyFailure, DeliverWebhook). read_timeout bounds each wait for data, not
+# a whole transfer, so an 8 MiB S3 part that keeps moving is not cut off.
 # total_max_attempts counts the first attempt; botocore's "max_attempts" here would not.
-_CONFIG = Config(connect_timeout=5, read_timeout=10, retries={"mode": "standard", "total_max_attempts": 3})
+_CONFIG = Config(connect_timeout=3, read_timeout=8, retries={"mode": "standard", "total_max_attempts": 3})
 
 
 @lru_cache(maxsize=None)

@@ -30,12 +30,12 @@ EVENT_SOURCE = "image-to-video"
 DETAIL_TYPES = {"succeeded": "Video Succeeded", "failed": "Video Failed"}
 PROVIDER_NAMES = {"nohuman": "NoHuman Studio", "nanobanana": "NanoBanana Video"}
 SUBJECT_MAX = 99  # SNS: fewer than 100 printable ASCII characters
-# How long a publish attempt holds the job: longer than one attempt needs (3 AWS calls, each
-# bounded by i2v.aws), yet short enough that the state machine's retries usually outlast the
-# lease of an attempt that was killed. Those retries use FULL jitter (Store: waits of up to
-# 10/20/40/60 s; NotifyFailure: up to 2/4/8/16/32 s), so a retry may come within seconds while
-# the lease still runs: it gets OutcomePublishError and is retried again. That the waits add
-# up to more than the lease is likely, not certain.
+# How long a publish attempt holds the job: longer than an attempt normally takes (a few
+# quick DynamoDB, SNS and EventBridge calls), yet short enough that the state machine's
+# retries usually outlast the lease of an attempt that was killed. Those retries use FULL
+# jitter (Store: waits of up to 10/20/40/60 s; NotifyFailure: up to 2/4/8/16/32 s), so a
+# retry may come within seconds while the lease still runs: it gets OutcomePublishError and
+# is retried again. That the waits add up to more than the lease is likely, not certain.
 CLAIM_LEASE_SECONDS = 45
 RECORD_TTL_DAYS = 30
 
