@@ -53,7 +53,7 @@ class Settings:
             default_options={name: value for name, value in defaults.items() if value},
             poll_interval_seconds=_int("POLL_INTERVAL_SECONDS", 5),
             max_wait_minutes=_int("MAX_WAIT_MINUTES", 30),
-            presign_expiry_seconds=_int("PRESIGN_EXPIRY_SECONDS", 3600),
+            presign_expiry_seconds=min(_int("PRESIGN_EXPIRY_SECONDS", 3600), 604800),
             max_source_bytes=_int("MAX_SOURCE_BYTES", 50 * 1024 * 1024),
             output_bucket=_env("OUTPUT_BUCKET"),
             work_prefix=_env("WORK_PREFIX", "work/"),
