@@ -163,7 +163,7 @@ def test_success_email_says_what_where_how_long_and_how_much():
     assert "valid for" not in text
     assert OUTPUT["video_uri"] in text and OUTPUT["manifest_uri"] in text
     assert "Cost:      $0.47" in text
-    assert "42 s from upload to video, 35 s rendering" in text
+    assert "42 s from upload to video, 35 s until the provider finished" in text
     assert "below the 1024x1024" in text
     assert JOB_KEY in text
 

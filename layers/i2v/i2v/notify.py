@@ -256,7 +256,7 @@ def email_text(outcome: dict, *, presign_expiry_seconds: int) -> str:
         if durations.get("total_seconds") is not None:
             timing.append(f"{durations['total_seconds']:.0f} s from upload to video")
         if durations.get("render_seconds") is not None:
-            timing.append(f"{durations['render_seconds']:.0f} s rendering")
+            timing.append(f"{durations['render_seconds']:.0f} s until the provider finished")
         if timing:
             lines.append(f"Time:      {', '.join(timing)}")
     else:
