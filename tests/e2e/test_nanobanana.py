@@ -15,13 +15,6 @@ def stack():
         yield local
 
 
-@pytest.fixture(autouse=True)
-def _clear_faults(stack):
-    stack.emulator.faults.reset()
-    yield
-    stack.emulator.faults.reset()
-
-
 def test_success_mp4_matches_the_requested_options(stack, tmp_path):
     key = f"{stack.input_prefix}{unique('square.jpg')}"
     metadata = {"video_model": "seedance2", "resolution": "480p", "duration": "4", "aspect_ratio": "1:1", "motion_intensity": "low"}

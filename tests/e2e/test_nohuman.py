@@ -19,13 +19,6 @@ def stack():
         yield local
 
 
-@pytest.fixture(autouse=True)
-def _clear_faults(stack):
-    stack.emulator.faults.reset()
-    yield
-    stack.emulator.faults.reset()
-
-
 def test_success_mp4_matches_the_requested_options(stack, tmp_path):
     key = f"{stack.input_prefix}{unique('portrait.jpg')}"
     stack.upload(jpeg(), key, {"duration": "5", "aspect_ratio": "9:16", "mode": "fast", "prompt": "waves roll in"})

@@ -19,11 +19,9 @@ def stack():
 
 
 @pytest.fixture(autouse=True)
-def _reset(stack):
-    stack.emulator.faults.reset()
+def _reset_receiver(stack):
     stack.receiver.set_behaviour(status=200)
     yield
-    stack.emulator.faults.reset()
     stack.receiver.set_behaviour(status=200)
 
 

@@ -20,6 +20,7 @@ from i2v.providers import COMPLETED, FAILED, RUNNING, get_provider
 from i2v.providers.http import ProviderHttp, error_message, retry_after_seconds
 from i2v.providers.nanobanana import NanoBananaProvider
 from i2v.providers.nohuman import NoHumanProvider
+from tests.provider_samples import NB_SUCCESS
 
 NH = "https://api.nohuman.studio"
 NH_CREATE = NH + "/v1/videos/generate"
@@ -34,14 +35,6 @@ NB_OPTIONS = {
     "duration": 6,
     "aspect_ratio": "1:1",
     "motion_intensity": "low",
-}
-NB_SUCCESS = {
-    "success": True,
-    "video_id": "vid_f7g8h9i0j1k2",
-    "video_url": "https://cdn.nanobananavideo.com/videos/vid_f7g8h9.mp4",
-    "thumbnail_url": "https://cdn.nanobananavideo.com/thumbs/vid_f7g8h9.jpg",
-    "credits_used": 6,
-    "rate_limit": {"count": 2, "limit": 30, "remaining": 28},
 }
 
 

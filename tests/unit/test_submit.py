@@ -16,20 +16,13 @@ from i2v import jobs
 from i2v.aws import client
 from tests.aws_resources import create_table
 from tests.conftest import load_event
+from tests.provider_samples import NB_SUCCESS
 
 INPUT = "i2v-input-123456789012-us-east-1"
 OUTPUT = "i2v-output-123456789012-us-east-1"
 MACHINE_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:i2v-pipeline"
 NH_CREATE = "https://api.nohuman.studio/v1/videos/generate"
 NB_CREATE = "https://nanobananavideo.com/api/v1/image-to-video.php"
-NB_SUCCESS = {
-    "success": True,
-    "video_id": "vid_f7g8h9i0j1k2",
-    "video_url": "https://cdn.nanobananavideo.com/videos/vid_f7g8h9.mp4",
-    "thumbnail_url": "https://cdn.nanobananavideo.com/thumbs/vid_f7g8h9.jpg",
-    "credits_used": 6,
-    "rate_limit": {"count": 2, "limit": 30, "remaining": 28},
-}
 
 
 def jpeg(size=(1024, 1024)) -> bytes:
