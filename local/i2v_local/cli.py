@@ -2,6 +2,7 @@
 
     i2v local up   [--port N] [--provider nohuman|nanobanana] [--poll-interval S] [--param Key=Value ...]
     i2v local run  IMAGE [--provider ...] [--prompt TEXT] [--option key=value ...] [--out DIR] [--timeout S]
+    i2v bucket purge NAME [--delete-bucket] [--endpoint-url URL]
 
 Stdout carries machine-readable output only (the JSON line of `up`, then one JSON line per
 notification); handler logs and progress go to stderr.
@@ -57,6 +58,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, default=300, help="seconds to wait for the outcome (default 300)")
     run.add_argument("--port", type=int, default=0)
     common(run)
+
+    bucket = groups.add_parser("bucket", help="the buckets a deleted stack kept (your AWS credentials)")
+    bucket_commands = bucket.add_subparsers(dest="command", required=True)
+    purge = bucket_commands.add_parser("purge", help="delete every object version in a bucket (and the bucket)")
+    purge.add_argument("name")
+    purge.add_argument("--delete-bucket", action="store_true", help="delete the bucket once it is empty")
+    purge.add_argument("--endpoint-url", default=None, help="another S3 endpoint (the local stack's)")
     return parser
 
 
@@ -178,12 +186,33 @@ def cmd_run(args, out) -> int:
     return 0
 
 
+def cmd_bucket_purge(args, out) -> int:
+    import boto3
+
+    from .buckets import purge_bucket
+
+    s3 = boto3.client("s3", endpoint_url=args.endpoint_url)
+    result = purge_bucket(s3, args.name, delete_bucket=args.delete_bucket)
+    _emit(
+        out,
+        {
+            "bucket": args.name,
+            "versions_deleted": result.versions_deleted,
+            "uploads_aborted": result.uploads_aborted,
+            "bucket_deleted": result.bucket_deleted,
+        },
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # Stdout is for machine-readable lines; handler logs (Powertools writes to stdout) go to stderr.
     out = sys.stdout
     sys.stdout = sys.stderr
     try:
+        if args.group == "bucket":
+            return cmd_bucket_purge(args, out)
         if args.command == "up":
             return cmd_up(args, out)
         return cmd_run(args, out)

@@ -46,6 +46,7 @@ EVENT_SOURCE = "image-to-video"
 WEBHOOK_SECRET_NAME = "i2v-local/webhook-signing-secret"
 LOCAL_EMAIL = "you@example.com"
 ROLE_NAME = "i2v-local-lambda"
+LOCAL_ONLY_ENVIRONMENT = {"ALLOW_LOOPBACK_HTTP": "true", "ALLOW_INSECURE_WEBHOOK": "true"}
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -263,7 +264,6 @@ class LocalStack:
         wanted = {
             "Provider": self.provider,
             "ResultAllowedHosts": "127.0.0.1",
-            "AllowLoopbackHttp": "true",
             "PollIntervalSeconds": str(self.poll_interval),
             "NotificationEmail": LOCAL_EMAIL,
         }
@@ -396,6 +396,9 @@ class LocalStack:
         props = self._fix(res.properties)
         env = dict((props.get("Environment") or {}).get("Variables") or {})
         env = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in env.items()}
+        # The local stack's own switches, never in the deployed template: the emulator serves results,
+        # and the receiver takes webhooks, over plain HTTP on loopback.
+        env.update(LOCAL_ONLY_ENVIRONMENT)
         timeout = int(props.get("Timeout", 3))
         self.client("lambda").create_function(
             FunctionName=res.physical_name,

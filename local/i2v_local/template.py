@@ -58,6 +58,7 @@ NOTHING_TO_DO_TYPES = {
     "AWS::SQS::QueuePolicy": "moto does not enforce queue policies",
     "AWS::SNS::TopicPolicy": "moto does not enforce topic policies",
     "AWS::Logs::LogGroup": "handlers log to the terminal",
+    "AWS::Logs::MetricFilter": "no CloudWatch metrics locally",
     "AWS::Serverless::LayerVersion": "the layer package is installed in the virtualenv",
     "AWS::Lambda::LayerVersion": "the layer package is installed in the virtualenv",
     "AWS::CloudWatch::Alarm": "no CloudWatch alarms locally",
