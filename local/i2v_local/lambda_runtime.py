@@ -309,6 +309,12 @@ class _Server(ThreadingHTTPServer):
     environment: _Environment | None = None
     runtime: "LambdaRuntime"
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A killed environment's connection breaks mid-answer: expected, not worth a traceback.
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        log.debug("runtime api request from %s failed", client_address, exc_info=True)
+
 
 class _RuntimeAPIHandler(BaseHTTPRequestHandler):
     """The Lambda Runtime API of one environment, or (environment None) the admin routes."""
@@ -417,6 +423,7 @@ class _Pool:
     def __init__(self, runtime: "LambdaRuntime", spec: FunctionSpec, limit: int):
         self.runtime, self.spec, self.limit = runtime, spec, limit
         self.idle: list[_Environment] = []
+        self.live: set[_Environment] = set()
         self.count = 0  # environments alive or being created
         self.cond = threading.Condition()
 
@@ -430,6 +437,7 @@ class _Pool:
                     if not env.dead and env.proc.poll() is None:
                         return env, False
                     self.count -= 1
+                    self.live.discard(env)
                 if self.count < self.limit:
                     self.count += 1
                     break
@@ -437,7 +445,12 @@ class _Pool:
                     raise Throttled()
                 self.cond.wait(0.5)
         try:
-            return _Environment(self.runtime, self.spec), True
+            env = _Environment(self.runtime, self.spec)
+            with self.cond:
+                self.live.add(env)
+            if self.runtime.closed:  # stop() ran while this one was being created
+                env.kill()
+            return env, True
         except BaseException:
             with self.cond:
                 self.count -= 1
@@ -448,6 +461,7 @@ class _Pool:
         with self.cond:
             if env.dead or self.runtime.closed:
                 self.count -= 1
+                self.live.discard(env)
                 if not env.dead:
                     env.kill()
             else:
@@ -456,9 +470,10 @@ class _Pool:
 
     def close(self) -> None:
         with self.cond:
-            idle, self.idle = self.idle, []
+            self.idle = []
+            live = list(self.live)
             self.cond.notify_all()
-        for env in idle:
+        for env in live:  # running ones too: their invocations end with Runtime.Stopped
             env.kill()
 
 

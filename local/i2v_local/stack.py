@@ -592,7 +592,6 @@ class LocalStack:
             "webhook_secret": self.receiver.secret if self.receiver else None,
             "events_queue_url": self.queue_urls.get(EVENTS_QUEUE),
             "lambda_invocations_url": self.runtime.invocations_url if self.runtime else None,
-            "template_outputs": dict(t.outputs),
         }
 
     @property
