@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import boto3
@@ -122,7 +123,12 @@ def test_up_prints_one_json_line_serves_uploads_and_stops_on_sigterm(tmp_path):
         received = sqs.receive_message(QueueUrl=info["notifications_queue_url"], WaitTimeSeconds=5, MaxNumberOfMessages=10)
         assert [json.loads(m["Body"])["source"]["key"] for m in received.get("Messages", [])] == [key]
         # Every Lambda invocation is recorded, with what GB-seconds need.
-        records = requests.get(info["lambda_invocations_url"], timeout=10).json()["invocations"]
+        deadline = time.monotonic() + 20  # the store function's record lands once it has returned
+        while True:
+            records = requests.get(info["lambda_invocations_url"], timeout=10).json()["invocations"]
+            if {"SubmitFunction", "StoreFunction"} <= {r["function"] for r in records} or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         assert {"SubmitFunction", "StoreFunction"} <= {r["function"] for r in records}
         assert all(r["duration_ms"] >= 0 and r["memory_mb"] > 0 and isinstance(r["cold"], bool) for r in records)
         proc.send_signal(signal.SIGTERM)

@@ -100,6 +100,7 @@ Resources:
             Queue: !GetAtt WorkQueue.Arn
             BatchSize: 10
             FunctionResponseTypes: [ReportBatchItemFailures]
+            ScalingConfig: { MaximumConcurrency: 2 }
   CappedFunction:
     Type: AWS::Serverless::Function
     Properties:
@@ -397,6 +398,13 @@ def test_reserved_concurrency_caps_environments_and_throttles_sync_invokes(stack
     assert len({r["pid"] for r in results}) == 2  # two environments ran at the same time
     # Warm reuse: a later call runs in one of those two processes.
     assert call(0)["pid"] in {r["pid"] for r in results}
+
+
+def test_concurrency_limits_come_from_the_template(stack):
+    limit = stack.runtime.concurrency_limit
+    assert limit(stack.function_names["CappedFunction"]) == 2  # ReservedConcurrentExecutions
+    assert limit(stack.function_names["BatchFunction"]) == 2  # the SQS source's ScalingConfig.MaximumConcurrency
+    assert limit(stack.function_names["EchoFunction"]) == 10  # the stack-wide default
 
 
 def test_async_invokes_beyond_the_cap_wait_and_all_run(stack):
