@@ -34,6 +34,7 @@ REQUIRED: list[tuple[str, str]] = [
     ("moto.stepfunctions.parser.asl.component.common.error_name.states_error_name", "StatesErrorName"),
     ("moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type", "StatesErrorNameType.StatesStatesDataLimitExceeded"),
     ("moto.stepfunctions.parser.asl.eval.event.event_detail", "EventDetails"),
+    ("moto.stepfunctions.parser.asl.component.common.error_name.error_equals_decl", "ErrorEqualsDecl._eval_body"),
     ("moto.stepfunctions.parser.api", "HistoryEventType.TaskFailed"),
     ("moto.stepfunctions.parser.api", "TaskFailedEventDetails"),
 ]
@@ -140,7 +141,10 @@ def patch_lambda(
 
 
 def patch_state_data_limit(patches: Patches, limit: int = STATE_DATA_LIMIT) -> None:
-    """A Lambda task whose result is over ``limit`` fails with States.DataLimitExceeded, as on AWS."""
+    """A Lambda task whose result is over ``limit`` fails with States.DataLimitExceeded, as on AWS.
+
+    As on AWS that error is terminal: States.ALL does not catch it (see _terminal_data_limit).
+    """
     from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
     from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
         FailureEvent,
@@ -172,6 +176,32 @@ def patch_state_data_limit(patches: Patches, limit: int = STATE_DATA_LIMIT) -> N
             )
 
     patches.set(lambda_eval_utils, "execute_lambda_function_integration", execute)
+    _terminal_data_limit(patches)
+
+
+def _terminal_data_limit(patches: Patches) -> None:
+    """States.ALL neither catches nor retries States.DataLimitExceeded on AWS; moto's does.
+
+    Only an ErrorEquals that names States.DataLimitExceeded itself matches it.
+    """
+    from moto.stepfunctions.parser.asl.component.common.error_name.error_equals_decl import ErrorEqualsDecl
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
+
+    terminal = StatesErrorNameType.StatesStatesDataLimitExceeded
+    original = ErrorEqualsDecl._eval_body
+
+    def eval_body(self, env):  # noqa: ANN001 - moto's signature
+        error_name = env.stack[-1] if env.stack else None
+        if isinstance(error_name, StatesErrorName) and error_name.typ == terminal:
+            named = any(isinstance(n, StatesErrorName) and n.typ == terminal for n in self.error_names)
+            if not named:
+                env.stack.pop()
+                env.stack.append(False)
+                return
+        original(self, env)
+
+    patches.set(ErrorEqualsDecl, "_eval_body", eval_body)
 
 
 # ---- reading moto's state --------------------------------------------------------------------
