@@ -169,9 +169,11 @@ HANDLERS = {
         import os, time
 
         def handler(event, context):
+            started = time.time()
             time.sleep(event.get("sleep", 0))
             return {"pid": os.getpid(), "remaining": context.get_remaining_time_in_millis(),
-                    "request_id": context.aws_request_id, "arn": context.invoked_function_arn}
+                    "request_id": context.aws_request_id, "arn": context.invoked_function_arn,
+                    "started": started, "ended": time.time()}
     """,
     "broken": """
         import no_such_module_anywhere
@@ -421,10 +423,11 @@ def test_concurrent_invocations_of_one_function_run_in_parallel(stack):
     client = _lambda_without_retries(stack)
     name = stack.function_names["CappedFunction"]
     client.invoke(FunctionName=name, Payload=b"{}")  # at least one warm environment
-    started = time.monotonic()
     with ThreadPoolExecutor(max_workers=2) as pool:
-        list(pool.map(lambda _: client.invoke(FunctionName=name, Payload=json.dumps({"sleep": 1.5}).encode()), range(2)))
-    assert time.monotonic() - started < 2.9
+        responses = list(pool.map(lambda _: client.invoke(FunctionName=name, Payload=json.dumps({"sleep": 1.5}).encode()), range(2)))
+    runs = [json.loads(r["Payload"].read()) for r in responses]
+    assert max(r["started"] for r in runs) < min(r["ended"] for r in runs), runs  # the two handlers overlapped
+    assert runs[0]["pid"] != runs[1]["pid"]
 
 
 def test_an_init_error_is_reported_with_the_runtime_clients_error_type(stack):
