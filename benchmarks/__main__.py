@@ -1,6 +1,6 @@
 """Run every benchmark and print the figures: `python -m benchmarks`."""
 
-from benchmarks import fetch_memory, image_time, local_stack
+from benchmarks import burst, fetch_memory, image_time, local_stack
 
 
 def main() -> None:
@@ -9,6 +9,8 @@ def main() -> None:
     image_time.main()
     print()
     local_stack.main()
+    print()
+    burst.main([])
 
 
 if __name__ == "__main__":

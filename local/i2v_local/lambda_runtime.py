@@ -1,54 +1,85 @@
-"""An in-process Lambda runtime for moto: runs the real handlers when moto is asked to invoke.
+"""A local Lambda service: execution environments as processes, served by a Runtime API.
 
-Without docker moto runs no Lambda code. This module patches the two places moto invokes a
-function (``LambdaFunction.invoke``: the Invoke API and Step Functions tasks; and the S3
-notification hook) so that they call the handler registered for that function instead.
+Each execution environment is a separate process running AWS's own runtime interface client
+(``python -m awslambdaric app.lambda_handler``), exactly how Lambda's Python images start,
+with the function's CodeUri as its working directory and task root, its layers on
+PYTHONPATH (where ``/opt/python`` would be) and its environment: the template's variables,
+the ``AWS_LAMBDA_*`` variables Lambda sets, fake credentials and ``AWS_ENDPOINT_URL``.
+Every environment talks to a Lambda Runtime API of its own on loopback
+(``AWS_LAMBDA_RUNTIME_API=127.0.0.1:PORT``: ``/2018-06-01/runtime/invocation/next``,
+``/invocation/{id}/response``, ``/invocation/{id}/error``, ``/init/error``), as a sandbox
+talks to its own on AWS.
 
 What it reproduces from AWS, because the pipeline depends on it:
 
+* Concurrency. Environments are reused warm and created cold (on demand, nothing is
+  pre-warmed) when all are busy, up to the function's ReservedConcurrentExecutions, an SQS
+  event source's MaximumConcurrency, or the stack-wide default (10). Beyond that a
+  synchronous invoke (the Invoke API, a Step Functions task) is throttled with
+  ``TooManyRequestsException`` (HTTP 429) and an asynchronous one waits.
 * RequestResponse returns the handler's JSON, or ``{"errorMessage", "errorType",
   "stackTrace"}`` with ``x-amz-function-error: Unhandled`` (Step Functions uses errorType as
   the Error name, so Retry/Catch on exception class names work).
 * Asynchronous invocations (InvocationType=Event, S3 notifications) are queued, not run
-  inside the caller's request. A failed async invocation is retried (twice by default, or
-  the function's MaximumRetryAttempts), then sent to its on-failure SQS destination as a
-  destination record.
-* The context's ``get_remaining_time_in_millis`` honours the function's Timeout; a handler
-  that overruns it is reported as ``Task timed out after N seconds`` (Sandbox.Timedout).
-* SQS event source mappings: a poller per mapping, honouring ReportBatchItemFailures and the
-  queue's visibility timeout and redrive policy (moto applies redrive on receive).
+  inside the caller's request, and run concurrently. A failed one is retried (twice by
+  default, or the function's MaximumRetryAttempts), then sent to its on-failure SQS
+  destination as a destination record. A throttled one is retried later, never lost.
+* Timeout. The deadline goes to the runtime client (``Lambda-Runtime-Deadline-Ms``), so
+  ``context.get_remaining_time_in_millis()`` works; an invocation past the function's
+  Timeout has its process killed and is reported as ``Sandbox.Timedout`` (``Task timed out
+  after N.00 seconds``); the environment is replaced by a cold one next time.
+* Memory. The process's resident set is sampled while it runs (``/proc/PID/status``); over
+  MemorySize the process is killed and the invocation reported as ``Runtime.OutOfMemory``.
+* SQS event source mappings: a poller per mapping, running batches concurrently up to the
+  mapping's concurrency, honouring ReportBatchItemFailures and the queue's visibility
+  timeout and redrive policy (moto applies redrive on receive).
 
-Environment variables differ per function but ``os.environ`` is process-wide, and handlers
-(and Powertools, and boto3) read it at call time. So invocations run one at a time, under
-one lock, with the function's environment applied for the duration of the call. A handler
-must therefore never invoke another function synchronously (none of ours does); async
-invocations and Step Functions tasks are queued and run after the caller returns.
+Every invocation is recorded (``invocations``; served as JSON at
+``/_i2v/lambda/invocations`` on the admin server): function, request id, start, duration,
+memory size, peak memory, cold or warm, outcome.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
 import queue
+import signal
+import subprocess
 import sys
 import threading
 import time
-import traceback
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import quote_plus, unquote_plus
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from . import moto_internals
+
 log = logging.getLogger("i2v_local.lambda_runtime")
 
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
+DEFAULT_CONCURRENCY = 10
+INIT_TIMEOUT = 10.0  # seconds Lambda allows the init phase (beyond it, init is retried within the function timeout)
+RUNTIME_PATH = "/2018-06-01/runtime"
+INVOCATIONS_PATH = "/_i2v/lambda/invocations"
+THROTTLE_MESSAGE = "Rate Exceeded."
+# Status codes of the Lambda Invoke API's errors a fault injector may ask for.
+ERROR_STATUS = {
+    "TooManyRequestsException": 429,
+    "ServiceException": 500,
+    "ResourceNotReadyException": 502,
+    "EC2ThrottledException": 502,
+    "ENILimitReachedException": 502,
+    "ResourceConflictException": 409,
+}
 
 
 @dataclass
@@ -64,6 +95,9 @@ class FunctionSpec:
     memory_mb: int = 128
     max_retry_attempts: int = 2  # async retries, as on AWS
     on_failure_queue_url: str | None = None
+    layers: list[Path] = field(default_factory=list)  # each directory is what /opt/python would hold
+    reserved_concurrency: int | None = None
+    runtime: str = "python3.12"
 
     @property
     def arn(self) -> str:
@@ -78,54 +112,408 @@ class InvocationResult:
     def body(self) -> bytes:
         return json.dumps(self.payload).encode()
 
-
-class LambdaContext:
-    """The context object a Python handler receives (the fields Powertools reads)."""
-
-    def __init__(self, spec: FunctionSpec, request_id: str):
-        self.function_name = spec.name
-        self.function_version = "$LATEST"
-        self.invoked_function_arn = spec.arn
-        self.memory_limit_in_mb = spec.memory_mb
-        self.aws_request_id = request_id
-        self.log_group_name = f"/aws/lambda/{spec.name}"
-        self.log_stream_name = f"{datetime.now(timezone.utc):%Y/%m/%d}/[$LATEST]{request_id.replace('-', '')}"
-        self.identity = None
-        self.client_context = None
-        self._deadline = time.monotonic() + spec.timeout
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
+    @property
+    def error_type(self) -> str | None:
+        if not self.error:
+            return None
+        return (self.payload or {}).get("errorType") if isinstance(self.payload, dict) else "Unknown"
 
 
-def error_payload(exc: BaseException) -> dict:
-    return {
-        "errorMessage": str(exc),
-        "errorType": type(exc).__name__,
-        "stackTrace": traceback.format_exception(type(exc), exc, exc.__traceback__)[1:],
-    }
+class LambdaServiceError(Exception):
+    """The Invoke API refused the call (no invocation ran): throttling, or an injected fault."""
+
+    def __init__(self, code: str, message: str, status: int | None = None):
+        super().__init__(f"{code}: {message}")
+        self.code, self.message = code, message
+        self.status = status or ERROR_STATUS.get(code, 500)
+
+
+class Throttled(LambdaServiceError):
+    def __init__(self, message: str = THROTTLE_MESSAGE):
+        super().__init__("TooManyRequestsException", message, 429)
+
+
+class RuntimeStopped(Exception):
+    pass
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _error(error_type: str, message: str) -> InvocationResult:
+    return InvocationResult({"errorMessage": message, "errorType": error_type}, True)
+
+
+# ---- one invocation and one execution environment -----------------------------------------
+
+
+class _Invocation:
+    def __init__(self, spec: FunctionSpec, event: Any):
+        self.spec = spec
+        self.event = event
+        self.request_id = str(uuid.uuid4())
+        self.body = json.dumps(event).encode()
+        self.delivered = threading.Event()
+        self.done = threading.Event()
+        self.deadline = 0.0  # monotonic, set on delivery
+        self.delivered_at = 0.0
+        self.result: InvocationResult | None = None
+
+    def deliver(self) -> dict:
+        now = time.time()
+        self.delivered_at = time.monotonic()
+        self.deadline = self.delivered_at + self.spec.timeout
+        self.delivered.set()
+        return {
+            "Lambda-Runtime-Aws-Request-Id": self.request_id,
+            "Lambda-Runtime-Deadline-Ms": str(int((now + self.spec.timeout) * 1000)),
+            "Lambda-Runtime-Invoked-Function-Arn": self.spec.arn,
+            "Lambda-Runtime-Trace-Id": f"Root=1-{int(now):08x}-{uuid.uuid4().hex[:24]};Parent={uuid.uuid4().hex[:16]};Sampled=0",
+            "Content-Type": "application/json",
+        }
+
+    def finish(self, result: InvocationResult) -> None:
+        if not self.done.is_set():
+            self.result = result
+            self.done.set()
+
+
+class _Environment:
+    """One execution environment: a runtime-interface-client process and its Runtime API."""
+
+    def __init__(self, runtime: "LambdaRuntime", spec: FunctionSpec):
+        self.runtime, self.spec = runtime, spec
+        self.id = uuid.uuid4().hex[:12]
+        self.inbox: queue.Queue = queue.Queue()
+        self.current: _Invocation | None = None
+        self.init_error: dict | None = None
+        self.used = False
+        self.dead = False
+        self.created = time.monotonic()
+        self.server = _Server(("127.0.0.1", 0), _RuntimeAPIHandler)
+        self.server.environment = self
+        self.server.runtime = runtime
+        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.5}, name=f"rapi-{spec.logical_id}", daemon=True)
+        self._thread.start()
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "awslambdaric", spec.handler],
+            cwd=str(spec.code_uri),
+            env=runtime.process_environment(spec, self.address),
+            stdin=subprocess.DEVNULL,
+            stdout=runtime.log_fd,
+            stderr=runtime.log_fd,
+            start_new_session=True,
+        )
+
+    # -- called by the Runtime API handler threads --
+
+    def next_invocation(self) -> _Invocation | None:
+        invocation = self.inbox.get()
+        if invocation is None:
+            return None
+        self.current = invocation
+        return invocation
+
+    def complete(self, request_id: str, payload: Any, error: bool) -> bool:
+        invocation = self.current
+        if invocation is None or invocation.request_id != request_id:
+            return False
+        invocation.finish(InvocationResult(payload, error))
+        return True
+
+    def failed_init(self, payload: dict) -> None:
+        self.init_error = payload
+
+    # -- called by the invoking thread --
+
+    def peak_memory_mb(self) -> int | None:
+        return _proc_status_mb(self.proc.pid, "VmHWM")
+
+    def run(self, invocation: _Invocation) -> InvocationResult:
+        spec = self.spec
+        self.inbox.put(invocation)
+        init_deadline = time.monotonic() + INIT_TIMEOUT + spec.timeout
+        while not invocation.delivered.wait(0.05):
+            if self.init_error is not None:
+                self.kill()
+                payload = dict(self.init_error)
+                payload.setdefault("errorType", "Runtime.Unknown")
+                return InvocationResult(payload, True)
+            if self.proc.poll() is not None:
+                self.kill()
+                return _error("Runtime.ExitError", f"RequestId: {invocation.request_id} Error: Runtime exited with error: exit status {self.proc.returncode}")
+            if time.monotonic() > init_deadline:
+                self.kill()
+                return self._timed_out(invocation)
+        while True:
+            remaining = invocation.deadline - time.monotonic()
+            if invocation.done.wait(max(0.0, min(0.1, remaining))):
+                self.current = None
+                return invocation.result
+            if self.proc.poll() is not None:
+                self.kill()
+                return _error("Runtime.ExitError", f"RequestId: {invocation.request_id} Error: Runtime exited with error: exit status {self.proc.returncode}")
+            rss = _proc_status_mb(self.proc.pid, "VmRSS")
+            if rss is not None and rss > spec.memory_mb:
+                self.kill()
+                return _error("Runtime.OutOfMemory", f"RequestId: {invocation.request_id} Error: Runtime exited with error: signal: killed")
+            if time.monotonic() >= invocation.deadline:
+                self.kill()
+                return self._timed_out(invocation)
+
+    @staticmethod
+    def _timed_out(invocation: _Invocation) -> InvocationResult:
+        return _error(
+            "Sandbox.Timedout",
+            f"{_now_iso()} {invocation.request_id} Task timed out after {invocation.spec.timeout:.2f} seconds",
+        )
+
+    def kill(self) -> None:
+        """The sandbox goes away: its process (group) is killed and its Runtime API closed."""
+        self.dead = True
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                self.proc.kill()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        self.inbox.put(None)  # a handler thread blocked in /next returns
+        if self.current is not None:
+            self.current.finish(_error("Runtime.Stopped", "the execution environment was shut down"))
+        threading.Thread(target=self._close_server, daemon=True).start()
+
+    def _close_server(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _proc_status_mb(pid: int, field_name: str) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status", "rb") as status:
+            for line in status:
+                if line.startswith(field_name.encode() + b":"):
+                    return int(line.split()[1]) // 1024  # kB
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    environment: _Environment | None = None
+    runtime: "LambdaRuntime"
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A killed environment's connection breaks mid-answer: expected, not worth a traceback.
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        log.debug("runtime api request from %s failed", client_address, exc_info=True)
+
+
+class _RuntimeAPIHandler(BaseHTTPRequestHandler):
+    """The Lambda Runtime API of one environment, or (environment None) the admin routes."""
+
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+        log.debug("runtime api: " + format, *args)
+
+    def _send(self, status: int, body: bytes = b"", headers: dict | None = None) -> None:
+        self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        if "Content-Type" not in (headers or {}):
+            self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if body:
+            self.wfile.write(body)
+
+    def _json(self, status: int, obj: Any) -> None:
+        self._send(status, json.dumps(obj).encode())
+
+    def _body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        env = self.server.environment
+        if env is not None and self.path == f"{RUNTIME_PATH}/invocation/next":
+            invocation = env.next_invocation()
+            if invocation is None:  # the environment is shutting down
+                self._json(410, {"errorMessage": "environment shut down", "errorType": "Runtime.Stopped"})
+                self.close_connection = True
+                return
+            self._send(200, invocation.body, invocation.deliver())
+            return
+        self._admin("GET", b"")
+
+    def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+        env = self.server.environment
+        body = self._body()
+        if env is not None and self.path.startswith(f"{RUNTIME_PATH}/"):
+            rest = self.path[len(RUNTIME_PATH) + 1 :]
+            if rest == "init/error":
+                env.failed_init(_parse_error(body, self.headers))
+                self._json(202, {"status": "OK"})
+                return
+            parts = rest.split("/")
+            if len(parts) == 3 and parts[0] == "invocation" and parts[2] in ("response", "error"):
+                if parts[2] == "response":
+                    try:
+                        payload = json.loads(body) if body else None
+                    except ValueError:
+                        payload = body.decode("utf-8", "replace")
+                    found = env.complete(parts[1], payload, False)
+                else:
+                    found = env.complete(parts[1], _parse_error(body, self.headers), True)
+                if found:
+                    self._json(202, {"status": "OK"})
+                else:
+                    self._json(400, {"errorMessage": f"unknown request id {parts[1]}", "errorType": "InvalidRequestID"})
+                return
+            self._json(404, {"errorMessage": "not found", "errorType": "NotFound"})
+            return
+        self._admin("POST", body)
+
+    def do_PUT(self) -> None:  # noqa: N802 - the stdlib's name
+        self._admin("PUT", self._body())
+
+    def do_DELETE(self) -> None:  # noqa: N802 - the stdlib's name
+        self._admin("DELETE", self._body())
+
+    def _admin(self, method: str, body: bytes) -> None:
+        route = self.server.runtime.admin_route(self.path.split("?", 1)[0]) if self.server.environment is None else None
+        if route is None:
+            self._json(404, {"message": f"no route {method} {self.path}"})
+            return
+        try:
+            status, obj = route(method, body)
+        except Exception as exc:  # an admin route's bug must not kill the server thread
+            log.exception("admin route %s failed", self.path)
+            status, obj = 500, {"message": str(exc)}
+        self._json(status, obj)
+
+
+def _parse_error(body: bytes, headers: Any) -> dict:
+    try:
+        payload = json.loads(body) if body else {}
+    except ValueError:
+        payload = {"errorMessage": body.decode("utf-8", "replace")}
+    if not isinstance(payload, dict):
+        payload = {"errorMessage": str(payload)}
+    payload.setdefault("errorType", headers.get("Lambda-Runtime-Function-Error-Type") or "Unknown")
+    payload.setdefault("errorMessage", "")
+    return payload
+
+
+# ---- a function's environments ---------------------------------------------------------------
+
+
+class _Pool:
+    """The execution environments of one function, capped by its concurrency."""
+
+    def __init__(self, runtime: "LambdaRuntime", spec: FunctionSpec, limit: int):
+        self.runtime, self.spec, self.limit = runtime, spec, limit
+        self.idle: list[_Environment] = []
+        self.live: set[_Environment] = set()
+        self.count = 0  # environments alive or being created
+        self.cond = threading.Condition()
+
+    def acquire(self, wait: bool) -> tuple[_Environment, bool]:
+        with self.cond:
+            while True:
+                if self.runtime.closed:
+                    raise RuntimeStopped("the local Lambda runtime is stopped")
+                while self.idle:
+                    env = self.idle.pop()
+                    if not env.dead and env.proc.poll() is None:
+                        return env, False
+                    self.count -= 1
+                    self.live.discard(env)
+                if self.count < self.limit:
+                    self.count += 1
+                    break
+                if not wait:
+                    raise Throttled()
+                self.cond.wait(0.5)
+        try:
+            env = _Environment(self.runtime, self.spec)
+            with self.cond:
+                self.live.add(env)
+            if self.runtime.closed:  # stop() ran while this one was being created
+                env.kill()
+            return env, True
+        except BaseException:
+            with self.cond:
+                self.count -= 1
+                self.cond.notify()
+            raise
+
+    def release(self, env: _Environment) -> None:
+        with self.cond:
+            if env.dead or self.runtime.closed:
+                self.count -= 1
+                self.live.discard(env)
+                if not env.dead:
+                    env.kill()
+            else:
+                self.idle.append(env)
+            self.cond.notify()
+
+    def close(self) -> None:
+        with self.cond:
+            self.idle = []
+            live = list(self.live)
+            self.cond.notify_all()
+        for env in live:  # running ones too: their invocations end with Runtime.Stopped
+            env.kill()
+
+
+# ---- the service -----------------------------------------------------------------------------
 
 
 class LambdaRuntime:
-    """Registry of functions plus the machinery that runs them in this process."""
+    """Registry of functions plus the machinery that runs them as execution environments."""
 
-    def __init__(self, base_environment: dict[str, str] | None = None, sqs_client_factory: Callable | None = None):
+    def __init__(
+        self,
+        base_environment: dict[str, str] | None = None,
+        sqs_client_factory: Callable | None = None,
+        *,
+        default_concurrency: int = DEFAULT_CONCURRENCY,
+        fault_injector: Any = None,
+        log_fd: int | None = None,
+    ):
         self.functions: dict[str, FunctionSpec] = {}
         self.base_environment = dict(base_environment or {})
-        self._modules: dict[str, Any] = {}
-        self._lock = threading.Lock()  # one invocation at a time: os.environ is process-wide
-        # Guards os.environ changes against stop(): once closed, no invocation touches it, so a
-        # handler still running after stop() cannot put this stack's settings back.
-        self._env_lock = threading.Lock()
-        self._closed = False
-        self._async_queue: queue.Queue = queue.Queue()
+        self.default_concurrency = default_concurrency
+        # pick("lambda", "Invoke") -> None or an object with .code and .message (and optionally .status)
+        self.fault_injector = fault_injector
+        self.log_fd = log_fd if log_fd is not None else _stderr_fd()
+        self.closed = False
+        self._pools: dict[str, _Pool] = {}
+        self._pools_lock = threading.Lock()
+        self._limits: dict[str, int] = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._sqs_client_factory = sqs_client_factory
-        self._patches: list[tuple[Any, str, Any]] = []
-        self.invocations: list[dict] = []  # {function, request_id, error, event}: for progress and tests
+        self._patches = moto_internals.Patches()
+        self.invocations: list[dict] = []  # one record per invocation that ran (see _record)
+        self.throttles: list[dict] = []  # invokes refused with TooManyRequestsException (or an injected error)
+        self._records_lock = threading.Lock()
         self._pending = 0
         self._pending_lock = threading.Lock()
+        self._routes: dict[str, Callable[[str, bytes], tuple[int, Any]]] = {INVOCATIONS_PATH: self._invocations_route}
+        self._admin: _Server | None = None
+        self._started = False
 
     # ---- registry -------------------------------------------------------------------
 
@@ -139,131 +527,163 @@ class LambdaRuntime:
         except KeyError:
             raise KeyError(f"no local handler registered for function {name!r}") from None
 
-    # ---- invocation -----------------------------------------------------------------
+    def concurrency_limit(self, name_or_arn: str) -> int:
+        spec = self.spec(name_or_arn)
+        if spec.reserved_concurrency is not None:
+            return spec.reserved_concurrency
+        return self._limits.get(spec.name, self.default_concurrency)
 
-    def _load_handler(self, spec: FunctionSpec) -> Callable:
-        module_file, _, func_name = spec.handler.rpartition(".")
-        key = spec.logical_id
-        if key not in self._modules:
-            path = Path(spec.code_uri) / (module_file.replace(".", "/") + ".py")
-            # A unique module name per function: every handler file is called app.py.
-            unique = f"i2v_local_fn_{spec.logical_id}"
-            module_spec = importlib.util.spec_from_file_location(unique, path)
-            if module_spec is None or module_spec.loader is None:
-                raise ImportError(f"cannot load handler module {path}")
-            module = importlib.util.module_from_spec(module_spec)
-            sys.modules[unique] = module
-            module_spec.loader.exec_module(module)
-            self._modules[key] = module
-        return getattr(self._modules[key], func_name)
+    def _pool(self, spec: FunctionSpec) -> _Pool:
+        with self._pools_lock:
+            pool = self._pools.get(spec.name)
+            if pool is None:
+                pool = self._pools[spec.name] = _Pool(self, spec, self.concurrency_limit(spec.name))
+            return pool
 
-    def _function_environment(self, spec: FunctionSpec) -> dict[str, str]:
-        env = {
-            "AWS_LAMBDA_FUNCTION_NAME": spec.name,
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
-            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-            "AWS_LAMBDA_FUNCTION_TIMEOUT": str(spec.timeout),
-            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
-            "AWS_REGION": REGION,
-            "AWS_DEFAULT_REGION": REGION,
-        }
+    def process_environment(self, spec: FunctionSpec, runtime_api: str) -> dict[str, str]:
+        """What an execution environment's process sees in os.environ."""
+        env = {name: os.environ[name] for name in ("PATH", "HOME", "TMPDIR", "SYSTEMROOT") if name in os.environ}
+        env.update(
+            {
+                "LANG": "en_US.UTF-8",
+                "TZ": ":UTC",
+                "PYTHONUNBUFFERED": "1",
+                "PYTHONPATH": os.pathsep.join([str(spec.code_uri), *(str(p) for p in spec.layers)]),
+                "LAMBDA_TASK_ROOT": str(spec.code_uri),
+                "_HANDLER": spec.handler,
+                "AWS_LAMBDA_RUNTIME_API": runtime_api,
+                "AWS_EXECUTION_ENV": f"AWS_Lambda_{spec.runtime}",
+                "AWS_LAMBDA_FUNCTION_NAME": spec.name,
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
+                "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+                "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+                "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
+                "AWS_LAMBDA_LOG_STREAM_NAME": f"{datetime.now(timezone.utc):%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}",
+                "AWS_REGION": REGION,
+                "AWS_DEFAULT_REGION": REGION,
+            }
+        )
         env.update(self.base_environment)
         env.update({k: str(v) for k, v in spec.environment.items()})
         return env
 
-    def invoke(self, name_or_arn: str, event: Any) -> InvocationResult:
-        """Run the handler once, synchronously, with the function's environment and timeout."""
+    # ---- invocation -----------------------------------------------------------------
+
+    def _injected_fault(self) -> LambdaServiceError | None:
+        if self.fault_injector is None:
+            return None
+        fault = self.fault_injector.pick("lambda", "Invoke")
+        if fault is None:
+            return None
+        return LambdaServiceError(fault.code, getattr(fault, "message", "") or fault.code, getattr(fault, "status", None))
+
+    def invoke(self, name_or_arn: str, event: Any, *, wait_for_capacity: bool = False) -> InvocationResult:
+        """Run the function once and return its result (RequestResponse).
+
+        Raises ``LambdaServiceError`` (``Throttled`` when every environment the function may
+        have is busy, unless ``wait_for_capacity``; or an injected fault) when, on AWS, the
+        Invoke API would answer with an error and no code would run.
+        """
         spec = self.spec(name_or_arn)
-        request_id = str(uuid.uuid4())
-        outcome: dict[str, Any] = {}
-        with self._lock:
-            with self._env_lock:
-                if self._closed:
-                    return InvocationResult(
-                        {"errorMessage": "the local Lambda runtime is stopped", "errorType": "Runtime.Stopped"}, True
-                    )
-                saved = dict(os.environ)
-                os.environ.update(self._function_environment(spec))
-            try:
-                handler = self._load_handler(spec)
-                context = LambdaContext(spec, request_id)
-
-                def run() -> None:
-                    try:
-                        outcome["value"] = handler(event, context)
-                    except BaseException as exc:  # reported to the caller as a function error, as on AWS
-                        outcome["error"] = exc
-
-                worker = threading.Thread(target=run, name=f"lambda-{spec.logical_id}", daemon=True)
-                worker.start()
-                worker.join(spec.timeout)
-                if worker.is_alive():
-                    # AWS kills the sandbox; we cannot kill a thread, so we stop waiting for it.
-                    result = InvocationResult(
-                        {
-                            "errorMessage": f"{datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%S.%fZ} {request_id} "
-                            f"Task timed out after {spec.timeout:.2f} seconds",
-                            "errorType": "Sandbox.Timedout",
-                        },
-                        True,
-                    )
-                elif "error" in outcome:
-                    result = InvocationResult(error_payload(outcome["error"]), True)
-                else:
-                    # Round-trip through JSON as the real service does (dates etc. must serialise).
-                    result = InvocationResult(json.loads(json.dumps(outcome.get("value"))), False)
-            except Exception as exc:  # the handler could not even be loaded: Runtime.ImportModuleError on AWS
-                result = InvocationResult(
-                    {"errorMessage": str(exc), "errorType": "Runtime.ImportModuleError", "stackTrace": []}, True
-                )
-            finally:
-                with self._env_lock:
-                    if not self._closed:
-                        os.environ.clear()
-                        os.environ.update(saved)
-        self.invocations.append({"function": spec.logical_id, "request_id": request_id, "error": result.error, "event": event})
+        fault = self._injected_fault()
+        if fault is not None:
+            self._throttled(spec, fault)
+            raise fault
+        try:
+            env, cold = self._pool(spec).acquire(wait=wait_for_capacity)
+        except Throttled as exc:
+            self._throttled(spec, exc)
+            raise
+        except RuntimeStopped:
+            return _error("Runtime.Stopped", "the local Lambda runtime is stopped")
+        invocation = _Invocation(spec, event)
+        started_wall, started = _now_iso(), time.monotonic()
+        try:
+            result = env.run(invocation)
+        finally:
+            self._pool(spec).release(env)
+        ended = time.monotonic()
+        init_ms = (invocation.delivered_at - started) * 1000 if cold and invocation.delivered_at else 0.0
+        billed_from = invocation.delivered_at or started
+        self._record(
+            {
+                "function": spec.logical_id,
+                "function_name": spec.name,
+                "request_id": invocation.request_id,
+                "start": started_wall,
+                "duration_ms": round((ended - billed_from) * 1000, 1),
+                "init_duration_ms": round(init_ms, 1) if cold else None,
+                "memory_mb": spec.memory_mb,
+                "max_memory_used_mb": env.peak_memory_mb() if not env.dead else None,
+                "cold": cold,
+                "outcome": "success" if not result.error else result.error_type,
+                "error": result.error,
+                "environment": env.id,
+                "event": event,
+            }
+        )
         if result.error:
-            log.warning("%s failed: %s: %s", spec.logical_id, result.payload.get("errorType"), result.payload.get("errorMessage"))
+            log.warning("%s failed: %s: %s", spec.logical_id, result.error_type, (result.payload or {}).get("errorMessage"))
         return result
 
+    def _record(self, record: dict) -> None:
+        with self._records_lock:
+            self.invocations.append(record)
+
+    def _throttled(self, spec: FunctionSpec, exc: LambdaServiceError) -> None:
+        with self._records_lock:
+            self.throttles.append({"function": spec.logical_id, "start": _now_iso(), "error": exc.code})
+
+    def records(self) -> list[dict]:
+        """The invocation records without their events (what the admin URL serves)."""
+        with self._records_lock:
+            return [{k: v for k, v in r.items() if k != "event"} for r in self.invocations]
+
     def invoke_async(self, name_or_arn: str, event: Any) -> str:
-        """Queue an Event invocation (S3 notifications, InvocationType=Event)."""
+        """Queue an Event invocation (S3 notifications, InvocationType=Event); runs concurrently."""
         spec = self.spec(name_or_arn)
         request_id = str(uuid.uuid4())
         with self._pending_lock:
             self._pending += 1
-        self._async_queue.put((spec.name, event, request_id))
+        thread = threading.Thread(target=self._async_worker, args=(spec.name, event, request_id), name=f"async-{spec.logical_id}", daemon=True)
+        thread.start()
         return request_id
 
-    def _async_worker(self) -> None:
-        while not self._stop.is_set():
-            try:
-                name, event, request_id = self._async_queue.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            try:
-                self._run_async(name, event, request_id)
-            finally:
-                with self._pending_lock:
-                    self._pending -= 1
+    def _async_worker(self, name: str, event: Any, request_id: str) -> None:
+        try:
+            self._run_async(name, event, request_id)
+        except Exception:  # a bug here must not leave the stack unsettled forever
+            log.exception("async invocation of %s failed", name)
+        finally:
+            with self._pending_lock:
+                self._pending -= 1
 
     def _run_async(self, name: str, event: Any, request_id: str) -> None:
         spec = self.spec(name)
         attempts = 0
         result = None
+        throttled = 0
         while attempts <= spec.max_retry_attempts and not self._stop.is_set():
+            try:
+                result = self.invoke(name, event, wait_for_capacity=True)
+            except LambdaServiceError:
+                # Lambda keeps a throttled event and retries it (for up to the maximum event age).
+                throttled += 1
+                if self._stop.wait(min(2.0, 0.1 * 2**min(throttled, 5))):
+                    return
+                continue
             attempts += 1
-            result = self.invoke(name, event)
             if not result.error:
                 return
             # AWS waits about a minute, then two; locally a short pause keeps runs quick.
-            time.sleep(0.2 * attempts)
+            if self._stop.wait(0.2 * attempts):
+                return
         if result is None or self._stop.is_set():
             return
         if spec.on_failure_queue_url:
             record = {
                 "version": "1.0",
-                "timestamp": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+                "timestamp": _now_iso(),
                 "requestContext": {
                     "requestId": request_id,
                     "functionArn": f"{spec.arn}:$LATEST",
@@ -284,7 +704,17 @@ class LambdaRuntime:
 
     # ---- SQS event source mappings ---------------------------------------------------
 
-    def add_sqs_source(self, function_name: str, queue_url: str, queue_arn: str, batch_size: int = 10, report_failures: bool = False) -> None:
+    def add_sqs_source(
+        self,
+        function_name: str,
+        queue_url: str,
+        queue_arn: str,
+        batch_size: int = 10,
+        report_failures: bool = False,
+        maximum_concurrency: int | None = None,
+    ) -> None:
+        if maximum_concurrency is not None:
+            self._limits[function_name] = min(self._limits.get(function_name, maximum_concurrency), maximum_concurrency)
         thread = threading.Thread(
             target=self._poll_sqs,
             args=(function_name, queue_url, queue_arn, batch_size, report_failures),
@@ -295,8 +725,6 @@ class LambdaRuntime:
         if self._started:
             thread.start()
 
-    _started = False
-
     def _sqs(self):
         if self._sqs_client_factory is None:
             raise RuntimeError("the runtime has no SQS client factory")
@@ -304,7 +732,10 @@ class LambdaRuntime:
 
     def _poll_sqs(self, function_name: str, queue_url: str, queue_arn: str, batch_size: int, report_failures: bool) -> None:
         sqs = self._sqs()
+        slots = threading.BoundedSemaphore(self.concurrency_limit(function_name))
         while not self._stop.is_set():
+            if not slots.acquire(timeout=0.5):
+                continue
             try:
                 response = sqs.receive_message(
                     QueueUrl=queue_url,
@@ -314,77 +745,121 @@ class LambdaRuntime:
                     MessageAttributeNames=["All"],
                 )
             except (BotoCoreError, ClientError) as exc:  # the server is stopping, or a transient hiccup: keep polling
+                slots.release()
                 if not self._stop.is_set():
                     log.debug("receive from %s failed: %s", queue_url, exc)
-                    time.sleep(0.5)
+                    self._stop.wait(0.5)
                 continue
             messages = response.get("Messages", [])
             if not messages:
+                slots.release()
                 continue
+            with self._pending_lock:
+                self._pending += 1
+            threading.Thread(
+                target=self._run_batch,
+                args=(slots, sqs, function_name, queue_url, queue_arn, messages, report_failures),
+                name=f"sqs-batch-{function_name}",
+                daemon=True,
+            ).start()
+
+    def _run_batch(self, slots, sqs, function_name, queue_url, queue_arn, messages, report_failures) -> None:  # noqa: ANN001
+        try:
             event = {"Records": [_sqs_record(m, queue_arn) for m in messages]}
-            result = self.invoke(function_name, event)
+            try:
+                result = self.invoke(function_name, event, wait_for_capacity=True)
+            except LambdaServiceError:
+                return  # the batch becomes visible again after the visibility timeout
             if result.error:
-                continue  # the whole batch becomes visible again after the visibility timeout
+                return  # the whole batch becomes visible again after the visibility timeout
             failed = set()
             if report_failures and isinstance(result.payload, dict):
                 failed = {f.get("itemIdentifier") for f in result.payload.get("batchItemFailures") or []}
             done = [m for m in messages if m["MessageId"] not in failed]
             if done:
-                sqs.delete_message_batch(
-                    QueueUrl=queue_url,
-                    Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
-                )
+                try:
+                    sqs.delete_message_batch(
+                        QueueUrl=queue_url,
+                        Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
+                    )
+                except (BotoCoreError, ClientError) as exc:
+                    log.warning("deleting a processed batch from %s failed: %s", queue_url, exc)
+        finally:
+            slots.release()
+            with self._pending_lock:
+                self._pending -= 1
+
+    # ---- the admin server ------------------------------------------------------------
+
+    def add_admin_route(self, path: str, handler: Callable[[str, bytes], tuple[int, Any]]) -> None:
+        """Serve ``handler(method, body) -> (status, json-able)`` at ``path`` on the admin server."""
+        self._routes[path] = handler
+
+    def admin_route(self, path: str) -> Callable[[str, bytes], tuple[int, Any]] | None:
+        return self._routes.get(path)
+
+    def _invocations_route(self, method: str, body: bytes) -> tuple[int, Any]:
+        if method != "GET":
+            return 405, {"message": "GET only"}
+        return 200, {"invocations": self.records()}
+
+    @property
+    def admin_url(self) -> str:
+        if self._admin is None:
+            raise RuntimeError("the runtime is not started")
+        return f"http://127.0.0.1:{self._admin.server_address[1]}"
+
+    @property
+    def invocations_url(self) -> str:
+        return self.admin_url + INVOCATIONS_PATH
 
     # ---- lifecycle and moto patches --------------------------------------------------
 
-    def start(self, async_workers: int = 1) -> None:
-        self._install_patches()
+    def start(self, patch_moto: bool = True) -> None:
+        if patch_moto:
+            self._install_patches()
+        self._admin = _Server(("127.0.0.1", 0), _RuntimeAPIHandler)
+        self._admin.runtime = self
+        threading.Thread(target=self._admin.serve_forever, kwargs={"poll_interval": 0.5}, name="lambda-admin", daemon=True).start()
         self._started = True
-        for i in range(async_workers):
-            self._threads.append(threading.Thread(target=self._async_worker, name=f"lambda-async-{i}", daemon=True))
         for thread in self._threads:
             if not thread.is_alive():
                 thread.start()
 
-    def stop(self, lock_timeout: float = 10.0) -> None:
-        """Stop the workers; afterwards no invocation applies or restores an environment.
-
-        Waits (bounded) for a running invocation to end, so it restores os.environ itself
-        before the caller restores the process environment; one still running after that
-        leaves os.environ alone.
-        """
+    def stop(self) -> None:
+        """Stop the pollers and kill every execution environment; later invokes are refused."""
         self._stop.set()
+        self.closed = True
+        with self._pools_lock:
+            pools = list(self._pools.values())
+        for pool in pools:
+            pool.close()
         for thread in self._threads:
             thread.join(timeout=5)
-        acquired = self._lock.acquire(timeout=lock_timeout)
-        try:
-            with self._env_lock:
-                self._closed = True
-        finally:
-            if acquired:
-                self._lock.release()
-        if not acquired:
-            log.warning("an invocation was still running when the runtime stopped")
-        self._remove_patches()
+        if self._admin is not None:
+            self._admin.shutdown()
+            self._admin.server_close()
+            self._admin = None
+        self._patches.remove()
 
     def _install_patches(self) -> None:
-        import moto.s3.notifications as s3_notifications
-        from moto.awslambda.models import LambdaFunction
-
         runtime = self
 
-        def invoke(fn_self, body, request_headers, response_headers):  # noqa: ANN001 - moto's signature
+        def invoke(function_name: str, body: bytes, request_headers: Any, response_headers: dict) -> bytes:
             event = json.loads(body) if body else {}
             headers = {str(k).lower(): v for k, v in dict(request_headers or {}).items()}
             if headers.get("x-amz-invocation-type") == "Event":
-                runtime.invoke_async(fn_self.function_name, event)
+                runtime.invoke_async(function_name, event)
                 return b""
-            result = runtime.invoke(fn_self.function_name, event)
+            try:
+                result = runtime.invoke(function_name, event)
+            except LambdaServiceError as exc:
+                raise moto_internals.lambda_error(exc.code, exc.message, exc.status) from None
             if result.error:
                 response_headers["x-amz-function-error"] = "Unhandled"
             return result.body()
 
-        def invoke_from_s3(account_id, event_body, fn_arn, region_name):  # noqa: ANN001
+        def invoke_from_s3(fn_arn: str, event_body: dict) -> None:
             # AWS invokes Lambda from S3 asynchronously; moto would run it inside PutObject.
             for record in event_body.get("Records", []):
                 obj = record.get("s3", {}).get("object", {})
@@ -395,29 +870,23 @@ class LambdaRuntime:
             except KeyError as exc:
                 log.error("S3 notification for an unknown function: %s", exc)
 
-        original_s3_event = s3_notifications._get_s3_event
-
-        def s3_event_with_version(event_name, bucket, key, notification_id):  # noqa: ANN001
+        def s3_event_with_version(event: dict, key: Any) -> dict:
             # AWS names the object version (and a sequencer) in the event; moto leaves them out.
-            event = original_s3_event(event_name, bucket, key, notification_id)
             obj = event["Records"][0]["s3"]["object"]
             if getattr(key, "version_id", None) not in (None, "null"):
                 obj["versionId"] = key.version_id
             obj["sequencer"] = f"{time.time_ns():016X}"
             return event
 
-        self._patch(LambdaFunction, "invoke", invoke)
-        self._patch(s3_notifications, "_invoke_awslambda", invoke_from_s3)
-        self._patch(s3_notifications, "_get_s3_event", s3_event_with_version)
+        moto_internals.patch_lambda(self._patches, invoke, invoke_from_s3, s3_event_with_version)
+        moto_internals.patch_state_data_limit(self._patches)
 
-    def _patch(self, owner: Any, attribute: str, value: Any) -> None:
-        self._patches.append((owner, attribute, getattr(owner, attribute)))
-        setattr(owner, attribute, value)
 
-    def _remove_patches(self) -> None:
-        while self._patches:
-            owner, attribute, original = self._patches.pop()
-            setattr(owner, attribute, original)
+def _stderr_fd() -> int:
+    try:
+        return sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        return 2
 
 
 def _sqs_record(message: dict, queue_arn: str) -> dict:

@@ -2,15 +2,20 @@
 
 ``LocalStack`` reads template.yaml (through ``i2v_local.template``), starts moto's server on
 loopback with Step Functions execution enabled, provisions every resource of the template
-over real HTTP with boto3, registers each function's handler with the in-process Lambda
-runtime, and starts the provider emulator and the webhook receiver. The handlers run
+over real HTTP with boto3, registers each function with the local Lambda service
+(``i2v_local.lambda_runtime``: execution environments as ``awslambdaric`` processes behind a
+Runtime API), and starts the provider emulator and the webhook receiver. The handlers run
 unchanged: the stack only sets ``AWS_ENDPOINT_URL`` (and fake credentials) so every
 client they create talks to moto.
 
-It adds, for people and tests to read what the pipeline produced:
+It adds, for people to read what the pipeline produced (these two queues are the user's:
+nothing in the stack reads them):
 * ``i2v-local-notifications``: an SQS queue subscribed to the outcome topic (raw delivery);
 * ``i2v-local-events``: an SQS queue targeted by a rule on the default bus for source
   ``image-to-video``.
+The stack's own printer and the test helpers read through subscriptions of their own
+(``i2v-local-collector-notifications``, ``i2v-local-collector-events``), so two readers
+never split one queue.
 """
 
 from __future__ import annotations
@@ -31,8 +36,9 @@ import requests
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from . import moto_internals
 from . import template as tpl
-from .lambda_runtime import FunctionSpec, LambdaRuntime
+from .lambda_runtime import DEFAULT_CONCURRENCY, FunctionSpec, LambdaRuntime
 
 log = logging.getLogger("i2v_local.stack")
 
@@ -42,6 +48,9 @@ REGION = tpl.REGION
 ACCOUNT_ID = tpl.ACCOUNT_ID
 NOTIFICATIONS_QUEUE = "i2v-local-notifications"
 EVENTS_QUEUE = "i2v-local-events"
+# The stack's own readers (its printer, the tests' collectors): never the user's queues above.
+COLLECTOR_NOTIFICATIONS_QUEUE = "i2v-local-collector-notifications"
+COLLECTOR_EVENTS_QUEUE = "i2v-local-collector-events"
 EVENT_SOURCE = "image-to-video"
 WEBHOOK_SECRET_NAME = "i2v-local/webhook-signing-secret"
 LOCAL_EMAIL = "you@example.com"
@@ -57,7 +66,7 @@ FAKE_CREDENTIALS = {
 
 
 def _dummy_zip() -> bytes:
-    # moto stores a code package; the real code is run by the in-process runtime.
+    # moto stores a code package; the real code is run by the local Lambda service.
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("app.py", "def lambda_handler(event, context):\n    raise RuntimeError('run by i2v_local')\n")
@@ -134,6 +143,8 @@ class LocalStack:
         emulator: bool = True,
         quiet: bool = False,
         on_notification: Callable[[dict], None] | None = None,
+        lambda_concurrency: int = DEFAULT_CONCURRENCY,
+        fault_injector: Any = None,
     ):
         self.template_path = Path(template)
         self.port = port
@@ -145,6 +156,8 @@ class LocalStack:
         self.with_emulator = emulator
         self.quiet = quiet
         self.on_notification = on_notification
+        self.lambda_concurrency = lambda_concurrency
+        self.fault_injector = fault_injector  # Lambda-side faults: .pick("lambda", "Invoke")
         self.endpoint_url = ""
         self.api_key = "local-" + secrets.token_hex(12)
         self.template: tpl.ResolvedTemplate | None = None
@@ -173,7 +186,6 @@ class LocalStack:
         self.stop()
 
     def start(self) -> "LocalStack":
-        from moto.core.config import default_user_config
         from moto.server import ThreadedMotoServer
 
         self._saved_env = dict(os.environ)
@@ -185,8 +197,7 @@ class LocalStack:
             # moto logs every Fail state as an ERROR; our workflow ends failed jobs in one on purpose.
             logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
 
-        self._saved_sfn_config = dict(default_user_config["stepfunctions"])
-        default_user_config["stepfunctions"]["execute_state_machine"] = True  # run the real ASL
+        self._saved_sfn_config = moto_internals.enable_state_machine_execution()  # run the real ASL
 
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()
@@ -208,7 +219,12 @@ class LocalStack:
         base_env = {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint_url, "POWERTOOLS_TRACE_DISABLED": "true"}
         if self.quiet:
             base_env.update(LOG_LEVEL="WARNING", POWERTOOLS_LOG_LEVEL="WARNING", POWERTOOLS_METRICS_DISABLED="true")
-        self.runtime = LambdaRuntime(base_env, sqs_client_factory=lambda: self.client("sqs"))
+        self.runtime = LambdaRuntime(
+            base_env,
+            sqs_client_factory=lambda: self.client("sqs"),
+            default_concurrency=self.lambda_concurrency,
+            fault_injector=self.fault_injector,
+        )
         self._provision()
         self.runtime.start()
         self.notifications.start()
@@ -228,9 +244,7 @@ class LocalStack:
             self._server.stop()
             self._server = None
         if self._saved_sfn_config is not None:
-            from moto.core.config import default_user_config
-
-            default_user_config["stepfunctions"].update(self._saved_sfn_config)
+            moto_internals.restore_stepfunctions_config(self._saved_sfn_config)
             self._saved_sfn_config = None
         if self._saved_env is not None:
             os.environ.clear()
@@ -425,6 +439,7 @@ class LocalStack:
                     "is not supported locally (only SQS queues)"
                 )
             on_failure_url = self._queue_url_for_arn(on_failure["Destination"])
+        reserved = props.get("ReservedConcurrentExecutions")
         self.runtime.register(
             FunctionSpec(
                 logical_id=res.logical_id,
@@ -436,6 +451,9 @@ class LocalStack:
                 memory_mb=int(props.get("MemorySize", 128)),
                 max_retry_attempts=int(invoke_config.get("MaximumRetryAttempts", 2)),
                 on_failure_queue_url=on_failure_url,
+                layers=self._layer_dirs(res.logical_id, props.get("Layers") or []),
+                reserved_concurrency=int(reserved) if reserved is not None else None,
+                runtime=props.get("Runtime", "python3.12"),
             )
         )
         self.function_names[res.logical_id] = res.physical_name
@@ -448,9 +466,26 @@ class LocalStack:
                     ep["Queue"],
                     batch_size=int(ep.get("BatchSize", 10)),
                     report_failures="ReportBatchItemFailures" in (ep.get("FunctionResponseTypes") or []),
+                    maximum_concurrency=_int_or_none((ep.get("ScalingConfig") or {}).get("MaximumConcurrency")),
                 )
             elif event.get("Type") not in ("S3", None):
                 raise tpl.TemplateError(f"{res.logical_id}: event type {event.get('Type')} is not supported locally")
+
+    def _layer_dirs(self, logical_id: str, layers: list) -> list[Path]:
+        """Each layer's source directory: what Lambda would extract under /opt (python/ on the path)."""
+        by_ref = {r.ref: r for r in self.template.of_type("AWS::Serverless::LayerVersion", "AWS::Lambda::LayerVersion")}
+        dirs = []
+        for layer in layers:
+            res = by_ref.get(layer)
+            if res is None:
+                raise tpl.TemplateError(f"{logical_id}: layer {layer} is not declared in the template (only local layers run locally)")
+            content = res.properties.get("ContentUri") or (res.properties.get("Content") or {})
+            if not isinstance(content, str):
+                raise tpl.TemplateError(f"{logical_id}: layer {res.logical_id} needs a local ContentUri")
+            root = (self.template.base_dir / content).resolve()
+            # A built layer zip holds python/; a source directory with BuildMethod holds the packages.
+            dirs.append(root / "python" if (root / "python").is_dir() else root)
+        return dirs
 
     def _queue_url_for_arn(self, arn: str) -> str:
         name = arn.rsplit(":", 1)[-1]
@@ -509,52 +544,58 @@ class LocalStack:
             events.put_targets(Rule=res.physical_name, EventBusName=kwargs["EventBusName"], Targets=targets)
 
     def _observers(self) -> None:
-        """The queues people and tests read: notifications from the topic, events from the bus."""
+        """The queues people read, and the stack's own readers: never one queue for both.
+
+        ``i2v-local-notifications`` (subscribed to the topic) and ``i2v-local-events`` (a rule
+        on the default bus) are the user's. The stack's printer and the tests read copies
+        delivered to queues of their own: a second subscription, a second rule target.
+        """
         sqs, sns, events = self.client("sqs"), self.client("sns"), self.client("events")
-        notif_url = sqs.create_queue(QueueName=NOTIFICATIONS_QUEUE)["QueueUrl"]
-        notif_arn = f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{NOTIFICATIONS_QUEUE}"
+        urls = {}
+        for name in (NOTIFICATIONS_QUEUE, COLLECTOR_NOTIFICATIONS_QUEUE, EVENTS_QUEUE, COLLECTOR_EVENTS_QUEUE):
+            urls[name] = sqs.create_queue(QueueName=name)["QueueUrl"]
+        arn = {name: f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{name}" for name in urls}
         for topic in self.template.of_type("AWS::SNS::Topic"):
-            sns.subscribe(TopicArn=topic.ref, Protocol="sqs", Endpoint=notif_arn, Attributes={"RawMessageDelivery": "true"})
-        events_url = sqs.create_queue(QueueName=EVENTS_QUEUE)["QueueUrl"]
+            for name in (NOTIFICATIONS_QUEUE, COLLECTOR_NOTIFICATIONS_QUEUE):
+                sns.subscribe(TopicArn=topic.ref, Protocol="sqs", Endpoint=arn[name], Attributes={"RawMessageDelivery": "true"})
         events.put_rule(Name=EVENTS_QUEUE, EventPattern=json.dumps({"source": [EVENT_SOURCE]}), State="ENABLED")
-        events.put_targets(Rule=EVENTS_QUEUE, Targets=[{"Id": "local-events", "Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{EVENTS_QUEUE}"}])
-        self.queue_urls[NOTIFICATIONS_QUEUE] = notif_url
-        self.queue_urls[EVENTS_QUEUE] = events_url
-        self.notifications = Collector(sqs, notif_url, lambda m: json.loads(m["Body"]), self.on_notification)
-        self.events = Collector(self.client("sqs"), events_url, lambda m: json.loads(m["Body"]))
+        rule_targets = [{"Id": "local-events", "Arn": arn[EVENTS_QUEUE]}, {"Id": "local-collector", "Arn": arn[COLLECTOR_EVENTS_QUEUE]}]
+        events.put_targets(Rule=EVENTS_QUEUE, Targets=rule_targets)
+        self.queue_urls.update(urls)
+        self.notifications = Collector(sqs, urls[COLLECTOR_NOTIFICATIONS_QUEUE], lambda m: json.loads(m["Body"]), self.on_notification)
+        self.events = Collector(self.client("sqs"), urls[COLLECTOR_EVENTS_QUEUE], lambda m: json.loads(m["Body"]))
 
     # ---- what the stack offers its users ---------------------------------------------
 
     def resource(self, logical_id: str) -> tpl.Resource:
         return self.template.resources[logical_id]
 
+    # The template's Outputs that name what `i2v local up` reports (see template.yaml).
+    OUTPUT_NAMES = {
+        "input_bucket": "InputBucketName",
+        "input_prefix": "InputPrefix",
+        "output_bucket": "OutputBucketName",
+        "topic_arn": "OutcomeTopicArn",
+        "state_machine_arn": "StateMachineArn",
+    }
+
     def outputs(self) -> dict:
-        """The JSON line `i2v local up` prints."""
+        """The JSON line `i2v local up` prints: the template's Outputs plus the local endpoints."""
         t = self.template
-        input_bucket = self._first_bucket_with_notifications()
-        state_machines = t.of_type("AWS::Serverless::StateMachine", "AWS::StepFunctions::StateMachine")
-        output_bucket = next((r.physical_name for r in t.of_type("AWS::S3::Bucket") if r.physical_name != input_bucket), None)
+        named = {key: t.outputs.get(output) for key, output in self.OUTPUT_NAMES.items()}
+        if named["input_prefix"] is None:
+            named["input_prefix"] = ""
         return {
             "endpoint_url": self.endpoint_url,
-            "input_bucket": input_bucket,
-            "input_prefix": t.parameters.get("InputPrefix", ""),
-            "output_bucket": output_bucket,
-            "topic_arn": next((r.ref for r in t.of_type("AWS::SNS::Topic")), None),
+            **named,
             "notifications_queue_url": self.queue_urls.get(NOTIFICATIONS_QUEUE),
-            "state_machine_arn": state_machines[0].ref if state_machines else None,
             "functions": dict(self.function_names),
             "emulator_url": self.emulator.url if self.emulator else None,
             "webhook_url": self.receiver.url if self.receiver else None,
             "webhook_secret": self.receiver.secret if self.receiver else None,
             "events_queue_url": self.queue_urls.get(EVENTS_QUEUE),
+            "lambda_invocations_url": self.runtime.invocations_url if self.runtime else None,
         }
-
-    def _first_bucket_with_notifications(self) -> str | None:
-        for res in self.template.of_type("AWS::Serverless::Function"):
-            for event in (res.properties.get("Events") or {}).values():
-                if event.get("Type") == "S3":
-                    return event["Properties"]["Bucket"]
-        return None
 
     @property
     def input_bucket(self) -> str:
@@ -602,19 +643,12 @@ class LocalStack:
         moto accepts email subscriptions but sends nothing; this reads the topic's published
         messages and applies each email subscription's filter policy, as SNS would.
         """
-        from moto.sns.models import sns_backends
-
-        backend = sns_backends[ACCOUNT_ID][REGION]
         out = []
         for topic_res in self.template.of_type("AWS::SNS::Topic"):
-            topic = backend.topics.get(topic_res.ref)
-            if topic is None:
-                continue
-            subs = [s for s in backend.subscriptions.values() if s.topic.arn == topic.arn and s.protocol == "email"]
-            for _message_id, message, subject, attributes, _group in list(topic.sent_notifications):
+            published, subs = moto_internals.sns_published(ACCOUNT_ID, REGION, topic_res.ref)
+            for _message_id, message, subject, attributes, _group in published:
                 for sub in subs:
-                    matcher = getattr(sub, "_filter_policy_matcher", None)
-                    if matcher is not None and not matcher.matches(attributes, message):
+                    if not sub.matches(attributes, message):
                         continue
                     try:
                         structured = json.loads(message)
@@ -638,11 +672,15 @@ class LocalStack:
     def settle(self, timeout: float = 30) -> None:
         """Wait until no execution runs and no async invocation is queued (for exact counts)."""
         sfn = self.client("stepfunctions")
-        arn = self.outputs()["state_machine_arn"]
+        arns = [r.ref for r in self.template.of_type("AWS::Serverless::StateMachine", "AWS::StepFunctions::StateMachine")]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            running = sfn.list_executions(stateMachineArn=arn, statusFilter="RUNNING")["executions"]
+            running = [e for arn in arns for e in sfn.list_executions(stateMachineArn=arn, statusFilter="RUNNING")["executions"]]
             if not running and self.runtime.idle():
                 return
             time.sleep(0.5)
         raise TimeoutError("the stack did not settle")
+
+
+def _int_or_none(value: Any) -> int | None:
+    return int(value) if value is not None else None

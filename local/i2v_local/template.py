@@ -38,7 +38,7 @@ PSEUDO_PARAMETERS = {
 # stack does not know how to stand up.
 PROVISIONED_TYPES = {
     "AWS::S3::Bucket": "bucket (versioning, notifications from function S3 events)",
-    "AWS::Serverless::Function": "moto Lambda function + in-process handler, S3/SQS events, EventInvokeConfig",
+    "AWS::Serverless::Function": "moto Lambda function + awslambdaric execution environments, S3/SQS events, EventInvokeConfig, layers",
     "AWS::Serverless::StateMachine": "moto Step Functions state machine, DefinitionSubstitutions applied",
     "AWS::StepFunctions::StateMachine": "moto Step Functions state machine",
     "AWS::SNS::Topic": "topic (+ inline Subscription list)",
@@ -59,7 +59,7 @@ NOTHING_TO_DO_TYPES = {
     "AWS::SNS::TopicPolicy": "moto does not enforce topic policies",
     "AWS::Logs::LogGroup": "handlers log to the terminal",
     "AWS::Logs::MetricFilter": "no CloudWatch metrics locally",
-    "AWS::Serverless::LayerVersion": "the layer package is installed in the virtualenv",
+    "AWS::Serverless::LayerVersion": "its ContentUri goes on each function's PYTHONPATH (as /opt/python)",
     "AWS::Lambda::LayerVersion": "the layer package is installed in the virtualenv",
     "AWS::CloudWatch::Alarm": "no CloudWatch alarms locally",
     "AWS::KMS::Key": "moto does not encrypt",

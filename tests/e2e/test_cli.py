@@ -7,10 +7,12 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import boto3
 import pytest
+import requests
 
 from i2v_local import cli
 from i2v_local.media import probe
@@ -22,6 +24,7 @@ SAMPLE = Path(cli.__file__).parent / "samples" / "harbour.jpg"
 UP_KEYS = {
     "endpoint_url", "input_bucket", "input_prefix", "output_bucket", "topic_arn", "notifications_queue_url",
     "state_machine_arn", "functions", "emulator_url", "webhook_url", "webhook_secret", "events_queue_url",
+    "lambda_invocations_url",
 }
 
 
@@ -113,6 +116,21 @@ def test_up_prints_one_json_line_serves_uploads_and_stops_on_sigterm(tmp_path):
         line = json.loads(lines.next(timeout=120))  # printed as it arrives
         assert line["notification"]["source"]["key"] == key
         assert line["notification"]["status"] == "succeeded"
+        # The documented queue is the user's: it holds the notification `up` just printed.
+        sqs = boto3.client(
+            "sqs", endpoint_url=info["endpoint_url"], region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+        )
+        received = sqs.receive_message(QueueUrl=info["notifications_queue_url"], WaitTimeSeconds=5, MaxNumberOfMessages=10)
+        assert [json.loads(m["Body"])["source"]["key"] for m in received.get("Messages", [])] == [key]
+        # Every Lambda invocation is recorded, with what GB-seconds need.
+        deadline = time.monotonic() + 20  # the store function's record lands once it has returned
+        while True:
+            records = requests.get(info["lambda_invocations_url"], timeout=10).json()["invocations"]
+            if {"SubmitFunction", "StoreFunction"} <= {r["function"] for r in records} or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert {"SubmitFunction", "StoreFunction"} <= {r["function"] for r in records}
+        assert all(r["duration_ms"] >= 0 and r["memory_mb"] > 0 and isinstance(r["cold"], bool) for r in records)
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
     finally:

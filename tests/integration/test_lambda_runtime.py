@@ -1,10 +1,14 @@
-"""The in-process Lambda runtime on a real moto server, driven by a small template of its own.
+"""The local Lambda service on a real moto server, driven by a small template of its own.
 
 Covers: S3 notifications run the handler asynchronously with the function's own environment
 and the template's filters; RequestResponse results and error payloads; a failed async
-invocation is retried then lands in the on-failure destination; the timeout; SQS event
-sources with partial batch failures and redrive; Step Functions tasks run real handlers and
-see errorType as the Error name; stop() and os.environ when a handler is still running.
+invocation is retried then lands in the on-failure destination; the timeout kills the
+environment's process and Step Functions' Catch sees Sandbox.Timedout; SQS event sources
+with partial batch failures and redrive; Step Functions tasks run real handlers and see
+errorType as the Error name; concurrency (warm reuse, cold creation, the reserved
+concurrency cap and TooManyRequestsException beyond it, async invokes waiting instead);
+init errors, memory over MemorySize, a task result over 256 KB, injected Lambda faults,
+the invocation records URL and stop().
 """
 
 import json
@@ -12,10 +16,15 @@ import os
 import textwrap
 import threading
 import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 
+import boto3
 import pytest
+import requests
+from botocore.config import Config
 
-from i2v_local.lambda_runtime import FunctionSpec, LambdaRuntime
+from i2v_local.lambda_runtime import FunctionSpec, LambdaRuntime, Throttled
 from i2v_local.stack import LocalStack
 
 TEMPLATE = """
@@ -91,6 +100,29 @@ Resources:
             Queue: !GetAtt WorkQueue.Arn
             BatchSize: 10
             FunctionResponseTypes: [ReportBatchItemFailures]
+            ScalingConfig: { MaximumConcurrency: 2 }
+  CappedFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: fns/capped/
+      Handler: app.handler
+      ReservedConcurrentExecutions: 2
+  BrokenFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: fns/broken/
+      Handler: app.handler
+  HungryFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: fns/hungry/
+      Handler: app.handler
+      MemorySize: 128
+  BigFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: fns/big/
+      Handler: app.handler
   Flow:
     Type: AWS::Serverless::StateMachine
     Properties:
@@ -98,6 +130,10 @@ Resources:
       DefinitionSubstitutions:
         EchoArn: !GetAtt EchoFunction.Arn
         FailArn: !GetAtt FailFunction.Arn
+  OneTaskFlow:
+    Type: AWS::Serverless::StateMachine
+    Properties:
+      DefinitionUri: one_task.asl.json
 """
 
 HANDLERS = {
@@ -120,11 +156,44 @@ HANDLERS = {
             raise ProviderJobFailedError("it broke: " + str(event.get("n")))
     """,
     "slow": """
+        import os, time
+
+        def handler(event, context):
+            if event.get("pid_file"):
+                with open(event["pid_file"], "w") as out:
+                    out.write(str(os.getpid()))
+            time.sleep(3)
+            return {"finished": True}
+    """,
+    "capped": """
+        import os, time
+
+        def handler(event, context):
+            started = time.time()
+            time.sleep(event.get("sleep", 0))
+            return {"pid": os.getpid(), "remaining": context.get_remaining_time_in_millis(),
+                    "request_id": context.aws_request_id, "arn": context.invoked_function_arn,
+                    "started": started, "ended": time.time()}
+    """,
+    "broken": """
+        import no_such_module_anywhere
+
+        def handler(event, context):
+            return {}
+    """,
+    "hungry": """
         import time
 
         def handler(event, context):
-            time.sleep(3)
-            return {"finished": True}
+            hog = bytearray(300 * 1024 * 1024)
+            for i in range(0, len(hog), 4096):
+                hog[i] = 1
+            time.sleep(2)
+            return {"kept": len(hog)}
+    """,
+    "big": """
+        def handler(event, context):
+            return {"blob": "x" * event.get("size", 300_000)}
     """,
     "batch": """
         import json, os, boto3
@@ -162,11 +231,29 @@ FLOW = {
 }
 
 
+# One Lambda task, its function given in the input; Catch records the Error it sees.
+ONE_TASK = {
+    "StartAt": "Task",
+    "States": {
+        "Task": {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke",
+            "Parameters": {"FunctionName.$": "$.function", "Payload.$": "$.payload"},
+            "OutputPath": "$.Payload",
+            "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.caught", "Next": "Caught"}],
+            "End": True,
+        },
+        "Caught": {"Type": "Pass", "End": True},
+    },
+}
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     root = tmp_path_factory.mktemp("mini")
     (root / "template.yaml").write_text(TEMPLATE)
     (root / "flow.asl.json").write_text(json.dumps(FLOW))
+    (root / "one_task.asl.json").write_text(json.dumps(ONE_TASK))
     for name, code in HANDLERS.items():
         (root / "fns" / name).mkdir(parents=True)
         (root / "fns" / name / "app.py").write_text(textwrap.dedent(code))
@@ -213,11 +300,207 @@ def test_request_response_error_payload(stack):
     assert response["Payload"]["stackTrace"]
 
 
-def test_timeout_is_reported_as_sandbox_timedout(stack):
-    response = stack.invoke("SlowFunction", {})
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a killed child not yet reaped is a zombie: gone for our purposes
+        with open(f"/proc/{pid}/status") as status:
+            return "zombie" not in status.read()
+    except OSError:
+        return False
+
+
+def test_timeout_kills_the_environment_and_is_reported_as_sandbox_timedout(stack, tmp_path):
+    pid_file = tmp_path / "slow.pid"
+    response = stack.invoke("SlowFunction", {"pid_file": str(pid_file)})
     assert response["FunctionError"] == "Unhandled"
     assert response["Payload"]["errorType"] == "Sandbox.Timedout"
     assert "Task timed out after 1.00 seconds" in response["Payload"]["errorMessage"]
+    assert not _pid_alive(int(pid_file.read_text())), "the overrunning handler's process is still running"
+    record = [i for i in stack.runtime.invocations if i["function"] == "SlowFunction"][-1]
+    assert record["outcome"] == "Sandbox.Timedout" and 900 <= record["duration_ms"] < 2500
+    # The environment is replaced: the next invocation starts cold, in a new process.
+    stack.invoke("SlowFunction", {"pid_file": str(tmp_path / "second.pid")})
+    second = [i for i in stack.runtime.invocations if i["function"] == "SlowFunction"][-1]
+    assert second["cold"] and second["environment"] != record["environment"]
+
+
+def _run_execution(stack, machine: str, execution_input: dict, timeout: float = 60) -> dict:
+    sfn = stack.client("stepfunctions")
+    arn = stack.resource(machine).ref
+    execution = sfn.start_execution(stateMachineArn=arn, name=uuid.uuid4().hex, input=json.dumps(execution_input))["executionArn"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = sfn.describe_execution(executionArn=execution)
+        if result["status"] != "RUNNING":
+            return result
+        time.sleep(0.2)
+    raise AssertionError(f"{machine} still running after {timeout} s")
+
+
+def test_step_functions_catch_sees_sandbox_timedout(stack):
+    result = _run_execution(stack, "OneTaskFlow", {"function": stack.function_names["SlowFunction"], "payload": {}})
+    assert result["status"] == "SUCCEEDED", result
+    caught = json.loads(result["output"])["caught"]
+    assert caught["Error"] == "Sandbox.Timedout"
+    assert "Task timed out after 1.00 seconds" in caught["Cause"]
+
+
+def test_a_task_result_over_256_kb_fails_with_states_data_limit_exceeded(stack):
+    under = _run_execution(stack, "OneTaskFlow", {"function": stack.function_names["BigFunction"], "payload": {"size": 200_000}})
+    assert under["status"] == "SUCCEEDED" and len(json.loads(under["output"])["blob"]) == 200_000
+    over = _run_execution(stack, "OneTaskFlow", {"function": stack.function_names["BigFunction"], "payload": {"size": 270_000}})
+    # A terminal error on AWS: the task's Catch on States.ALL does not catch it, the execution fails.
+    assert over["status"] == "FAILED", over
+    assert over.get("error") == "States.DataLimitExceeded", over
+
+
+def test_context_has_request_id_arn_and_deadline(stack):
+    payload = stack.invoke("CappedFunction", {})["Payload"]
+    assert payload["arn"].endswith(":function:i2v-local-CappedFunction")
+    assert 0 < payload["remaining"] <= 10_000  # the Globals' Timeout: 10 s
+    record = next(i for i in stack.runtime.invocations if i["request_id"] == payload["request_id"])
+    assert record["function"] == "CappedFunction" and record["memory_mb"] == 128
+
+
+def _lambda_without_retries(stack):
+    return boto3.client(
+        "lambda",
+        endpoint_url=stack.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(retries={"total_max_attempts": 1}, read_timeout=60),
+    )
+
+
+def test_reserved_concurrency_caps_environments_and_throttles_sync_invokes(stack):
+    client = _lambda_without_retries(stack)
+    name = stack.function_names["CappedFunction"]
+
+    def call(sleep):
+        try:
+            response = client.invoke(FunctionName=name, Payload=json.dumps({"sleep": sleep}).encode())
+            return json.loads(response["Payload"].read())
+        except client.exceptions.TooManyRequestsException as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        busy = [pool.submit(call, 2.0) for _ in range(2)]
+        time.sleep(1.0)  # both environments are busy now
+        third = pool.submit(call, 0).result()
+        results = [f.result() for f in busy]
+    assert isinstance(third, client.exceptions.TooManyRequestsException)
+    assert third.response["ResponseMetadata"]["HTTPStatusCode"] == 429
+    assert all(isinstance(r, dict) for r in results), results
+    assert len({r["pid"] for r in results}) == 2  # two environments ran at the same time
+    # Warm reuse: a later call runs in one of those two processes.
+    assert call(0)["pid"] in {r["pid"] for r in results}
+
+
+def test_concurrency_limits_come_from_the_template(stack):
+    limit = stack.runtime.concurrency_limit
+    assert limit(stack.function_names["CappedFunction"]) == 2  # ReservedConcurrentExecutions
+    assert limit(stack.function_names["BatchFunction"]) == 2  # the SQS source's ScalingConfig.MaximumConcurrency
+    assert limit(stack.function_names["EchoFunction"]) == 10  # the stack-wide default
+
+
+def test_async_invokes_beyond_the_cap_wait_and_all_run(stack):
+    before = sum(1 for i in stack.runtime.invocations if i["function"] == "CappedFunction")
+    started = time.monotonic()
+    for _ in range(5):
+        assert stack.invoke("CappedFunction", {"sleep": 0.5}, invocation_type="Event")["StatusCode"] == 202
+    stack.settle(timeout=60)
+    records = [i for i in stack.runtime.invocations if i["function"] == "CappedFunction"][before:]
+    assert len(records) == 5 and all(r["outcome"] == "success" for r in records)
+    assert len({r["environment"] for r in records}) <= 2  # never more environments than the cap
+    assert time.monotonic() - started >= 1.4  # five half-second runs, at most two at a time
+
+
+def test_concurrent_invocations_of_one_function_run_in_parallel(stack):
+    client = _lambda_without_retries(stack)
+    name = stack.function_names["CappedFunction"]
+    client.invoke(FunctionName=name, Payload=b"{}")  # at least one warm environment
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        responses = list(pool.map(lambda _: client.invoke(FunctionName=name, Payload=json.dumps({"sleep": 1.5}).encode()), range(2)))
+    runs = [json.loads(r["Payload"].read()) for r in responses]
+    assert max(r["started"] for r in runs) < min(r["ended"] for r in runs), runs  # the two handlers overlapped
+    assert runs[0]["pid"] != runs[1]["pid"]
+
+
+def test_an_init_error_is_reported_with_the_runtime_clients_error_type(stack):
+    response = stack.invoke("BrokenFunction", {})
+    assert response["FunctionError"] == "Unhandled"
+    assert response["Payload"]["errorType"] == "Runtime.ImportModuleError"
+    assert "no_such_module_anywhere" in response["Payload"]["errorMessage"]
+
+
+def test_memory_over_memory_size_is_reported_as_out_of_memory(stack):
+    response = stack.invoke("HungryFunction", {})
+    assert response["FunctionError"] == "Unhandled"
+    assert response["Payload"]["errorType"] == "Runtime.OutOfMemory"
+
+
+class FakeFault:
+    def __init__(self, code, message):
+        self.code, self.message = code, message
+
+
+class FakeInjector:
+    """Answers the first `times` picks for lambda:Invoke with a throttle."""
+
+    def __init__(self, times):
+        self.left = times
+        self.picks = []
+        self._lock = threading.Lock()
+
+    def pick(self, service, operation):
+        with self._lock:
+            self.picks.append((service, operation))
+            if self.left > 0:
+                self.left -= 1
+                return FakeFault("TooManyRequestsException", "Rate Exceeded.")
+            return None
+
+
+@pytest.fixture
+def injector(stack):
+    fake = FakeInjector(times=1)
+    stack.runtime.fault_injector = fake
+    yield fake
+    stack.runtime.fault_injector = None
+
+
+def test_an_injected_throttle_reaches_step_functions_as_lambda_too_many_requests(stack, injector):
+    result = _run_execution(stack, "OneTaskFlow", {"function": stack.function_names["CappedFunction"], "payload": {}})
+    assert result["status"] == "SUCCEEDED", result
+    assert json.loads(result["output"])["caught"]["Error"] == "Lambda.TooManyRequestsException"
+    assert injector.picks[0] == ("lambda", "Invoke")
+
+
+def test_an_injected_throttle_on_an_async_invoke_is_retried_not_lost(stack, injector):
+    injector.left = 3
+    before = sum(1 for i in stack.runtime.invocations if i["function"] == "CappedFunction")
+    stack.invoke("CappedFunction", {}, invocation_type="Event")
+    stack.settle(timeout=30)
+    after = [i for i in stack.runtime.invocations if i["function"] == "CappedFunction"][before:]
+    assert len(after) == 1 and after[0]["outcome"] == "success"
+    assert len(injector.picks) == 4
+
+
+def test_invocation_records_are_served_on_loopback(stack):
+    stack.invoke("EchoFunction", {"hello": "records"})
+    url = stack.outputs()["lambda_invocations_url"]
+    assert url.startswith("http://127.0.0.1:")
+    records = requests.get(url, timeout=10).json()["invocations"]
+    echo = [r for r in records if r["function"] == "EchoFunction"]
+    assert echo
+    for key in ("function", "request_id", "start", "duration_ms", "memory_mb", "cold", "outcome"):
+        assert key in echo[-1]
+    assert echo[-1]["outcome"] == "success" and "event" not in echo[-1]
+    assert any(r["cold"] for r in echo)
 
 
 def test_failed_async_invocation_is_retried_then_sent_to_destination(stack):
@@ -274,62 +557,60 @@ def test_state_machine_runs_real_handlers_and_catches_by_error_name(stack):
     assert output["caught"]["Error"] == "ProviderJobFailedError"
 
 
-# --- stopping while a handler runs: os.environ must end up as the stack left it ---------------
 
-GATED = """
+
+# --- the runtime on its own: stop() ends every environment --------------------------------------
+
+SLEEPY = """
+import os, time
+
 def handler(event, context):
-    event["entered"].set()
-    event["gate"].wait(30)
+    with open(event["pid_file"], "w") as out:
+        out.write(str(os.getpid()))
+    time.sleep(30)
     return {"done": True}
 """
 
 
-@pytest.fixture
-def gated_runtime(tmp_path):
-    (tmp_path / "app.py").write_text(GATED)
+def test_stop_kills_running_environments_and_refuses_new_invocations(tmp_path):
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "app.py").write_text(SLEEPY)
     runtime = LambdaRuntime()
-    runtime.register(FunctionSpec("Gated", "gated", tmp_path, "app.handler", environment={"I2V_FN_VAR": "fn"}, timeout=60))
-    return runtime
-
-
-def _invoke_in_background(runtime):
-    event = {"entered": threading.Event(), "gate": threading.Event()}
+    runtime.register(FunctionSpec("Sleepy", "sleepy", code, "app.handler", timeout=60))
+    runtime.start(patch_moto=False)
+    pid_file = tmp_path / "pid"
     results = []
-    thread = threading.Thread(target=lambda: results.append(runtime.invoke("gated", event)), daemon=True)
+    thread = threading.Thread(target=lambda: results.append(runtime.invoke("sleepy", {"pid_file": str(pid_file)})), daemon=True)
     thread.start()
-    assert event["entered"].wait(10), "the handler never started"
-    return event, thread, results
+    deadline = time.monotonic() + 20
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline, "the handler never started"
+        time.sleep(0.05)
+    pid = int(pid_file.read_text())
+    runtime.stop()
+    thread.join(10)
+    assert results and results[0].error
+    assert not _pid_alive(pid)
+    assert runtime.invoke("sleepy", {}).payload["errorType"] == "Runtime.Stopped"
 
 
-def test_stop_waits_for_the_running_invocation_to_restore_the_environment(gated_runtime, monkeypatch):
-    monkeypatch.setenv("I2V_STACK_VAR", "stack")  # what a stack sets before the runtime runs
-    event, invocation, results = _invoke_in_background(gated_runtime)
-    assert os.environ["I2V_FN_VAR"] == "fn"
-    stopper = threading.Thread(target=gated_runtime.stop, daemon=True)
-    stopper.start()
-    stopper.join(0.5)
-    assert stopper.is_alive(), "stop() returned while an invocation held the environment"
-    event["gate"].set()
-    stopper.join(10)
-    invocation.join(10)
-    assert results and not results[0].error
-    assert "I2V_FN_VAR" not in os.environ and os.environ["I2V_STACK_VAR"] == "stack"
-
-
-def test_an_invocation_outliving_stop_does_not_restore_the_stacks_environment(gated_runtime, monkeypatch):
-    monkeypatch.setenv("I2V_STACK_VAR", "stack")
-    event, invocation, results = _invoke_in_background(gated_runtime)
-    gated_runtime.stop(lock_timeout=0.1)  # gives up waiting: the handler is still running
-    os.environ.pop("I2V_STACK_VAR")  # the stack restores the process environment
-    event["gate"].set()
-    invocation.join(10)
-    assert results
-    assert "I2V_STACK_VAR" not in os.environ  # the dead stack's settings stay gone
-
-
-def test_invoke_after_stop_is_refused_without_touching_the_environment(gated_runtime, monkeypatch):
-    gated_runtime.stop()
-    before = dict(os.environ)
-    result = gated_runtime.invoke("gated", {})
-    assert result.error and result.payload["errorType"] == "Runtime.Stopped"
-    assert dict(os.environ) == before
+def test_sync_invokes_beyond_the_cap_raise_throttled_directly(tmp_path):
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "app.py").write_text(SLEEPY)
+    runtime = LambdaRuntime(default_concurrency=1)
+    runtime.register(FunctionSpec("Sleepy", "sleepy", code, "app.handler", timeout=60))
+    runtime.start(patch_moto=False)
+    try:
+        pid_file = tmp_path / "pid"
+        threading.Thread(target=lambda: runtime.invoke("sleepy", {"pid_file": str(pid_file)}), daemon=True).start()
+        deadline = time.monotonic() + 20
+        while not pid_file.exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        with pytest.raises(Throttled):
+            runtime.invoke("sleepy", {"pid_file": str(pid_file)})
+        assert runtime.throttles and runtime.throttles[-1]["error"] == "TooManyRequestsException"
+    finally:
+        runtime.stop()

@@ -1,0 +1,232 @@
+"""Every use of moto's internals, in one place.
+
+The local stack needs a few things moto offers only as implementation details: where it
+invokes Lambda (the Invoke API and Step Functions tasks go through
+``LambdaFunction.invoke``; S3 notifications through ``moto.s3.notifications``), its
+Step Functions interpreter's Lambda integration (to apply the 256 KB state data limit to a
+task's result), its user config switch that makes Step Functions run the real ASL, its
+Lambda error base class and its SNS backend (to read what an email subscription would
+have received). Public API (``moto.server.ThreadedMotoServer``, ``mock_aws``) is used
+where it is needed; nothing else in the project imports from ``moto.*``.
+
+``missing()`` lists each internal this module relies on that the installed moto no longer
+has; ``tests/unit/test_moto_internals.py`` fails with that list after an upgrade that moved
+one, and pyproject.toml pins moto to the minor range the suite passes on.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from typing import Any, Callable
+
+# (module, attribute path) for every internal used below.
+REQUIRED: list[tuple[str, str]] = [
+    ("moto.core.config", "default_user_config"),
+    ("moto.awslambda.models", "LambdaFunction.invoke"),
+    ("moto.awslambda.exceptions", "LambdaClientError"),
+    ("moto.s3.notifications", "_invoke_awslambda"),
+    ("moto.s3.notifications", "_get_s3_event"),
+    ("moto.sns.models", "sns_backends"),
+    ("moto.stepfunctions.parser.asl.component.state.exec.state_task.lambda_eval_utils", "execute_lambda_function_integration"),
+    ("moto.stepfunctions.parser.asl.component.common.error_name.failure_event", "FailureEvent"),
+    ("moto.stepfunctions.parser.asl.component.common.error_name.failure_event", "FailureEventException"),
+    ("moto.stepfunctions.parser.asl.component.common.error_name.states_error_name", "StatesErrorName"),
+    ("moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type", "StatesErrorNameType.StatesStatesDataLimitExceeded"),
+    ("moto.stepfunctions.parser.asl.eval.event.event_detail", "EventDetails"),
+    ("moto.stepfunctions.parser.asl.component.common.error_name.error_equals_decl", "ErrorEqualsDecl._eval_body"),
+    ("moto.stepfunctions.parser.api", "HistoryEventType.TaskFailed"),
+    ("moto.stepfunctions.parser.api", "TaskFailedEventDetails"),
+]
+
+STATE_DATA_LIMIT = 256 * 1024  # bytes of UTF-8: Step Functions' limit on a state's input and output
+
+
+def _resolve(module: str, path: str) -> Any:
+    obj: Any = importlib.import_module(module)
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def missing() -> list[str]:
+    """The internals this module needs that the installed moto lacks ("module:attribute")."""
+    gone = []
+    for module, path in REQUIRED:
+        try:
+            _resolve(module, path)
+        except (ImportError, AttributeError):
+            gone.append(f"{module}:{path}")
+    return gone
+
+
+# ---- configuration ---------------------------------------------------------------------------
+
+
+def enable_state_machine_execution() -> dict:
+    """Make moto's Step Functions run the real ASL; returns the previous settings for restore."""
+    from moto.core.config import default_user_config
+
+    saved = dict(default_user_config["stepfunctions"])
+    default_user_config["stepfunctions"]["execute_state_machine"] = True
+    return saved
+
+
+def restore_stepfunctions_config(saved: dict) -> None:
+    from moto.core.config import default_user_config
+
+    default_user_config["stepfunctions"].update(saved)
+
+
+# ---- errors ----------------------------------------------------------------------------------
+
+
+def lambda_error(code: str, message: str, status: int) -> Exception:
+    """A Lambda API error as moto's server answers it (botocore raises the modeled class)."""
+    from moto.awslambda.exceptions import LambdaClientError
+
+    error = LambdaClientError(code, message)
+    error.code = status
+    return error
+
+
+# ---- patches ---------------------------------------------------------------------------------
+
+
+class Patches:
+    """Attribute replacements on moto's modules, undone in reverse order."""
+
+    def __init__(self) -> None:
+        self._undo: list[tuple[Any, str, Any]] = []
+
+    def set(self, owner: Any, attribute: str, value: Any) -> None:
+        self._undo.append((owner, attribute, getattr(owner, attribute)))
+        setattr(owner, attribute, value)
+
+    def remove(self) -> None:
+        while self._undo:
+            owner, attribute, original = self._undo.pop()
+            setattr(owner, attribute, original)
+
+
+def patch_lambda(
+    patches: Patches,
+    invoke: Callable[[str, bytes, dict, dict], bytes],
+    invoke_from_s3: Callable[[str, dict], None],
+    s3_event: Callable[[dict, Any], dict],
+) -> None:
+    """Route moto's Lambda invocations to the local runtime.
+
+    ``invoke(function_name, body, request_headers, response_headers) -> body``: the Invoke API
+    and Step Functions tasks. ``invoke_from_s3(function_arn, event)``: S3 notifications.
+    ``s3_event(event, key)``: amends the S3 event moto built for an object key.
+    """
+    import moto.s3.notifications as s3_notifications
+    from moto.awslambda.models import LambdaFunction
+
+    def lambda_invoke(fn_self, body, request_headers, response_headers):  # noqa: ANN001 - moto's signature
+        return invoke(fn_self.function_name, body, request_headers, response_headers)
+
+    def s3_invoke(account_id, event_body, fn_arn, region_name):  # noqa: ANN001 - moto's signature
+        invoke_from_s3(fn_arn, event_body)
+
+    original_s3_event = s3_notifications._get_s3_event
+
+    def get_s3_event(event_name, bucket, key, notification_id):  # noqa: ANN001 - moto's signature
+        return s3_event(original_s3_event(event_name, bucket, key, notification_id), key)
+
+    patches.set(LambdaFunction, "invoke", lambda_invoke)
+    patches.set(s3_notifications, "_invoke_awslambda", s3_invoke)
+    patches.set(s3_notifications, "_get_s3_event", get_s3_event)
+
+
+def patch_state_data_limit(patches: Patches, limit: int = STATE_DATA_LIMIT) -> None:
+    """A Lambda task whose result is over ``limit`` fails with States.DataLimitExceeded, as on AWS.
+
+    As on AWS that error is terminal: States.ALL does not catch it (see _terminal_data_limit).
+    """
+    from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+        FailureEvent,
+        FailureEventException,
+    )
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+
+    original = lambda_eval_utils.execute_lambda_function_integration
+
+    def execute(env, parameters, region, state_credentials):  # noqa: ANN001 - moto's signature
+        original(env=env, parameters=parameters, region=region, state_credentials=state_credentials)
+        result = env.stack[-1]
+        size = len(json.dumps(result, default=str, separators=(",", ":")).encode())
+        if size > limit:
+            kind = StatesErrorNameType.StatesStatesDataLimitExceeded
+            cause = f"The state/task returned a result with a size exceeding the maximum number of bytes service limit ({size} > {limit})."
+            raise FailureEventException(
+                FailureEvent(
+                    env=env,
+                    error_name=StatesErrorName(typ=kind),
+                    event_type=HistoryEventType.TaskFailed,
+                    event_details=EventDetails(
+                        taskFailedEventDetails=TaskFailedEventDetails(error=kind.to_name(), cause=cause)
+                    ),
+                )
+            )
+
+    patches.set(lambda_eval_utils, "execute_lambda_function_integration", execute)
+    _terminal_data_limit(patches)
+
+
+def _terminal_data_limit(patches: Patches) -> None:
+    """States.ALL neither catches nor retries States.DataLimitExceeded on AWS; moto's does.
+
+    Only an ErrorEquals that names States.DataLimitExceeded itself matches it.
+    """
+    from moto.stepfunctions.parser.asl.component.common.error_name.error_equals_decl import ErrorEqualsDecl
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
+
+    terminal = StatesErrorNameType.StatesStatesDataLimitExceeded
+    original = ErrorEqualsDecl._eval_body
+
+    def eval_body(self, env):  # noqa: ANN001 - moto's signature
+        error_name = env.stack[-1] if env.stack else None
+        if isinstance(error_name, StatesErrorName) and error_name.typ == terminal:
+            named = any(isinstance(n, StatesErrorName) and n.typ == terminal for n in self.error_names)
+            if not named:
+                env.stack.pop()
+                env.stack.append(False)
+                return
+        original(self, env)
+
+    patches.set(ErrorEqualsDecl, "_eval_body", eval_body)
+
+
+# ---- reading moto's state --------------------------------------------------------------------
+
+
+def sns_published(account_id: str, region: str, topic_arn: str) -> tuple[list, list]:
+    """(messages published to the topic, its email subscriptions) from moto's SNS backend.
+
+    Each message is (message_id, message, subject, attributes, group_id); each subscription
+    has ``.endpoint`` and ``matches(attributes, message) -> bool`` (its filter policy).
+    """
+    from moto.sns.models import sns_backends
+
+    backend = sns_backends[account_id][region]
+    topic = backend.topics.get(topic_arn)
+    if topic is None:
+        return [], []
+    subs = [s for s in backend.subscriptions.values() if s.topic.arn == topic.arn and s.protocol == "email"]
+    return list(topic.sent_notifications), [_EmailSubscription(s) for s in subs]
+
+
+class _EmailSubscription:
+    def __init__(self, sub: Any) -> None:
+        self.endpoint = sub.endpoint
+        self._matcher = getattr(sub, "_filter_policy_matcher", None)
+
+    def matches(self, attributes: dict, message: str) -> bool:
+        return self._matcher is None or self._matcher.matches(attributes, message)

@@ -1,0 +1,51 @@
+"""moto's internals the local stack relies on are all still where i2v_local.moto_internals expects.
+
+An upgrade that moves one fails here, naming it, instead of somewhere deep in an e2e run.
+"""
+
+import pytest
+
+from i2v_local import moto_internals
+
+
+def test_every_moto_internal_the_stack_uses_is_present():
+    gone = moto_internals.missing()
+    assert not gone, (
+        "the installed moto no longer has these internals used by i2v_local/moto_internals.py "
+        f"(moved or renamed by an upgrade?): {', '.join(gone)}. Adapt moto_internals.py or keep moto "
+        "within the range pinned in pyproject.toml."
+    )
+
+
+def test_a_moved_internal_is_reported_by_module_and_attribute(monkeypatch):
+    monkeypatch.setattr(
+        moto_internals,
+        "REQUIRED",
+        [*moto_internals.REQUIRED, ("moto.awslambda.models", "LambdaFunction.invoke_moved"), ("moto.no_such_module", "thing")],
+    )
+    assert moto_internals.missing() == ["moto.awslambda.models:LambdaFunction.invoke_moved", "moto.no_such_module:thing"]
+
+
+def test_nothing_else_imports_moto_internals():
+    """Only moto_internals.py touches moto beyond its public server and mock_aws."""
+    from pathlib import Path
+
+    root = Path(moto_internals.__file__).resolve().parents[2]
+    offenders = []
+    for folder in ("local", "layers", "functions", "benchmarks"):
+        for path in (root / folder).rglob("*.py"):
+            if path.name == "moto_internals.py":
+                continue
+            for line in path.read_text().splitlines():
+                text = line.strip()
+                if (text.startswith("from moto") or text.startswith("import moto")) and text not in (
+                    "from moto.server import ThreadedMotoServer",
+                    "from moto import mock_aws",
+                ):
+                    offenders.append(f"{path.relative_to(root)}: {text}")
+    assert not offenders, offenders
+
+
+@pytest.mark.parametrize("module, attribute", moto_internals.REQUIRED)
+def test_each_required_internal_resolves(module, attribute):
+    assert moto_internals._resolve(module, attribute) is not None
