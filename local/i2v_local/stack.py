@@ -32,6 +32,9 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from . import template as tpl
+from .aws_faults import ADMIN_PATH as AWS_FAULTS_PATH
+from .aws_faults import FaultInjector, FaultingMotoServer
+from .aws_limits import check_stack_limits
 from .lambda_runtime import FunctionSpec, LambdaRuntime
 
 log = logging.getLogger("i2v_local.stack")
@@ -133,6 +136,8 @@ class LocalStack:
         emulator: bool = True,
         quiet: bool = False,
         on_notification: Callable[[dict], None] | None = None,
+        aws_faults: list[str] | None = None,
+        aws_fault_seed: int | None = None,
     ):
         self.template_path = Path(template)
         self.port = port
@@ -144,6 +149,8 @@ class LocalStack:
         self.with_emulator = emulator
         self.quiet = quiet
         self.on_notification = on_notification
+        # AWS-side faults (SERVICE:Operation:ErrorCode:RATE), parsed now: a bad spec fails before anything starts.
+        self.aws_faults = FaultInjector(aws_faults or [], aws_fault_seed)
         self.endpoint_url = ""
         self.api_key = "local-" + secrets.token_hex(12)
         self.template: tpl.ResolvedTemplate | None = None
@@ -173,7 +180,6 @@ class LocalStack:
 
     def start(self) -> "LocalStack":
         from moto.core.config import default_user_config
-        from moto.server import ThreadedMotoServer
 
         self._saved_env = dict(os.environ)
         os.environ.update(FAKE_CREDENTIALS)
@@ -187,7 +193,8 @@ class LocalStack:
         self._saved_sfn_config = dict(default_user_config["stepfunctions"])
         default_user_config["stepfunctions"]["execute_state_machine"] = True  # run the real ASL
 
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        # moto's server behind the middleware that injects AWS faults and enforces AWS's call limits.
+        self._server = FaultingMotoServer(self.aws_faults, ip_address="127.0.0.1", port=self.port)
         self._server.start()
         self.port = self._server.get_host_and_port()[1]
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
@@ -203,6 +210,7 @@ class LocalStack:
         if self.with_webhook:
             self._start_receiver()
         self.template = tpl.load(self.template_path, self._parameter_overrides())
+        check_stack_limits(self.template)  # a stack AWS would refuse does not start
 
         base_env = {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint_url, "POWERTOOLS_TRACE_DISABLED": "true"}
         if self.quiet:
@@ -544,6 +552,7 @@ class LocalStack:
             "webhook_url": self.receiver.url if self.receiver else None,
             "webhook_secret": self.receiver.secret if self.receiver else None,
             "events_queue_url": self.queue_urls.get(EVENTS_QUEUE),
+            "aws_faults_url": f"{self.endpoint_url}{AWS_FAULTS_PATH}",
         }
 
     def _first_bucket_with_notifications(self) -> str | None:
@@ -631,6 +640,11 @@ class LocalStack:
         response = requests.post(f"{self.emulator.url}/_emulator/faults", json=faults, timeout=10)
         response.raise_for_status()
         return response.json()
+
+    def set_aws_faults(self, specs: list[str], seed: int | None = None) -> dict:
+        """Replace the injected AWS faults (an empty list clears them); returns what is now set."""
+        self.aws_faults.set(specs, seed=seed)
+        return self.aws_faults.describe()
 
     def settle(self, timeout: float = 30) -> None:
         """Wait until no execution runs and no async invocation is queued (for exact counts)."""
