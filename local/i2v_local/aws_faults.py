@@ -22,6 +22,8 @@ operation (SigV4 credential scope; ``Action=`` for the query protocol, ``X-Amz-T
 the JSON protocol, method + path + query for S3 and Lambda) and, when the injector picks a
 fault, answers in that service's own error format and HTTP status, so botocore raises the
 modeled exception class it raises on AWS (``ThrottledException`` for SNS ``Throttled``, ...).
+Requests made with a presigned URL (the provider fetching the image, a person downloading
+the video) are not faulted: what another party does on a throttle is not under test here.
 It also enforces the call-level limits of ``aws_limits`` that moto does not, and serves the
 admin surface ``GET/PUT/DELETE /_i2v/aws-faults``.
 """
@@ -304,6 +306,7 @@ class Call:
     params: dict = field(default_factory=dict)  # query-protocol form or JSON body (when read)
     bucket: str | None = None
     key: str | None = None
+    presigned: bool = False  # authenticated by the query string: a presigned URL, not an SDK call
 
 
 def _signing_service(environ: dict) -> str | None:
@@ -409,7 +412,8 @@ def recognise(environ: dict) -> Call:
         service = SERVICE_ALIASES[service]
     if service == "s3":
         bucket, key = _s3_bucket_and_key(environ)
-        return Call("s3", _s3_operation(environ, bucket, key), bucket=bucket, key=key)
+        presigned = "HTTP_AUTHORIZATION" not in environ and "X-Amz-Credential" in environ.get("QUERY_STRING", "")
+        return Call("s3", _s3_operation(environ, bucket, key), bucket=bucket, key=key, presigned=presigned)
     if service == "lambda":
         path = environ.get("PATH_INFO", "")
         operation = "Invoke" if environ.get("REQUEST_METHOD") == "POST" and _LAMBDA_INVOKE.match(path) else None
@@ -518,7 +522,8 @@ class AwsFaultMiddleware:
                 refusal = check(call, environ)
                 if refusal is not None:
                     return self._answer(refusal, environ, start_response)
-            fault = self.injector.pick(call.service, call.operation)
+            # Presigned URLs are fetched by others (the provider, a browser): their retries are not under test.
+            fault = None if call.presigned else self.injector.pick(call.service, call.operation)
             if fault is not None:
                 return self._answer(fault, environ, start_response)
         return self.app(environ, start_response)

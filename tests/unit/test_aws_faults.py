@@ -301,3 +301,16 @@ def test_admin_surface_sets_reads_and_clears_faults():
     status, answer = _admin(middleware, "PUT", {"faults": ["sns:Publish"]})
     assert status.startswith("400") and "SERVICE:Operation:ErrorCode:RATE" in answer["error"]
     assert _admin(middleware, "DELETE")[1]["faults"] == []
+
+
+def test_presigned_requests_are_recognised_and_not_faulted():
+    environ = _environ(method="GET", path="/bucket/key.jpg", service="s3", query="X-Amz-Credential=testing%2F20260101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature=x")
+    del environ["HTTP_AUTHORIZATION"]
+    call = recognise(environ)
+    assert (call.service, call.operation, call.presigned) == ("s3", "GetObject", True)
+    injector = FaultInjector(["s3:GetObject:SlowDown:1"])
+    middleware = AwsFaultMiddleware(lambda e, s: (s("200 OK", []), [b"moto"])[1], injector, limit_checks=[])
+    seen = {}
+    body = b"".join(middleware(environ, lambda status, headers: seen.update(status=status)))
+    assert seen["status"] == "200 OK" and body == b"moto"
+    assert injector.describe()["calls"] == {}
