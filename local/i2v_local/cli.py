@@ -1,6 +1,7 @@
 """`i2v`: run the pipeline on the embedded local stack.
 
     i2v local up   [--port N] [--provider nohuman|nanobanana] [--poll-interval S] [--param Key=Value ...]
+                   [--aws-fault SERVICE:Operation:ErrorCode:RATE ...] [--aws-fault-seed N]
     i2v local run  IMAGE [--provider ...] [--prompt TEXT] [--option key=value ...] [--out DIR] [--timeout S]
     i2v bucket purge NAME [--delete-bucket] [--endpoint-url URL]
 
@@ -32,6 +33,15 @@ def _key_value(text: str) -> tuple[str, str]:
     return key.strip(), value
 
 
+def _aws_fault(text: str) -> str:
+    from .aws_faults import FaultSpecError, parse_spec
+
+    try:
+        return str(parse_spec(text))
+    except FaultSpecError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="i2v", description="Image-to-video pipeline tools.")
     groups = parser.add_subparsers(dest="group", required=True)
@@ -45,6 +55,15 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--render-seconds", type=float, default=2.0, help="how long the emulator takes per job")
         p.add_argument("--template", default=None, help="template.yaml to run (default: the repository's)")
         p.add_argument("--verbose", action="store_true", help="show the handlers' logs")
+        p.add_argument(
+            "--aws-fault",
+            type=_aws_fault,
+            action="append",
+            default=[],
+            metavar="SERVICE:Operation:ErrorCode:RATE",
+            help="answer that AWS operation with that AWS error at that rate, e.g. sns:Publish:Throttled:0.1 (repeatable)",
+        )
+        p.add_argument("--aws-fault-seed", type=int, default=None, metavar="N", help="seed for --aws-fault (repeat a run)")
 
     up = commands.add_parser("up", help="start the stack and run until Ctrl-C / SIGTERM")
     up.add_argument("--port", type=int, default=0, help="moto server port (default: a free port)")
@@ -81,6 +100,8 @@ def _stack(args, out, on_notification=None, webhook=True):
         quiet=not args.verbose,
         webhook=webhook,
         on_notification=on_notification,
+        aws_faults=args.aws_fault,
+        aws_fault_seed=args.aws_fault_seed,
     )
 
 

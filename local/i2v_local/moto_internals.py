@@ -23,6 +23,9 @@ from typing import Any, Callable
 # (module, attribute path) for every internal used below.
 REQUIRED: list[tuple[str, str]] = [
     ("moto.core.config", "default_user_config"),
+    ("moto.server", "DomainDispatcherApplication"),
+    ("moto.server", "create_backend_app"),
+    ("moto.moto_server.werkzeug_app", "MotoRequestHandler"),
     ("moto.awslambda.models", "LambdaFunction.invoke"),
     ("moto.awslambda.exceptions", "LambdaClientError"),
     ("moto.s3.notifications", "_invoke_awslambda"),
@@ -58,6 +61,23 @@ def missing() -> list[str]:
         except (ImportError, AttributeError):
             gone.append(f"{module}:{path}")
     return gone
+
+
+# ---- the server ------------------------------------------------------------------------------
+
+
+def moto_server_app_and_handler() -> tuple[Callable, Any]:
+    """moto's server WSGI app and the request handler its ThreadedMotoServer serves it with.
+
+    moto internals: ``moto.server.DomainDispatcherApplication``, ``create_backend_app`` and
+    ``moto.moto_server.werkzeug_app.MotoRequestHandler`` (which keeps ``_`` in S3 metadata
+    header names). ``ThreadedMotoServer`` offers no way to wrap its app, so the local stack
+    builds the same server around a wrapped app.
+    """
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+    from moto.server import DomainDispatcherApplication, create_backend_app
+
+    return DomainDispatcherApplication(create_backend_app), MotoRequestHandler
 
 
 # ---- configuration ---------------------------------------------------------------------------

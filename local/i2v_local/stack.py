@@ -38,6 +38,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from . import moto_internals
 from . import template as tpl
+from .aws_faults import ADMIN_PATH as AWS_FAULTS_PATH
+from .aws_faults import FaultInjector, FaultingMotoServer
+from .aws_limits import check_stack_limits
 from .lambda_runtime import DEFAULT_CONCURRENCY, FunctionSpec, LambdaRuntime
 
 log = logging.getLogger("i2v_local.stack")
@@ -144,7 +147,8 @@ class LocalStack:
         quiet: bool = False,
         on_notification: Callable[[dict], None] | None = None,
         lambda_concurrency: int = DEFAULT_CONCURRENCY,
-        fault_injector: Any = None,
+        aws_faults: list[str] | None = None,
+        aws_fault_seed: int | None = None,
     ):
         self.template_path = Path(template)
         self.port = port
@@ -157,7 +161,9 @@ class LocalStack:
         self.quiet = quiet
         self.on_notification = on_notification
         self.lambda_concurrency = lambda_concurrency
-        self.fault_injector = fault_injector  # Lambda-side faults: .pick("lambda", "Invoke")
+        # AWS-side faults (SERVICE:Operation:ErrorCode:RATE), parsed now: a bad spec fails before anything starts.
+        # The same injector serves moto's HTTP API and the Lambda runtime's own invocations.
+        self.aws_faults = FaultInjector(aws_faults or [], aws_fault_seed)
         self.endpoint_url = ""
         self.api_key = "local-" + secrets.token_hex(12)
         self.template: tpl.ResolvedTemplate | None = None
@@ -186,7 +192,6 @@ class LocalStack:
         self.stop()
 
     def start(self) -> "LocalStack":
-        from moto.server import ThreadedMotoServer
 
         self._saved_env = dict(os.environ)
         os.environ.update(FAKE_CREDENTIALS)
@@ -199,7 +204,10 @@ class LocalStack:
 
         self._saved_sfn_config = moto_internals.enable_state_machine_execution()  # run the real ASL
 
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        # moto's server behind the middleware that injects AWS faults and enforces AWS's call limits.
+        self._server = FaultingMotoServer(
+            self.aws_faults, ip_address="127.0.0.1", port=self.port, fault_lambda_invokes=False
+        )
         self._server.start()
         self.port = self._server.get_host_and_port()[1]
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
@@ -215,6 +223,7 @@ class LocalStack:
         if self.with_webhook:
             self._start_receiver()
         self.template = tpl.load(self.template_path, self._parameter_overrides())
+        check_stack_limits(self.template)  # a stack AWS would refuse does not start
 
         base_env = {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint_url, "POWERTOOLS_TRACE_DISABLED": "true"}
         if self.quiet:
@@ -223,7 +232,7 @@ class LocalStack:
             base_env,
             sqs_client_factory=lambda: self.client("sqs"),
             default_concurrency=self.lambda_concurrency,
-            fault_injector=self.fault_injector,
+            fault_injector=self.aws_faults,
         )
         self._provision()
         self.runtime.start()
@@ -595,6 +604,7 @@ class LocalStack:
             "webhook_secret": self.receiver.secret if self.receiver else None,
             "events_queue_url": self.queue_urls.get(EVENTS_QUEUE),
             "lambda_invocations_url": self.runtime.invocations_url if self.runtime else None,
+            "aws_faults_url": f"{self.endpoint_url}{AWS_FAULTS_PATH}",
         }
 
     @property
@@ -668,6 +678,11 @@ class LocalStack:
         response = requests.post(f"{self.emulator.url}/_emulator/faults", json=faults, timeout=10)
         response.raise_for_status()
         return response.json()
+
+    def set_aws_faults(self, specs: list[str], seed: int | None = None) -> dict:
+        """Replace the injected AWS faults (an empty list clears them); returns what is now set."""
+        self.aws_faults.set(specs, seed=seed)
+        return self.aws_faults.describe()
 
     def settle(self, timeout: float = 30) -> None:
         """Wait until no execution runs and no async invocation is queued (for exact counts)."""

@@ -13,6 +13,8 @@ from pathlib import Path
 import boto3
 import pytest
 import requests
+from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from i2v_local import cli
 from i2v_local.media import probe
@@ -26,6 +28,7 @@ UP_KEYS = {
     "state_machine_arn", "functions", "emulator_url", "webhook_url", "webhook_secret", "events_queue_url",
     "lambda_invocations_url",
 }
+UP_KEYS |= {"aws_faults_url"}
 
 
 def test_sample_image_is_small_and_1280x720():
@@ -96,7 +99,11 @@ def test_up_prints_one_json_line_serves_uploads_and_stops_on_sigterm(tmp_path):
     stderr_path = tmp_path / "stderr.txt"
     with stderr_path.open("w") as stderr:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "i2v_local.cli", "local", "up", "--render-seconds", "1"],
+            [
+                sys.executable, "-m", "i2v_local.cli", "local", "up", "--render-seconds", "1",
+                # A fault on a call the pipeline never makes: the flags reach the stack, the upload is unaffected.
+                "--aws-fault", "s3:ListBuckets:SlowDown:1", "--aws-fault-seed", "7",
+            ],
             stdout=subprocess.PIPE,
             stderr=stderr,
             text=True,
@@ -108,6 +115,15 @@ def test_up_prints_one_json_line_serves_uploads_and_stops_on_sigterm(tmp_path):
         assert set(info) == UP_KEYS
         assert info["webhook_secret"].startswith("whsec_")
         assert info["functions"]["SubmitFunction"]
+        faults = requests.get(info["aws_faults_url"], timeout=10).json()
+        assert faults["faults"] == ["s3:ListBuckets:SlowDown:1"] and faults["seed"] == 7
+        no_retries = Config(retries={"mode": "standard", "total_max_attempts": 1})
+        listing = boto3.client(
+            "s3", endpoint_url=info["endpoint_url"], region_name="us-east-1", aws_access_key_id="testing",
+            aws_secret_access_key="testing", config=no_retries,
+        )
+        with pytest.raises(ClientError, match="SlowDown"):
+            listing.list_buckets()
         s3 = boto3.client(
             "s3", endpoint_url=info["endpoint_url"], region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
         )
@@ -141,3 +157,15 @@ def test_up_prints_one_json_line_serves_uploads_and_stops_on_sigterm(tmp_path):
     err = stderr_path.read_text()
     assert proc.returncode == 0, err
     assert "EMULATOR" in err
+
+
+def test_aws_fault_flags_are_checked_before_anything_starts(capsys):
+    args = cli._parser().parse_args(
+        ["local", "up", "--aws-fault", "sns:Publish:Throttled:0.1", "--aws-fault", "stepfunctions:StartExecution:ThrottlingException:0.05", "--aws-fault-seed", "3"]
+    )
+    assert args.aws_fault == ["sns:Publish:Throttled:0.1", "states:StartExecution:ThrottlingException:0.05"]
+    assert args.aws_fault_seed == 3
+    with pytest.raises(SystemExit) as exited:
+        cli._parser().parse_args(["local", "up", "--aws-fault", "sns:Publish:Throttled:often"])
+    assert exited.value.code == 2
+    assert "rate 'often' is not a number" in capsys.readouterr().err
