@@ -1,4 +1,5 @@
 import io
+import base64
 import json
 from unittest import mock
 from urllib.parse import quote_plus
@@ -466,3 +467,16 @@ def test_metrics_count_submitted_and_rejected(aws, app, lambda_context, capsys):
     assert '"JobsSubmitted"' in capsys.readouterr().out
     app.lambda_handler(event_for(aws, "uploads/bad.jpg", metadata={"mode": "ultra"}), lambda_context)
     assert '"JobsRejected"' in capsys.readouterr().out
+
+
+@responses.activate
+def test_a_japanese_prompt_sent_rfc2047_encoded_reaches_the_provider_decoded(aws, app, lambda_context):
+    prompt = "夕暮れの港、ゆっくりとズームイン"
+    encoded = "=?UTF-8?B?" + base64.b64encode(prompt.encode()).decode() + "?="
+    event = event_for(aws, "uploads/harbour.jpg", metadata={"prompt": encoded})
+    nohuman_created()
+
+    app.lambda_handler(event, lambda_context)
+
+    assert json.loads(responses.calls[0].request.body)["prompt"] == prompt
+    assert executions()[0]["options"]["prompt"] == prompt
