@@ -568,3 +568,47 @@ def test_a_redirect_on_a_status_check_is_not_followed(nohuman):
     with pytest.raises(ProviderError, match="redirect"):
         nohuman.get_job("gen_1")
     assert len(responses.calls) == 1
+
+
+# ---------------------------------------------------------------- issue 8: B13
+
+
+@responses.activate
+@pytest.mark.parametrize("credits", ["abc", -3, float("nan"), True, {"n": 1}, [6]])
+def test_an_unreadable_credits_used_becomes_an_unknown_cost(nanobanana, credits):
+    responses.post(NB_CREATE, json={**NB_SUCCESS, "credits_used": credits})
+
+    job = nanobanana.create_job(IMAGE_URL, NB_OPTIONS)
+
+    assert job.status == COMPLETED
+    assert job.cost is None
+
+
+@responses.activate
+def test_a_numeric_credits_string_is_read_as_a_number(nanobanana):
+    responses.post(NB_CREATE, json={**NB_SUCCESS, "credits_used": "6"})
+    assert nanobanana.create_job(IMAGE_URL, NB_OPTIONS).cost == {"credits": 6}
+
+
+@responses.activate
+def test_rate_limit_keeps_only_readable_counts(nanobanana):
+    responses.post(NB_CREATE, json={**NB_SUCCESS, "rate_limit": {"count": 2, "limit": "x", "remaining": 28, "extra": "y"}})
+    assert nanobanana.create_job(IMAGE_URL, NB_OPTIONS).rate_limit == {"count": 2, "remaining": 28}
+
+
+@responses.activate
+def test_a_video_url_that_is_not_text_fails_the_job(nanobanana):
+    responses.post(NB_CREATE, json={**NB_SUCCESS, "video_url": {"href": "https://cdn.nanobananavideo.com/v.mp4"}})
+    job = nanobanana.create_job(IMAGE_URL, NB_OPTIONS)
+    assert job.status == FAILED and "video_url" in job.error
+
+
+@responses.activate
+def test_nohuman_numeric_id_and_odd_result_fields(nohuman):
+    responses.get(
+        NH + "/v1/videos/generations/77",
+        json={"id": 77, "status": "completed", "result": {"url": ["not", "a", "url"]}},
+    )
+    job = nohuman.get_job("77")
+    assert job.id == "77"
+    assert job.status == FAILED and "result.url" in job.error
