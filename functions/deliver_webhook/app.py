@@ -53,7 +53,7 @@ def _postpone(record: SQSRecord, delay_seconds: int) -> None:
         logger.exception("Could not postpone the next attempt", extra={"message_id": record.message_id})
 
 
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def deliver_record(record: SQSRecord) -> None:
     settings = Settings.from_env()
     outcome = outcome_from_body(record.body)
@@ -86,7 +86,7 @@ def deliver_record(record: SQSRecord) -> None:
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)  # responses may carry links
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     global _invocation_started

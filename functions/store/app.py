@@ -30,7 +30,7 @@ def _seconds_since(text: str | None, now: datetime) -> float | None:
 
 
 @logger.inject_lambda_context(correlation_id_path="job_key")
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     settings = Settings.from_env()
@@ -45,7 +45,9 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
         logger.info("Success already published by an earlier attempt; nothing to do", extra={"video_uri": video_uri})
         return {"job_key": job["job_key"], "status": "succeeded", "video_uri": video_uri}
 
-    copied = fetch.copy_results(job.get("result"), keys, settings)
+    # The job state's links have no query (signatures stay out of the execution history); the
+    # links as the provider gave them are kept for a short while in the jobs table.
+    copied = fetch.copy_results(jobs.result_links(job, settings=settings), keys, settings)
     job["warnings"] = list(job.get("warnings") or []) + copied.warnings
     bucket = settings.output_bucket
     thumbnail_uri = copied.thumbnail.uri if copied.thumbnail else _poster_from_input(job, bucket, keys["thumbnail"])
@@ -76,12 +78,17 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
         # ClientError does not match: one name the state machine retries, the cause kept.
         raise notify.OutcomePublishError(f"publishing the success notification failed: {exc}") from exc
 
-    _after_publish(job, copied.video.size, output["video_uri"])
+    _after_publish(job, copied.video.size, output["video_uri"], settings)
     return {"job_key": job["job_key"], "status": "succeeded", "video_uri": output["video_uri"]}
 
 
-def _after_publish(job: dict, video_bytes: int, video_uri: str) -> None:
-    """Metrics and the closing log line: best effort, because the job has already succeeded."""
+def _after_publish(job: dict, video_bytes: int, video_uri: str, settings: Settings) -> None:
+    """Forget the signed links, metrics and the closing log line: best effort, because the job
+    has already succeeded (the links also expire with DynamoDB's TTL)."""
+    try:
+        jobs.forget_result_links(job["job_key"], settings=settings)
+    except Exception:  # noqa: BLE001 - deliberately broad: raising now would report a failure after the success
+        logger.exception("Could not delete the kept result links; DynamoDB's TTL will")
     try:
         _record_metrics(job)
         logger.info("Video stored", extra={"video_uri": video_uri, "bytes": video_bytes, "warnings": len(job["warnings"])})

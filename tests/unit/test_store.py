@@ -320,3 +320,38 @@ def test_a_failure_never_follows_a_success_that_went_out(aws, event, monkeypatch
     notify_failure.notify_job_failure(failed_job)
 
     assert published(aws) == []
+
+
+def test_downloads_from_the_kept_signed_link_then_forgets_it(aws, http, public_dns, event, lambda_context, monkeypatch):
+    from i2v import jobs
+    from i2v.config import Settings
+    from i2v.providers import COMPLETED, ProviderJob
+
+    job = event("store_completed.json")
+    signed_video = VIDEO_URL + "?Expires=1800000000&Signature=SECRETSIG"
+    provider_job = ProviderJob(id="vid_1", status=COMPLETED, video_url=signed_video, thumbnail_url=THUMB_URL + "?sig=S2")
+    jobs.keep_result_links(job["job_key"], provider_job, settings=Settings.from_env(), now=datetime.now(timezone.utc))
+    http.get(VIDEO_URL, body=VIDEO)
+    http.get(THUMB_URL, body=THUMB)
+    captured = []
+    monkeypatch.setattr(app.tracer, "_add_response_as_metadata", lambda **kwargs: captured.append(kwargs["capture_response"]))
+
+    app.lambda_handler(job, lambda_context)
+
+    assert http.calls[0].request.url == signed_video
+    assert http.calls[1].request.url.endswith("?sig=S2")
+    kept = boto3.client("dynamodb").get_item(TableName="jobs", Key={"job_key": {"S": job["job_key"] + "#result"}})
+    assert "Item" not in kept  # forgotten once the outcome went out
+    assert captured == [False]
+
+
+def test_an_expired_kept_link_is_not_used(aws, http, public_dns, event, lambda_context):
+    from i2v import jobs
+    from i2v.config import Settings
+    from i2v.providers import COMPLETED, ProviderJob
+
+    job = event("store_completed.json")
+    stale = ProviderJob(id="vid_1", status=COMPLETED, video_url=VIDEO_URL + "?sig=OLD", thumbnail_url=None)
+    jobs.keep_result_links(job["job_key"], stale, settings=Settings.from_env(), now=datetime.now(timezone.utc) - timedelta(days=3))
+
+    assert jobs.result_links(job, settings=Settings.from_env()) == job["result"]
