@@ -181,3 +181,16 @@ def test_check_returns_the_address_to_connect_to(resolves_to):
         "93.184.216.34",
     )
     assert checked.host_header == "cdn.nohuman.studio:8443"
+
+
+def test_user_info_only_where_allowed(resolves_to):
+    resolves_to("93.184.216.34")
+    url = "https://hook-user:s3cr%21t@hooks.example.com/events"
+    with pytest.raises(UnsafeUrlError, match="authority"):
+        check_url(url)
+    assert check_url(url, allow_userinfo=True).host == "hooks.example.com"
+    # Still no backslash, and both parsers must agree on the host.
+    with pytest.raises(UnsafeUrlError):
+        check_url("https://169.254.169.254\\@hooks.example.com/", allow_userinfo=True)
+    with pytest.raises(UnsafeUrlError):
+        check_url("https://a@b@hooks.example.com/", allow_userinfo=True)

@@ -283,3 +283,11 @@ def test_delivery_goes_to_the_address_that_was_checked(monkeypatch):
             assert evil.requests == []
             assert good.requests[0]["headers"]["Host"] == f"hooks.internal.test:{good.port}"
             assert "webhook-signature" in good.requests[0]["headers"]
+
+
+@responses.activate
+def test_a_receiver_behind_basic_auth_gets_its_credentials():
+    responses.post("https://user:pw@hooks.example.com/x", status=204)
+    result = webhooks.deliver("https://user:pw@hooks.example.com/x", OUTCOME, SECRET, "msg_1", attempt=1)
+    assert result.delivered
+    assert responses.calls[0].request.headers["Authorization"] == "Basic " + base64.b64encode(b"user:pw").decode()

@@ -29,9 +29,12 @@ from urllib3.exceptions import LocationParseError
 from urllib3.util import Url, parse_url
 
 _DEFAULT_PORTS = {"https": 443, "http": 80}
-# host[:port]: a DNS name (letters, digits, '-', '.') or a bracketed IPv6 literal. Stricter than
-# RFC 3986 on purpose: no userinfo ("user@"), no percent-encoding, no other sub-delims.
-_AUTHORITY = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+# host[:port]: a DNS name (letters, digits, '-', '.') or a bracketed IPv6 literal; stricter than
+# RFC 3986 on purpose (no percent-encoding or sub-delims in the host). User info ("user:pw@"),
+# where a caller allows it, is limited to RFC 3986's characters for it.
+_HOST_PORT = r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?"
+_AUTHORITY = re.compile(_HOST_PORT)
+_AUTHORITY_WITH_USERINFO = re.compile(r"(?:[A-Za-z0-9\-._~%!$&'()*+,;=:]*@)?" + _HOST_PORT)
 # Anything a URL never legitimately contains unescaped: controls, space, backslash, non-ASCII.
 _FORBIDDEN = re.compile(r"[^\x21-\x7e]|\\")
 
@@ -58,16 +61,19 @@ class CheckedUrl:
         return host if self.port == _DEFAULT_PORTS[self.scheme] else f"{host}:{self.port}"
 
 
-def check_url(url: str, *, allowed_hosts: tuple = (), allow_loopback_http: bool = False) -> CheckedUrl:
+def check_url(
+    url: str, *, allowed_hosts: tuple = (), allow_loopback_http: bool = False, allow_userinfo: bool = False
+) -> CheckedUrl:
     """Raise UnsafeUrlError unless ``url`` is HTTPS to a public address (and an allowed host).
 
     ``allowed_hosts``: when given, the host must equal one of them or be a subdomain of one
     (``cdn.example.com`` matches ``example.com``; ``badexample.com`` does not).
     ``allow_loopback_http``: local stack only; loopback addresses become acceptable, and
     plain http is accepted when every address of the host is loopback.
+    ``allow_userinfo``: accept ``user:password@`` before the host (a webhook receiver's basic auth).
     Returns the parsed URL with the checked address to connect to (see pinned_session).
     """
-    scheme, host, port = _parse(url)
+    scheme, host, port = _parse(url, allow_userinfo=allow_userinfo)
     if scheme != "https" and not (scheme == "http" and allow_loopback_http):
         raise UnsafeUrlError(f"URL scheme must be https (got {scheme or 'none'!r})")
     if not host:
@@ -87,7 +93,7 @@ def check_url(url: str, *, allowed_hosts: tuple = (), allow_loopback_http: bool 
     return CheckedUrl(url=url, scheme=scheme, host=host, port=port, address=addresses[0])
 
 
-def _parse(url: str) -> tuple[str, str, int]:
+def _parse(url: str, *, allow_userinfo: bool = False) -> tuple[str, str, int]:
     """(scheme, host, port) as both urlsplit and urllib3 read them; refuses anything they could read differently."""
     if _FORBIDDEN.search(url):
         raise UnsafeUrlError("URL contains a character a URL may not carry unescaped (space, control, backslash or non-ASCII)")
@@ -97,7 +103,8 @@ def _parse(url: str) -> tuple[str, str, int]:
     authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
     if not authority:
         raise UnsafeUrlError("URL has no host")
-    if not _AUTHORITY.fullmatch(authority):
+    pattern = _AUTHORITY_WITH_USERINFO if allow_userinfo else _AUTHORITY
+    if not pattern.fullmatch(authority):
         raise UnsafeUrlError("URL authority must be a plain host[:port] (no user info, no unusual characters)")
     try:
         split = urlsplit(url)
@@ -191,7 +198,7 @@ class PinnedAdapter(HTTPAdapter):
 
     def _require_checked_target(self, request: requests.PreparedRequest) -> None:
         try:
-            scheme, host, port = _parse(request.url or "")
+            scheme, host, port = _parse(request.url or "", allow_userinfo=True)
         except UnsafeUrlError as exc:
             raise requests.exceptions.InvalidURL(str(exc)) from None
         if (scheme, host, port) != (self.checked.scheme, self.checked.host, self.checked.port):

@@ -165,7 +165,7 @@ def deliver(
         return DeliveryResult(RETRY, status_code, reason, delay)
 
     try:
-        checked = check_url(url, allow_loopback_http=allow_insecure)
+        checked = check_url(url, allow_loopback_http=allow_insecure, allow_userinfo=True)
     except UnsafeUrlError as exc:
         # Kept for retry (and then the DLQ) rather than dropped: once the operator fixes
         # the URL, the messages can be redriven.
