@@ -98,8 +98,7 @@ def fetch_to_s3(
         # Read directly from urllib3 (read1), so its exceptions arrive unwrapped.
         raise ResultFetchError(f"downloading the provider's {what} failed part way: {exc.__class__.__name__}") from exc
     finally:
-        response.close()
-        _close_session(response)
+        _close(response)
     logger.info("Result copied", extra={"what": what, "bytes": size, "s3_key": key})
     return FetchedObject(bucket, key, size, content_type)
 
@@ -128,26 +127,25 @@ def _open(url: str, settings: Settings, what: str) -> requests.Response:
         if not response.is_redirect:
             break
         location = response.headers.get("Location", "")
-        response.close()
-        _close_session(response)
+        _close(response)
         url = urljoin(url, location)
     else:
         raise ResultFetchError(f"the provider's {what} link redirected more than {MAX_REDIRECTS} times")
 
     if response.status_code in EXPIRED_STATUSES:
-        response.close()
-        _close_session(response)
+        _close(response)
         raise ResultFetchError(
             f"the provider's {what} link has expired or was refused (HTTP {response.status_code} from {_host(url)})"
         )
     if not 200 <= response.status_code < 300:  # a 3xx without Location is not a video either
-        response.close()
-        _close_session(response)
+        _close(response)
         raise ResultFetchError(f"the provider's {what} could not be downloaded (HTTP {response.status_code} from {_host(url)})")
     return response
 
 
-def _close_session(response: requests.Response) -> None:
+def _close(response: requests.Response) -> None:
+    """Close the response and the pinned session it came through."""
+    response.close()
     session = getattr(response, "pinned_session", None)
     if session is not None:
         session.close()
