@@ -51,6 +51,16 @@ class LoopbackServer:
         self.httpd.server_close()
 
 
+def second_loopback_server(handler, port: int) -> LoopbackServer:
+    """A server on 127.0.0.2 (the "rebound" address); skips the test where only 127.0.0.1 exists (macOS)."""
+    import pytest
+
+    try:
+        return LoopbackServer(handler, address="127.0.0.2", port=port)
+    except OSError as exc:
+        pytest.skip(f"127.0.0.2 is not usable here: {exc}")
+
+
 def answer(status: int = 200, body: bytes = b"ok", headers: dict | None = None):
     def handle(request: BaseHTTPRequestHandler) -> None:
         request.send_response(status)

@@ -15,7 +15,7 @@ from moto import mock_aws
 from i2v.config import Settings
 from i2v.errors import ResultFetchError
 from i2v.fetch import allowed_result_hosts, fetch_to_s3
-from tests.loopback import LoopbackServer, answer, rebinding_resolver
+from tests.loopback import LoopbackServer, answer, rebinding_resolver, second_loopback_server
 
 BUCKET = "out-bucket"
 VIDEO_URL = "https://cdn.nanobananavideo.com/videos/vid_1.mp4"
@@ -380,7 +380,7 @@ def test_download_allowance_grows_with_size():
 
 def test_the_download_goes_to_the_address_that_was_checked(s3, settings, monkeypatch):
     with LoopbackServer(answer(body=mp4(64))) as good:
-        with LoopbackServer(answer(body=b"<html>metadata</html>"), address="127.0.0.2", port=good.port) as evil:
+        with second_loopback_server(answer(body=b"<html>metadata</html>"), good.port) as evil:
             monkeypatch.setattr(socket, "getaddrinfo", rebinding_resolver(["127.0.0.1", "127.0.0.2"]))
 
             fetched = fetch(f"http://localhost:{good.port}/v.mp4", replace(settings, allow_loopback_http=True))

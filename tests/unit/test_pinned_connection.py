@@ -7,14 +7,14 @@ import pytest
 import requests
 
 from i2v.urlsafety import check_url, pinned_session
-from tests.loopback import LoopbackServer, answer, rebinding_resolver, self_signed_certificate
+from tests.loopback import LoopbackServer, answer, rebinding_resolver, second_loopback_server, self_signed_certificate
 
 HOST = "cdn.nohuman.studio"
 
 
 def test_a_second_lookup_cannot_move_the_connection(monkeypatch):
     with LoopbackServer(answer(body=b"checked")) as good:
-        with LoopbackServer(answer(body=b"rebound"), address="127.0.0.2", port=good.port) as evil:
+        with second_loopback_server(answer(body=b"rebound"), good.port) as evil:
             resolver = rebinding_resolver(["127.0.0.1", "127.0.0.2"])
             monkeypatch.setattr(socket, "getaddrinfo", resolver)
             url = f"http://{HOST}:{good.port}/v.mp4"

@@ -270,10 +270,10 @@ def test_backslash_webhook_url_is_never_called():
 
 
 def test_delivery_goes_to_the_address_that_was_checked(monkeypatch):
-    from tests.loopback import LoopbackServer, answer, rebinding_resolver
+    from tests.loopback import LoopbackServer, answer, rebinding_resolver, second_loopback_server
 
     with LoopbackServer(answer(status=204, body=b"")) as good:
-        with LoopbackServer(answer(status=204, body=b""), address="127.0.0.2", port=good.port) as evil:
+        with second_loopback_server(answer(status=204, body=b""), good.port) as evil:
             monkeypatch.setattr(socket, "getaddrinfo", rebinding_resolver(["127.0.0.1", "127.0.0.2"]))
             url = f"http://hooks.internal.test:{good.port}/events"
 
