@@ -65,7 +65,10 @@ def deliver_record(record: SQSRecord) -> None:
     except webhooks.InvalidWebhookSecretError as exc:
         # Nothing is signed with a malformed key; the message is retried, then kept in the DLQ
         # until the secret is fixed and the DLQ redriven.
-        logger.error("Webhook secret is malformed; not delivering", extra={"secret_name": settings.webhook_secret_name, "reason": str(exc)})
+        logger.error(
+            "Webhook secret is malformed; not delivering",
+            extra={"secret_name": settings.webhook_secret_name, "reason": str(exc)},
+        )
         raise
     result = webhooks.deliver(
         settings.webhook_url, outcome, secret, msg_id, attempt, allow_insecure=settings.allow_insecure_webhook

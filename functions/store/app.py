@@ -91,7 +91,8 @@ def _after_publish(job: dict, video_bytes: int, video_uri: str, settings: Settin
         logger.exception("Could not delete the kept result links; DynamoDB's TTL will")
     try:
         _record_metrics(job)
-        logger.info("Video stored", extra={"video_uri": video_uri, "bytes": video_bytes, "warnings": len(job["warnings"])})
+        details = {"video_uri": video_uri, "bytes": video_bytes, "warnings": len(job["warnings"])}
+        logger.info("Video stored", extra=details)
     except Exception:  # noqa: BLE001 - deliberately broad: raising now would report a failure after the success
         logger.exception("Recording the stored video's metrics failed; the job still succeeded")
 

@@ -170,7 +170,8 @@ def _carries_secrets(job: ProviderJob) -> bool:
 
 def _public_view(job: ProviderJob) -> dict:
     """The provider job as the job record keeps it: result links without their query."""
-    return {**job.to_dict(), "video_url": without_query(job.video_url), "thumbnail_url": without_query(job.thumbnail_url)}
+    links = {"video_url": without_query(job.video_url), "thumbnail_url": without_query(job.thumbnail_url)}
+    return {**job.to_dict(), **links}
 
 
 def apply_provider_job(state: dict, job: ProviderJob) -> dict:
@@ -278,7 +279,9 @@ def result_links(state: dict, *, settings: Settings) -> dict:
     """The links to download a completed job's results from: the kept ones when there are
     any (they expire with DynamoDB's TTL, so check the time too), else the job state's own."""
     item = client("dynamodb").get_item(
-        TableName=settings.jobs_table, Key={"job_key": {"S": state["job_key"] + RESULT_LINK_SUFFIX}}, ConsistentRead=True
+        TableName=settings.jobs_table,
+        Key={"job_key": {"S": state["job_key"] + RESULT_LINK_SUFFIX}},
+        ConsistentRead=True,
     ).get("Item")
     fallback = dict(state.get("result") or {})
     if not item or int(item["expires_at"]["N"]) < datetime.now(timezone.utc).timestamp():

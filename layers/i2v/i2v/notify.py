@@ -354,7 +354,10 @@ def _claim(table: str, job_key: str, status: str, token: str) -> dict | None:
         if _is_done(item):
             return None
         if status == "failed" and success_started(item):
-            logger.warning("A success notification already went out for this job; the failure is not published", extra={"job_key": job_key})
+            logger.warning(
+                "A success notification already went out for this job; the failure is not published",
+                extra={"job_key": job_key},
+            )
             return None
         raise OutcomePublishError("another attempt is publishing this outcome") from exc
     return answer.get("Attributes") or {}

@@ -96,7 +96,9 @@ def check_url(
 def _parse(url: str, *, allow_userinfo: bool = False) -> tuple[str, str, int]:
     """(scheme, host, port) as both urlsplit and urllib3 read them; refuses anything they could read differently."""
     if _FORBIDDEN.search(url):
-        raise UnsafeUrlError("URL contains a character a URL may not carry unescaped (space, control, backslash or non-ASCII)")
+        raise UnsafeUrlError(
+            "URL contains a character a URL may not carry unescaped (space, control, backslash or non-ASCII)"
+        )
     scheme, separator, rest = url.partition("://")
     if not separator or scheme.lower() not in _DEFAULT_PORTS:
         raise UnsafeUrlError(f"URL scheme must be https (got {(scheme if separator else '') or 'none'!r})")

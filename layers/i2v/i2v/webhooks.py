@@ -178,7 +178,12 @@ def deliver(
         # Connect to the address that was checked: a second DNS answer cannot move the POST.
         with pinned_session(checked) as session:
             response = session.post(
-                url, data=body, headers=headers, timeout=(CONNECT_TIMEOUT_SECONDS, timeout), allow_redirects=False, stream=False
+                url,
+                data=body,
+                headers=headers,
+                timeout=(CONNECT_TIMEOUT_SECONDS, timeout),
+                allow_redirects=False,
+                stream=False,
             )
     except requests.Timeout:
         return retry(None, f"no answer within {timeout:g} s")

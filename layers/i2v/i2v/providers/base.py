@@ -82,7 +82,9 @@ def count_field(value, name: str) -> int | float | None:
         except ValueError:
             number = None
     if number is None or not math.isfinite(number) or number < 0:
-        logger.warning("provider field ignored: not a non-negative number", extra={"field": name, "value": repr(value)[:40]})
+        logger.warning(
+            "provider field ignored: not a non-negative number", extra={"field": name, "value": repr(value)[:40]}
+        )
         return None
     return number
 
@@ -91,8 +93,11 @@ def rate_limit_field(value) -> dict | None:
     """NanoBanana's ``rate_limit {count, limit, remaining}``, keeping only readable counts."""
     if not isinstance(value, dict):
         return None
-    counts = {key: count_field(value.get(key), f"rate_limit.{key}") for key in ("count", "limit", "remaining") if key in value}
-    counts = {key: number for key, number in counts.items() if number is not None}
+    counts = {}
+    for key in ("count", "limit", "remaining"):
+        number = count_field(value.get(key), f"rate_limit.{key}")
+        if number is not None:
+            counts[key] = number
     return counts or None
 
 
