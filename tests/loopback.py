@@ -15,12 +15,14 @@ class LoopbackServer:
     """A threaded HTTP server on ``address``; records each request's Host header and SNI name."""
 
     def __init__(self, handler: Callable[[BaseHTTPRequestHandler], None], address: str = "127.0.0.1", port: int = 0,
-                 tls: tuple[str, str] | None = None):
+                 tls: tuple[str, str] | None = None, protocol: str = "HTTP/1.0"):
         self.requests: list[dict] = []
         self.sni: list[str | None] = []
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = protocol
+
             def log_message(self, *args):
                 pass
 

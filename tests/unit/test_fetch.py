@@ -388,3 +388,32 @@ def test_the_download_goes_to_the_address_that_was_checked(s3, settings, monkeyp
             assert fetched.size == 64
             assert evil.requests == []
             assert good.requests[0]["headers"]["Host"] == f"localhost:{good.port}"
+
+
+def _stall(first: bytes, pause: float):
+    def handle(request):
+        request.send_response(200)
+        request.send_header("Content-Length", str(len(first) + 100))
+        request.end_headers()
+        try:
+            request.wfile.write(first)
+            request.wfile.flush()
+            time.sleep(pause)
+        except OSError:
+            pass
+
+    return handle
+
+
+@pytest.mark.parametrize("protocol", ["HTTP/1.0", "HTTP/1.1"])  # the socket is found either way
+def test_a_stalled_download_is_stopped_at_its_deadline_not_at_the_read_timeout(s3, settings, monkeypatch, protocol):
+    from i2v import fetch as fetch_module
+
+    monkeypatch.setattr(fetch_module, "MIN_BYTES_PER_SECOND", 1000)
+    monkeypatch.setattr(fetch_module, "DOWNLOAD_GRACE_SECONDS", 0.5)
+    # 20 bytes, then nothing for 8 s: well inside the 60 s read timeout, but past the ~0.6 s allowed.
+    with LoopbackServer(_stall(mp4(20), 8), protocol=protocol) as server:
+        started = time.monotonic()
+        with pytest.raises(ResultFetchError, match="too slowly"):
+            fetch(f"http://127.0.0.1:{server.port}/v.mp4", replace(settings, allow_loopback_http=True))
+    assert time.monotonic() - started < 3

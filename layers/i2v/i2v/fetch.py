@@ -161,19 +161,53 @@ def _check(url: str, allowed: tuple, settings: Settings, what: str) -> CheckedUr
 
 
 def _body(response: requests.Response, deadline: float, what: str) -> Iterator[bytes]:
-    """The body as it arrives (read1: one socket read at a most, so the deadline is checked
-    at least once per read timeout), stopping with an error once the deadline has passed."""
+    """The body as it arrives, stopping with an error once the deadline has passed.
+
+    read1 returns after at most one socket read, and each read may wait only until the
+    deadline (not the whole per-read timeout), so a trickle cannot outlast it.
+    """
     raw = response.raw
     while True:
-        chunk = raw.read1(CHUNK_SIZE, decode_content=True)
+        _wait_at_most(raw, deadline - time.monotonic())
+        try:
+            chunk = raw.read1(CHUNK_SIZE, decode_content=True)
+        except urllib3.exceptions.ReadTimeoutError:
+            if time.monotonic() < deadline:
+                raise
+            raise _too_slow(what) from None
         if not chunk:
             return
         if time.monotonic() > deadline:
-            raise ResultFetchError(
-                f"the provider's {what} arrived too slowly (under {MIN_BYTES_PER_SECOND // 1024} KiB/s on average); "
-                "the download was stopped"
-            )
+            raise _too_slow(what)
         yield chunk
+
+
+def _too_slow(what: str) -> ResultFetchError:
+    return ResultFetchError(
+        f"the provider's {what} arrived too slowly (under {MIN_BYTES_PER_SECOND // 1024} KiB/s on average); "
+        "the download was stopped"
+    )
+
+
+def _wait_at_most(raw, seconds: float) -> None:
+    """Shorten the socket's read timeout to what is left before the deadline (never lengthen it)."""
+    sock = _socket_of(raw)
+    if sock is None:
+        return  # not a live connection (tests with mocked responses): the read timeout still applies
+    current = sock.gettimeout()
+    wanted = max(0.01, seconds)
+    if current is None or wanted < current:
+        sock.settimeout(wanted)
+
+
+def _socket_of(raw):
+    """The socket a urllib3 response reads from. A kept-alive connection still holds it; when the
+    server closes after the response (HTTP/1.0, Connection: close) http.client hands it to the
+    response's file object, reachable only through its SocketIO."""
+    sock = getattr(getattr(raw, "connection", None), "sock", None)
+    if sock is None:
+        sock = getattr(getattr(getattr(getattr(raw, "_fp", None), "fp", None), "raw", None), "_sock", None)
+    return sock if hasattr(sock, "settimeout") else None
 
 
 def _capped(chunks: Iterable[bytes], max_bytes: int, what: str) -> Iterator[bytes]:
