@@ -527,6 +527,7 @@ def test_a_new_client_does_not_serve_a_stale_cached_key(monkeypatch):
         'upstream said {"url":"https:\\/\\/out.s3.amazonaws.com\\/k.jpg?X-Amz-Signature=abc123"}',
         "bad image_url=https%3A%2F%2Fout.s3.amazonaws.com%2Fk.jpg%3FX-Amz-Signature%3Dabc123",
         "bad image_url=https%3a%2f%2fout.s3.amazonaws.com%2fk.jpg",
+        'raw body {"u":"https:\\u002F\\u002Fout.s3.amazonaws.com\\u002Fk.jpg"}',
         "signature mismatch: X-Amz-Signature=abc123&X-Amz-Credential=AKIA%2F20261201",
         "token expired: X-Amz-Security-Token=abc123",
     ],

@@ -44,9 +44,9 @@ RETRYABLE_STATUS = frozenset({408, 429})
 # A gateway gave up waiting for the origin, which may still be working on the request.
 GATEWAY_TIMEOUT_STATUS = frozenset({504, *range(520, 528)})
 # Provider messages may echo the presigned image_url (a credential until it expires), in any
-# spelling: HTTPS:// (case), https:\/\/ (JSON-escaped), https%3A%2F%2F (percent-encoded, any
-# case), and signature parameters on their own (X-Amz-Signature=..., X-Amz-Credential=...).
-_URL = re.compile(r"https?(?::|%3a)(?:\\?/|%2f){2}\S*", re.IGNORECASE)
+# spelling: HTTPS:// (case), https:\/\/ or https:\u002F\u002F (JSON-escaped), https%3A%2F%2F
+# (percent-encoded, any case), and signature parameters on their own (X-Amz-Signature=..., X-Amz-Credential=...).
+_URL = re.compile(r"https?(?::|%3a|\\u003a)(?:\\?/|%2f|\\u002f){2}\S*", re.IGNORECASE)
 _SIGNING_PARAMETER = re.compile(
     r"\b(?:x-amz-[a-z0-9-]+|signature|sig|token|key-pair-id|policy|expires|awsaccesskeyid)(?:=|%3d)[^\s&\"']*",
     re.IGNORECASE,
