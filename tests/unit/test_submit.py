@@ -1,5 +1,5 @@
-import io
 import base64
+import io
 import json
 from datetime import datetime, timezone
 from unittest import mock

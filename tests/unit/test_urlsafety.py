@@ -163,10 +163,12 @@ def test_urls_the_parsers_could_read_differently_are_refused(resolves_to, url):
 
 
 def test_parser_disagreement_is_refused(resolves_to, monkeypatch):
+    from urllib3.util import Url
+
     from i2v import urlsafety
 
     resolves_to("93.184.216.34")
-    monkeypatch.setattr(urlsafety, "parse_url", lambda url: urlsafety.Url(scheme="https", host="169.254.169.254"))
+    monkeypatch.setattr(urlsafety, "parse_url", lambda url: Url(scheme="https", host="169.254.169.254"))
     with pytest.raises(UnsafeUrlError, match="read differently"):
         check_url("https://cdn.nohuman.studio/v.mp4")
 

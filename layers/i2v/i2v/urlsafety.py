@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import LocationParseError
-from urllib3.util import Url, parse_url
+from urllib3.util import parse_url
 
 _DEFAULT_PORTS = {"https": 443, "http": 80}
 # host[:port]: a DNS name (letters, digits, '-', '.') or a bracketed IPv6 literal; stricter than
