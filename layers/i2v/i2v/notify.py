@@ -297,7 +297,7 @@ def success_started(record: dict) -> bool:
 
 
 def notified_status(job_key: str) -> str | None:
-    """"succeeded" / "failed" once that outcome went out on both channels; None before."""
+    """The outcome ("succeeded" or "failed") once it went out on both channels; None before."""
     settings = Settings.from_env()
     record = client("dynamodb").get_item(
         TableName=settings.jobs_table, Key={"job_key": {"S": job_key}}, ConsistentRead=True
