@@ -286,3 +286,10 @@ def test_prompts_with_bidi_controls_are_refused(char):
     # Also when smuggled in RFC 2047-encoded.
     with pytest.raises(InvalidOptionError, match="bidirectional"):
         nh(negative_prompt=rfc2047(f"blurry {char}"))
+
+
+def test_a_refused_prompt_is_shown_with_its_hidden_characters_made_visible():
+    from i2v.options import requested_options
+
+    shown = requested_options("nohuman", {}, {"prompt": "harbour \u202eksud ta", "mode": "fast"})
+    assert shown == {"prompt": "harbour \\u202eksud ta", "mode": "fast"}

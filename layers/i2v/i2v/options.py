@@ -131,7 +131,8 @@ def resolve_options_with_warnings(
 def requested_options(provider: str, defaults: Mapping[str, str], metadata: Mapping[str, str]) -> dict:
     """The options as asked for, untyped: what a failure notification shows when validation fails.
 
-    Never raises: values that cannot be decoded are shown as they came."""
+    Never raises: values that cannot be decoded are shown as they came, and control or
+    bidirectional formatting characters as ``\\uXXXX``, so the email shows what was sent."""
     allowed = OPTIONS_BY_PROVIDER.get(provider, ())
     merged = {key: value for key, value in defaults.items() if key in allowed}
     for key, value in metadata.items():
@@ -140,7 +141,15 @@ def requested_options(provider: str, defaults: Mapping[str, str], metadata: Mapp
         except InvalidOptionError:
             pass
         merged[normalise_key(key)] = value
-    return merged
+    return {key: _visible(value) if isinstance(value, str) else value for key, value in merged.items()}
+
+
+def _forbidden_in_text(char: str) -> bool:
+    return unicodedata.category(char) == "Cc" or char in BIDI_CONTROLS
+
+
+def _visible(text: str) -> str:
+    return "".join(f"\\u{ord(char):04x}" if _forbidden_in_text(char) else char for char in text)
 
 
 def validate_options(provider: str, options: Mapping[str, object]) -> dict:
@@ -182,13 +191,10 @@ def _text(options: Mapping, name: str, default: str | None) -> str | None:
     value = str(value).strip()
     if len(value) > MAX_PROMPT_CHARS:
         raise _invalid(name, f"{name} must be at most {MAX_PROMPT_CHARS} characters (got {len(value)})")
-    for char in value:
-        if unicodedata.category(char) == "Cc":
-            raise _invalid(name, f"{name} must not contain control characters (found U+{ord(char):04X})")
-        if char in BIDI_CONTROLS:
-            raise _invalid(
-                name, f"{name} must not contain bidirectional formatting characters (found U+{ord(char):04X})"
-            )
+    bad = next(filter(_forbidden_in_text, value), None)
+    if bad is not None:
+        kind = "bidirectional formatting" if bad in BIDI_CONTROLS else "control"
+        raise _invalid(name, f"{name} must not contain {kind} characters (found U+{ord(bad):04X})")
     return value
 
 
