@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.data_classes import S3Event
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from i2v import jobs, notify
+from i2v import jobs, notify, steps
 from i2v.config import Settings
 from i2v.errors import CODES_BY_ERROR_NAME
 
@@ -63,7 +63,17 @@ def error_for_job(job: dict) -> dict:
     return {"code": "InternalError", "message": f"the workflow ended with job status {job.get('status')!r} and no recorded error"}
 
 
+def _release_slot(job: dict) -> None:
+    """The job is over: give its in-flight slot back (best effort: the lease also expires)."""
+    try:
+        steps.release_slot(job, Settings.from_env())
+    except Exception:  # noqa: BLE001 - the failure notification matters more than the slot
+        logger.exception("Could not release the admission slot; its lease will expire")
+
+
 def notify_job_failure(job: dict) -> dict:
+    if job.get("job_key") and job.get("provider"):
+        _release_slot(job)
     error = error_for_job(job)
     job = {key: value for key, value in job.items() if key != "caught"}
     job["status"] = "failed"

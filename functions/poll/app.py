@@ -1,28 +1,28 @@
-"""One provider status check; returns the updated job state (never the provider's raw answer)."""
+"""Workflow task: one check window at the provider's cadence; returns the updated job state
+(never the provider's raw answer) with the next Wait's length."""
 
-from datetime import datetime, timezone
-
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from i2v import jobs
+from i2v import state, steps
 from i2v.config import Settings
 from i2v.providers import get_provider
 
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics()
 
 
 @logger.inject_lambda_context(correlation_id_path="job_key")
-@tracer.capture_lambda_handler(capture_response=False)  # the job state carries result links
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     settings = Settings.from_env()
-    provider = get_provider(settings, remaining_ms=context.get_remaining_time_in_millis)
-    # ProviderTransientError propagates: the state machine retries it with backoff.
-    state = jobs.poll_job_state(event, provider, now=datetime.now(timezone.utc), settings=settings)
-    metrics.add_metric(name="ProviderPolls", unit=MetricUnit.Count, value=1)
-    logger.info("polled", extra={"status": state["status"], "poll_count": state["poll_count"]})
-    return state
+    job = state.parse(event)
+    provider = get_provider(settings, name=job["provider"], remaining_ms=context.get_remaining_time_in_millis)
+    checks_before = job["checks"]
+    job = steps.poll(
+        job, provider, settings=settings, remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000.0
+    )
+    metrics.add_metric(name="ProviderPolls", unit=MetricUnit.Count, value=job["checks"] - checks_before)
+    logger.info("polled", extra={"status": job["status"], "checks": job["checks"], "wait_seconds": job["wait_seconds"]})
+    return job

@@ -14,7 +14,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
-from i2v import fetch, jobs, notify, storage
+from i2v import fetch, jobs, notify, state, steps, storage
 from i2v.config import Settings
 
 logger = Logger()
@@ -34,10 +34,12 @@ def _seconds_since(text: str | None, now: datetime) -> float | None:
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     settings = Settings.from_env()
-    job = dict(event)
-    # From submission until the workflow found the job completed (this task runs right after):
-    # it includes image preparation, the provider's queue and up to one poll interval, not render time alone.
-    job["render_seconds"] = _seconds_since(job.get("submitted_at"), datetime.now(timezone.utc))
+    job = state.parse(event)
+    # The provider is done with this job: its in-flight slot is free (Admit or Poll released it
+    # already; this is the backstop, and idempotent).
+    steps.release_slot(job, settings)
+    # From the create until the workflow saw the provider finish (within one check cadence).
+    job["render_seconds"] = _render_seconds(job)
 
     keys = storage.output_keys(settings, job["job_key"], job["source"]["key"])
     video_uri = storage.s3_uri(settings.output_bucket, keys["video"])
@@ -82,9 +84,20 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
     return {"job_key": job["job_key"], "status": "succeeded", "video_uri": output["video_uri"]}
 
 
+def _render_seconds(job: dict) -> float | None:
+    created, finished = job.get("created_at"), job.get("provider_finished_at")
+    if created and finished:
+        return max(0.0, round((jobs.parse_time(finished) - jobs.parse_time(created)).total_seconds(), 1))
+    return _seconds_since(job.get("submitted_at"), datetime.now(timezone.utc))
+
+
 def _after_publish(job: dict, video_bytes: int, video_uri: str, settings: Settings) -> None:
-    """Forget the signed links, metrics and the closing log line: best effort, because the job
-    has already succeeded (the links also expire with DynamoDB's TTL)."""
+    """Forget the signed links, feed the render-time estimate, metrics and the closing log line:
+    best effort, because the job has already succeeded (the links also expire with DynamoDB's TTL)."""
+    try:
+        steps.record_render_time(job, settings)
+    except Exception:  # noqa: BLE001 - deliberately broad: raising now would report a failure after the success
+        logger.exception("Could not record the render time; the estimate keeps its older samples")
     try:
         jobs.forget_result_links(job["job_key"], settings=settings)
     except Exception:  # noqa: BLE001 - deliberately broad: raising now would report a failure after the success

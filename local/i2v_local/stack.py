@@ -288,6 +288,9 @@ class LocalStack:
             "Provider": self.provider,
             "ResultAllowedHosts": "127.0.0.1",
             "PollIntervalSeconds": str(self.poll_interval),
+            # Before any job finished, expect the emulator's render time (the documented
+            # defaults are minutes: a first local job would wait them out).
+            "InitialRenderEstimateSeconds": str(max(1, round(self.render_seconds))),
             "NotificationEmail": LOCAL_EMAIL,
         }
         if self.emulator is not None:

@@ -152,7 +152,8 @@ def test_new_job_state_has_every_contract_key(settings):
     assert state["submitted_at"] == "2026-11-22T10:00:00Z"
     assert state["deadline"] == "2026-11-22T10:30:00Z"
     assert state["poll_count"] == 0 and state["max_polls"] == 720
-    assert state["status"] == RUNNING and state["warnings"] == []
+    assert state["status"] == "queued" and state["warnings"] == []
+    assert state["max_queue_minutes"] == 60 and state["admit_count"] == 0 and state["max_admits"] == jobs.MAX_ADMITS
     json.dumps(state)
 
 
@@ -228,99 +229,13 @@ def test_claim_is_kept_when_the_outcome_is_unknown(table, settings):
     assert provider.creates == 0
 
 
-# ---------------------------------------------------------------- poll step
-
-
-@pytest.fixture
-def running(settings):
-    state = jobs.new_job_state(
-        key="k" * 64, source={"bucket": "in", "key": "a.jpg"}, provider="nohuman", settings=settings, now=NOW
-    )
-    state["provider_job_id"] = "gen_1"
-    return state
-
-
-def test_poll_still_running(running):
-    provider = FakeProvider(get=ProviderJob(id="gen_1", status=RUNNING))
-    state = jobs.poll_job_state(running, provider, NOW + timedelta(seconds=5))
-    assert state["status"] == RUNNING and state["poll_count"] == 1
-    assert provider.gets == ["gen_1"]
-    assert running["poll_count"] == 0  # the input is not mutated
-
-
-def test_poll_completed(running):
-    provider = FakeProvider(get=ProviderJob(id="gen_1", status=COMPLETED, video_url="https://v", thumbnail_url="https://t"))
-    state = jobs.poll_job_state(running, provider, NOW)
-    assert state["status"] == COMPLETED
-    assert state["result"] == {"video_url": "https://v", "thumbnail_url": "https://t"}
-    assert state["error"] is None
-
-
-def test_poll_failed_carries_the_provider_error(running):
-    provider = FakeProvider(get=ProviderJob(id="gen_1", status=FAILED, error="content policy violation"))
-    state = jobs.poll_job_state(running, provider, NOW)
-    assert state["status"] == FAILED
-    assert state["error"] == {"code": "ProviderJobFailed", "message": "content policy violation"}
-
-
-def test_poll_failed_without_a_provider_message_says_so(running):
-    provider = FakeProvider(get=ProviderJob(id="gen_1", status=FAILED))
-    state = jobs.poll_job_state(running, provider, NOW)
-    assert state["error"] == {"code": "ProviderJobFailed", "message": "the provider reported the job failed"}
-
-
-def test_poll_without_a_provider_job_id_fails_without_asking_the_provider(running):
-    provider = FakeProvider(get=ProviderJob(id="gen_1", status=RUNNING))
-    state = jobs.poll_job_state({**running, "provider_job_id": None}, provider, NOW)
-    assert state["status"] == FAILED
-    assert state["error"] == {"code": "ProviderJobFailed", "message": "the job has no provider job id to poll"}
-    assert provider.gets == []
-
-
-def test_poll_after_the_deadline_times_out(running):
-    provider = FakeProvider(get=ProviderJob(id="gen_1", status=RUNNING))
-    state = jobs.poll_job_state(running, provider, NOW + timedelta(minutes=30, seconds=1))
-    assert state["status"] == jobs.TIMED_OUT
-    assert state["error"] == {"code": "TimedOut", "message": "timed out after 30 minutes"}
-
-
-def test_poll_that_finds_completion_after_the_deadline_keeps_the_result(running):
-    provider = FakeProvider(get=ProviderJob(id="gen_1", status=COMPLETED, video_url="https://v"))
-    state = jobs.poll_job_state(running, provider, NOW + timedelta(hours=1))
-    assert state["status"] == COMPLETED
-
-
-def test_poll_count_cap_times_out(running):
-    running["poll_count"] = running["max_polls"] - 1
-    provider = FakeProvider(get=ProviderJob(id="gen_1", status=RUNNING))
-    state = jobs.poll_job_state(running, provider, NOW)
-    assert state["status"] == jobs.TIMED_OUT and state["poll_count"] == running["max_polls"]
-
-
-def test_poll_transient_error_propagates(running):
-    provider = FakeProvider(get=ProviderTransientError("503"))
-    with pytest.raises(ProviderTransientError):
-        jobs.poll_job_state(running, provider, NOW)
-
-
-def test_poll_without_a_job_id_fails(running):
-    running["provider_job_id"] = None
-    provider = FakeProvider()
-    state = jobs.poll_job_state(running, provider, NOW)
-    assert state["status"] == FAILED and provider.gets == []
-
-
-def test_poll_of_a_finished_state_does_not_call_the_provider(running):
-    running["status"] = COMPLETED
-    provider = FakeProvider()
-    assert jobs.poll_job_state(running, provider, NOW)["status"] == COMPLETED
-    assert provider.gets == []
-
-
 # ---------------------------------------------------------------- cold start
 
 
-@pytest.mark.parametrize("module", ["functions.poll.app", "functions.notify_failure.app", "i2v.jobs", "i2v.storage"])
+@pytest.mark.parametrize(
+    "module",
+    ["functions.submit.app", "functions.admit.app", "functions.poll.app", "functions.notify_failure.app", "i2v.jobs", "i2v.steps", "i2v.storage"],
+)
 def test_pillow_is_not_imported_by_functions_that_never_use_it(module):
     # A fresh interpreter: this test session has long since imported Pillow.
     code = f"import sys, {module}; sys.exit('PIL' in sys.modules)"

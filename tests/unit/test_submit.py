@@ -40,7 +40,7 @@ def aws(monkeypatch):
     monkeypatch.delenv("PROVIDER_BASE_URL", raising=False)
     monkeypatch.setenv("OUTPUT_BUCKET", OUTPUT)
     monkeypatch.setenv("WORK_PREFIX", "work/")
-    monkeypatch.setenv("IDEMPOTENCY_TABLE", "i2v-idempotency")
+    monkeypatch.setenv("CONTROL_TABLE", "i2v-control")
     monkeypatch.setenv("JOBS_TABLE", "i2v-jobs")
     monkeypatch.setenv("STATE_MACHINE_ARN", MACHINE_ARN)
     monkeypatch.setenv("PRESIGN_EXPIRY_SECONDS", "3600")
@@ -51,7 +51,7 @@ def aws(monkeypatch):
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket=INPUT)
         s3.create_bucket(Bucket=OUTPUT)
-        create_table("i2v-idempotency", key="id")
+        create_table("i2v-control", key="pk")
         create_table("i2v-jobs")
         boto3.client("secretsmanager").create_secret(Name="i2v/provider-key", SecretString="sk-test")
         boto3.client("stepfunctions").create_state_machine(
@@ -63,11 +63,39 @@ def aws(monkeypatch):
     parameters.clear_caches()
 
 
+class Workflow:
+    """Submit, then (once per new execution, as Step Functions would) Prepare and Admit, in
+    process: the tests below check what an upload leads to up to the provider's create."""
+
+    def __init__(self):
+        from functions.admit import app as admit
+        from functions.prepare import app as prepare
+        from functions.submit import app as submit
+
+        self.submit, self.prepare, self.admit = submit, prepare, admit
+        self.final = {}  # execution name -> the state after Admit
+
+    def lambda_handler(self, event, context):
+        result = self.submit.lambda_handler(event, context)
+        sfn = boto3.client("stepfunctions")
+        for item in result["results"]:
+            name = item["execution"]
+            if name not in self.final:
+                arn = f"{MACHINE_ARN.replace(':stateMachine:', ':execution:')}:{name}"
+                state = json.loads(sfn.describe_execution(executionArn=arn)["input"])
+                self.final[name] = self.admit.lambda_handler(self.prepare.lambda_handler(state, context), context)
+            item["status"] = self.final[name]["status"]
+        return result
+
+
 @pytest.fixture
 def app():
-    from functions.submit import app
+    workflow = Workflow()
+    WORKFLOWS[:] = [workflow]
+    return workflow
 
-    return app
+
+WORKFLOWS = []
 
 
 def upload(s3, key, body, metadata=None):
@@ -86,9 +114,11 @@ def event_for(s3, key, body=None, metadata=None):
 
 
 def executions():
+    """The job state after Admit, one per execution started."""
     sfn = boto3.client("stepfunctions")
     found = sfn.list_executions(stateMachineArn=MACHINE_ARN)["executions"]
-    return [json.loads(sfn.describe_execution(executionArn=e["executionArn"])["input"]) for e in found]
+    final = WORKFLOWS[0].final if WORKFLOWS else {}
+    return [final.get(e["name"]) or json.loads(sfn.describe_execution(executionArn=e["executionArn"])["input"]) for e in found]
 
 
 def nohuman_created():
@@ -199,33 +229,45 @@ def test_the_same_event_twice_makes_one_job_and_one_execution(aws, app, lambda_c
     nohuman_created()
     first = app.lambda_handler(event, lambda_context)
     redelivered = json.loads(json.dumps(event))
-    redelivered["Records"][0]["eventTime"] = "2026-11-22T10:05:00.000Z"
     heads = count_calls("HeadObject")
     second = app.lambda_handler(redelivered, lambda_context)
-    assert heads == []  # answered from the idempotency record, the object was not even looked at
+    assert heads == []  # Submit only starts the execution; the duplicate met the same one
     assert first == second
     assert len(responses.calls) == 1
     assert len(executions()) == 1
-    assert boto3.client("dynamodb").scan(TableName="i2v-idempotency")["Count"] == 1
+
+
+def test_submit_only_starts_the_execution(aws, lambda_context):
+    from functions.submit import app as submit
+
+    WORKFLOWS[:] = []
+    event = event_for(aws, "uploads/harbour.jpg")
+    heads, gets = count_calls("HeadObject"), count_calls("GetObject")
+    result = submit.lambda_handler(event, lambda_context)
+    assert heads == gets == [] and result["results"][0]["status"] == "queued"
+    [state] = executions()
+    assert state["status"] == "queued" and state["submitted_at"] == "2026-11-22T10:00:00Z"  # the event's time
+    # A redelivery (same event) meets the same execution with the same input.
+    assert submit.lambda_handler(json.loads(json.dumps(event)), lambda_context) == result
+    assert len(executions()) == 1
 
 
 @responses.activate
 def test_crash_after_create_then_retry_does_not_create_again(aws, app, lambda_context):
+    from i2v import steps
+
     event = event_for(aws, "uploads/harbour.jpg")
     nohuman_created()
-    real_start = jobs.start_execution
-    with mock.patch.object(jobs, "start_execution", side_effect=RuntimeError("Lambda died")):
+    with mock.patch.object(steps.polling, "first_wait", side_effect=RuntimeError("Lambda died")):
         with pytest.raises(RuntimeError):
             app.lambda_handler(event, lambda_context)
-    assert len(responses.calls) == 1 and executions() == []
+    assert len(responses.calls) == 1
 
-    with mock.patch.object(jobs, "start_execution", side_effect=real_start):
-        result = app.lambda_handler(event, lambda_context)
-
+    # Step Functions retries the Admit task with the same input.
+    [queued] = executions()
+    state = app.admit.lambda_handler(app.prepare.lambda_handler(queued, lambda_context), lambda_context)
     assert len(responses.calls) == 1  # the recorded job was reused
-    [state] = executions()
-    assert state["provider_job_id"] == "gen_img2v_x7y8z9"
-    assert result["results"][0]["status"] == "running"
+    assert state["provider_job_id"] == "gen_img2v_x7y8z9" and state["status"] == "running"
 
 
 @responses.activate
@@ -260,29 +302,6 @@ def test_execution_already_exists_counts_as_started(aws):
 
 
 @responses.activate
-def test_concurrent_duplicate_delivery_is_reported_in_progress_not_failed(aws, app, lambda_context):
-    event = event_for(aws, "uploads/harbour.jpg")
-    nohuman_created()
-    duplicate = []
-    real_submit = jobs.submit_upload
-
-    def submit_while_a_duplicate_arrives(*args, **kwargs):
-        # The idempotency record is INPROGRESS while this invocation works on the upload.
-        duplicate.append(app.lambda_handler(json.loads(json.dumps(event)), lambda_context))
-        return real_submit(*args, **kwargs)
-
-    with mock.patch.object(jobs, "submit_upload", submit_while_a_duplicate_arrives):
-        first = app.lambda_handler(event, lambda_context)
-
-    [state] = executions()
-    assert duplicate == [
-        {"results": [{"job_key": state["job_key"], "status": "in_progress", "execution": jobs.execution_name(state["job_key"])}]}
-    ]
-    assert first["results"][0]["status"] == "running"
-    assert len(responses.calls) == 1
-
-
-@responses.activate
 def test_unreadable_api_key_raises_without_claiming_and_a_retry_succeeds(aws, app, lambda_context):
     from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
@@ -291,20 +310,34 @@ def test_unreadable_api_key_raises_without_claiming_and_a_retry_succeeds(aws, ap
     event = event_for(aws, "uploads/harbour.jpg")
     nohuman_created()
 
-    with pytest.raises(GetParameterError):  # S3 retries; the on-failure queue reports it if it persists
+    with pytest.raises(GetParameterError):  # the state machine retries Admit on this name
         app.lambda_handler(event, lambda_context)
 
     assert len(responses.calls) == 0
     assert boto3.client("dynamodb").scan(TableName="i2v-jobs")["Count"] == 0  # no claim left behind
-    assert executions() == []
+    leases = boto3.client("dynamodb").scan(TableName="i2v-control")["Items"][0]["leases"]["M"]
+    assert leases == {}  # nor an admission slot
 
     secrets.create_secret(Name="i2v/provider-key", SecretString="sk-test")
-    result = app.lambda_handler(event, lambda_context)
-
-    assert result["results"][0]["status"] == "running"
+    parameters.clear_caches()
+    responses.replace(responses.POST, NH_CREATE, body=requests.ReadTimeout("read timed out"))
+    [queued] = executions()
+    state = app.admit.lambda_handler(app.prepare.lambda_handler(queued, lambda_context), lambda_context)
+    assert state["status"] == "failed" and state["error"]["code"] == "SubmitOutcomeUnknown"
     assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_provider_unavailable_goes_back_to_waiting_without_sleeping(aws, app, lambda_context, monkeypatch):
+    event = event_for(aws, "uploads/harbour.jpg")
+    responses.post(NH_CREATE, status=503)
+    slept = []
+    real_get_provider = app.admit.get_provider
+    monkeypatch.setattr(app.admit, "get_provider", lambda settings, **kw: real_get_provider(settings, sleep=slept.append, **kw))
+    app.lambda_handler(event, lambda_context)
     [state] = executions()
-    assert state["provider_job_id"] == "gen_img2v_x7y8z9"
+    assert state["status"] == "queued" and state["error"] is None and state["wait_seconds"] >= 1
+    assert len(responses.calls) == 1 and slept == []  # one attempt; the wait is a Wait state
 
 
 # ---------------------------------------------------------------- stack defaults vs per-image model
@@ -433,18 +466,6 @@ def test_read_timeout_fails_with_unknown_outcome_after_exactly_one_request(aws, 
     app.lambda_handler(event, lambda_context)
     assert_failed("SubmitOutcomeUnknown", "outcome is unknown")
     assert len(responses.calls) == 1
-
-
-@responses.activate
-def test_provider_unavailable_after_retries_fails_the_job(aws, app, lambda_context, monkeypatch):
-    event = event_for(aws, "uploads/harbour.jpg")
-    responses.post(NH_CREATE, status=503)
-    slept = []
-    real_get_provider = app.get_provider
-    monkeypatch.setattr(app, "get_provider", lambda settings, **kw: real_get_provider(settings, sleep=slept.append, **kw))
-    app.lambda_handler(event, lambda_context)
-    assert_failed("ProviderUnavailable", "after 4 attempt")
-    assert len(responses.calls) == 4 and len(slept) == 3
 
 
 # ---------------------------------------------------------------- other events, unexpected errors, metrics

@@ -58,18 +58,33 @@ def test_failures_inside_the_workflow_end_in_the_failure_notifier():
         assert targets == {"NotifyFailure"}, f"{name} can end without a notification"
 
 
-def test_poll_loop_waits_by_parameter_and_is_capped():
-    wait = ASL["States"]["WaitBeforePoll"]
-    assert wait["SecondsPath"] == "$.poll_interval_seconds"
+@pytest.mark.parametrize("wait, task, cap", [("WaitForRender", "Poll", "$.max_polls"), ("WaitForSlot", "Admit", "$.max_admits")])
+def test_every_loop_waits_in_a_wait_state_by_the_job_state_and_is_capped(wait, task, cap):
+    state = ASL["States"][wait]
+    assert state["Type"] == "Wait" and state["SecondsPath"] == "$.wait_seconds" and state["Next"] == task
+    assert ASL["States"][task]["Next"] == "Route"
     route = ASL["States"]["Route"]
     cap_rules = [c for c in route["Choices"] if "And" in c]
     assert any(
-        rule.get("NumericGreaterThanEqualsPath") == "$.max_polls"
-        for choice in cap_rules
-        for rule in choice["And"]
-    ), "the poll loop has no cap on the number of polls"
-    statuses = {c.get("StringEquals") for c in route["Choices"]}
-    assert {"completed", "failed", "timed_out", "running"} <= statuses
+        rule.get("NumericGreaterThanEqualsPath") == cap for choice in cap_rules for rule in choice["And"]
+    ), f"the {task} loop has no cap"
+
+
+def test_the_happy_path_of_a_polled_job_enters_at_most_eight_states():
+    """Prepare, Admit, Route, WaitForRender, Poll, Route, Store, VideoStored: the transitions
+    issue 10 budgets for a NoHuman job whose render ends inside its first check window."""
+    path = ["Prepare"]
+    statuses = iter(["running", "completed"])
+    while path[-1] != "VideoStored":
+        state = ASL["States"][path[-1]]
+        if state["Type"] == "Choice":
+            status = next(statuses)
+            path.append(next(c["Next"] for c in state["Choices"] if c.get("StringEquals") == status))
+        else:
+            path.append(state["Next"])
+    assert path == ["Prepare", "Admit", "Route", "WaitForRender", "Poll", "Route", "Store", "VideoStored"]
+    statuses = {c.get("StringEquals") for c in ASL["States"]["Route"]["Choices"]}
+    assert {"completed", "failed", "timed_out", "running", "queued"} <= statuses
 
 
 def test_every_state_is_reachable_and_every_next_exists():
@@ -217,8 +232,8 @@ def test_a_webhook_cannot_be_deployed_without_its_signing_secret():
 
 
 def test_functions_write_only_under_their_own_prefixes():
-    """No broad S3 CRUD on the output bucket: submit writes work/, store writes videos/."""
-    for name in ("SubmitFunction", "StoreFunction"):
+    """No broad S3 CRUD on the output bucket: prepare writes work/, store writes videos/."""
+    for name in ("PrepareFunction", "StoreFunction"):
         policies = RESOURCES[name]["Properties"]["Policies"]
         assert not [p for p in policies if "S3CrudPolicy" in p], f"{name} has bucket-wide CRUD"
         writes = [
@@ -229,4 +244,4 @@ def test_functions_write_only_under_their_own_prefixes():
         ]
         (write,) = writes
         resource = write["Resource"]["Fn::Sub"]
-        assert resource.endswith("/work/*" if name == "SubmitFunction" else "/videos/*")
+        assert resource.endswith("/work/*" if name == "PrepareFunction" else "/videos/*")

@@ -54,9 +54,9 @@ def test_bucket_names_fit_s3_rules_whatever_the_stack_is_called(monkeypatch, sta
         name = bucket.physical_name
         assert 3 <= len(name) <= 63, name
         assert re.fullmatch(r"[a-z0-9][a-z0-9-]*[a-z0-9]", name), name
-    # The submit function's policy names the input bucket exactly as the bucket does.
+    # The prepare function's policy names the input bucket exactly as the bucket does.
     input_bucket = resolved.resources["InputBucket"].physical_name
-    policies = resolved.resources["SubmitFunction"].properties["Policies"]
+    policies = resolved.resources["PrepareFunction"].properties["Policies"]
     assert {"S3ReadPolicy": {"BucketName": input_bucket}} in policies
 
 
@@ -402,7 +402,7 @@ def secret_reading_functions():
     ]
 
 
-@pytest.mark.parametrize("name", ["SubmitFunction", "PollFunction", "DeliverWebhookFunction"])
+@pytest.mark.parametrize("name", ["AdmitFunction", "PollFunction", "DeliverWebhookFunction"])
 def test_secret_readers_may_decrypt_with_the_optional_key_only_through_secrets_manager(name):
     assert name in secret_reading_functions()
     conditional = [p["Fn::If"] for p in FUNCTIONS[name]["Properties"]["Policies"] if "Fn::If" in p]

@@ -42,6 +42,12 @@ class Settings:
     webhook_url: str
     webhook_secret_name: str
     allow_insecure_webhook: bool
+    control_table: str = ""
+    requests_per_minute: int = 60
+    max_jobs_in_flight: int = 20
+    max_queue_minutes: int = 60
+    poll_strategy: str = "predicted"
+    initial_render_estimate_seconds: float = 0.0
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -69,4 +75,10 @@ class Settings:
             webhook_url=_env("WEBHOOK_URL"),
             webhook_secret_name=_env("WEBHOOK_SECRET_NAME"),
             allow_insecure_webhook=_env("ALLOW_INSECURE_WEBHOOK").lower() == "true",
+            control_table=_env("CONTROL_TABLE"),
+            requests_per_minute=max(1, _int("PROVIDER_REQUESTS_PER_MINUTE", 60)),
+            max_jobs_in_flight=max(1, _int("MAX_JOBS_IN_FLIGHT", 20)),
+            max_queue_minutes=max(1, _int("MAX_QUEUE_MINUTES", 60)),
+            poll_strategy=_env("POLL_STRATEGY", "predicted").lower() or "predicted",
+            initial_render_estimate_seconds=float(_env("INITIAL_RENDER_ESTIMATE_SECONDS") or 0),
         )

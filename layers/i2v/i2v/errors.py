@@ -50,6 +50,17 @@ class ProviderTransientError(ProviderError):
 
     code = "ProviderUnavailable"
 
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None, retry_after: float | None = None):
+        super().__init__(message, code=code)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class QueueTimeoutError(PipelineError):
+    """The upload waited for an admission slot longer than MAX_QUEUE_MINUTES."""
+
+    code = "QueueTimeout"
+
 
 class SubmitOutcomeUnknownError(ProviderError):
     """The create request was sent but no answer came back: re-sending could charge twice."""
@@ -67,6 +78,12 @@ class ResultFetchError(PipelineError):
     code = "ResultFetchFailed"
 
 
+class ResultDownloadTransientError(ResultFetchError):
+    """A download failed in a way that may pass (5xx, 429, broken connection, timeout): the
+    state machine retries Store on this name with backoff; once its retries run out, the
+    Catch reports ResultFetchFailed."""
+
+
 # Error name (exception class) -> stable code, for failures that reach the notifier
 # through a Step Functions Catch, where only the class name and message survive.
 CODES_BY_ERROR_NAME = {
@@ -82,5 +99,7 @@ CODES_BY_ERROR_NAME = {
         SubmitOutcomeUnknownError,
         ProviderJobFailedError,
         ResultFetchError,
+        ResultDownloadTransientError,
+        QueueTimeoutError,
     )
 }

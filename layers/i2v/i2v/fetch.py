@@ -10,8 +10,9 @@ bytes must show it is what it claims to be (an MP4, or an image for a thumbnail)
 """
 
 import itertools
+import random
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
@@ -21,7 +22,7 @@ from aws_lambda_powertools import Logger
 
 from i2v import storage
 from i2v.config import Settings
-from i2v.errors import ResultFetchError
+from i2v.errors import ResultDownloadTransientError, ResultFetchError
 from i2v.providers import PROVIDER_CLASSES
 from i2v.urlsafety import CheckedUrl, UnsafeUrlError, check_url, pinned_session
 
@@ -35,6 +36,12 @@ CHUNK_SIZE = 1024 * 1024
 MIN_BYTES_PER_SECOND = 1024 * 1024
 DOWNLOAD_GRACE_SECONDS = 30.0
 EXPIRED_STATUSES = {403, 404, 410}
+# Answers that may pass (with every 5xx): the download is tried again, never failed for them.
+TRANSIENT_STATUSES = {408, 425, 429}
+# In-function attempts before the state machine's own Retry (longer backoff) takes over.
+IN_FUNCTION_ATTEMPTS = 3
+RETRY_BASE_DELAY_SECONDS = 1.0
+RETRY_MAX_DELAY_SECONDS = 4.0
 _LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 # Ask for the bytes as stored: a compressed body is not a video, and decompressing costs memory.
 REQUEST_HEADERS = {"Accept-Encoding": "identity"}
@@ -95,8 +102,11 @@ def fetch_to_s3(
         content_type = _required_type(first, content_type, what)
         size = storage.upload_chunks(itertools.chain([first], chunks), bucket, key, content_type)
     except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
-        # Read directly from urllib3 (read1), so its exceptions arrive unwrapped.
-        raise ResultFetchError(f"downloading the provider's {what} failed part way: {exc.__class__.__name__}") from exc
+        # Read directly from urllib3 (read1), so its exceptions arrive unwrapped. A broken
+        # connection or a stalled read may pass: retried (here, then by the state machine).
+        raise ResultDownloadTransientError(
+            f"downloading the provider's {what} failed part way: {exc.__class__.__name__}"
+        ) from exc
     finally:
         _close(response)
     logger.info("Result copied", extra={"what": what, "bytes": size, "s3_key": key})
@@ -120,7 +130,7 @@ def _open(url: str, settings: Settings, what: str) -> requests.Response:
             )
         except requests.RequestException as exc:
             session.close()
-            raise ResultFetchError(
+            raise ResultDownloadTransientError(
                 f"the provider's {what} could not be downloaded from {_host(url)}: {exc.__class__.__name__}"
             ) from exc
         response.pinned_session = session  # closed with the response
@@ -136,6 +146,11 @@ def _open(url: str, settings: Settings, what: str) -> requests.Response:
         _close(response)
         raise ResultFetchError(
             f"the provider's {what} link has expired or was refused (HTTP {response.status_code} from {_host(url)})"
+        )
+    if response.status_code in TRANSIENT_STATUSES or response.status_code >= 500:
+        _close(response)
+        raise ResultDownloadTransientError(
+            f"the provider's {what} could not be downloaded yet (HTTP {response.status_code} from {_host(url)})"
         )
     if not 200 <= response.status_code < 300:  # a 3xx without Location is not a video either
         _close(response)
@@ -259,7 +274,30 @@ class CopiedResults:
     warnings: list
 
 
-def copy_results(result: dict | None, keys: dict, settings: Settings) -> CopiedResults:
+def with_retries(
+    download: Callable[[], FetchedObject],
+    *,
+    attempts: int = IN_FUNCTION_ATTEMPTS,
+    sleep: Callable[[float], None] = time.sleep,
+    what: str = "video",
+) -> FetchedObject:
+    """``download()``, again after a transient failure (backoff with full jitter), at most
+    ``attempts`` times; the last transient failure is raised for the state machine's Retry."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return download()
+        except ResultDownloadTransientError as exc:
+            if attempt == attempts:
+                raise
+            delay = random.uniform(0, min(RETRY_MAX_DELAY_SECONDS, RETRY_BASE_DELAY_SECONDS * 2 ** (attempt - 1)))
+            logger.info("download failed; trying again", extra={"what": what, "attempt": attempt, "delay": round(delay, 2), "reason": exc.message})
+            sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def copy_results(
+    result: dict | None, keys: dict, settings: Settings, *, sleep: Callable[[float], None] = time.sleep
+) -> CopiedResults:
     """Copy a completed job's video (required) and thumbnail (best effort) into the output bucket.
 
     ``keys`` comes from storage.output_keys. A thumbnail that cannot be fetched is a warning,
@@ -269,14 +307,21 @@ def copy_results(result: dict | None, keys: dict, settings: Settings) -> CopiedR
     if not video_url:
         raise ResultFetchError("the provider reported the job completed but gave no video URL")
     bucket = settings.output_bucket
-    video = fetch_to_s3(video_url, bucket=bucket, key=keys["video"], content_type="video/mp4", settings=settings)
+    video = with_retries(
+        lambda: fetch_to_s3(video_url, bucket=bucket, key=keys["video"], content_type="video/mp4", settings=settings),
+        sleep=sleep,
+    )
 
     thumbnail, warnings = None, []
     thumbnail_url = (result or {}).get("thumbnail_url")
     if thumbnail_url:
         try:
-            thumbnail = fetch_to_s3(
-                thumbnail_url, bucket=bucket, key=keys["thumbnail"], content_type="image/jpeg", settings=settings, what="thumbnail"
+            thumbnail = with_retries(
+                lambda: fetch_to_s3(
+                    thumbnail_url, bucket=bucket, key=keys["thumbnail"], content_type="image/jpeg", settings=settings, what="thumbnail"
+                ),
+                sleep=sleep,
+                what="thumbnail",
             )
         except ResultFetchError as exc:
             logger.warning("Thumbnail not copied", extra={"reason": exc.message})

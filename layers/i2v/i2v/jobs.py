@@ -31,6 +31,7 @@ from aws_lambda_powertools.utilities.data_classes.s3_event import S3EventRecord
 from botocore.exceptions import ClientError
 
 from i2v import options, storage
+from i2v import state as job_state
 from i2v.aws import client
 from i2v.config import Settings
 from i2v.errors import (
@@ -55,6 +56,8 @@ RESULT_LINK_HOURS = 48
 RESULT_LINK_SUFFIX = "#result"
 # A Standard workflow holds 25,000 history events; one poll loop costs about ten of them.
 MAX_POLLS = 2000
+# Admission rounds (Wait, Admit, Route: about ten events each) are capped the same way.
+MAX_ADMITS = 2000
 # Errors that prove the provider started no job, so the claim can be released.
 NOTHING_CREATED = (ProviderAuthError, ProviderRejectedError, ProviderTransientError)
 
@@ -122,35 +125,29 @@ def new_job_state(
     settings: Settings,
     now: datetime,
 ) -> dict:
-    """The execution input, with every key of the contract present."""
+    """The execution input, with every field of the job state model (i2v.state) present."""
     interval = poll_interval(settings.max_wait_minutes, settings.poll_interval_seconds)
-    return {
-        "job_key": key,
-        "source": {
+    return job_state.new(
+        job_key=key,
+        source={
             "bucket": source["bucket"],
             "key": source["key"],
             "version_id": source.get("version_id"),
             "etag": source.get("etag"),
             "size": source.get("size"),
         },
-        "provider": provider,
-        "options": {},
-        "image": None,
-        "provider_job_id": None,
-        "status": RUNNING,
-        "result": None,
-        "cost": None,
-        "rate_limit": None,
-        "warnings": [],
-        "error": None,
-        "submitted_at": isoformat(now),
-        "deadline": isoformat(now + timedelta(minutes=settings.max_wait_minutes)),
-        "max_wait_minutes": settings.max_wait_minutes,
-        "poll_interval_seconds": interval,
-        "poll_count": 0,
-        # The state machine's second cap compares poll_count with this.
-        "max_polls": max_polls(settings.max_wait_minutes, interval),
-    }
+        provider=provider,
+        status=job_state.QUEUED,
+        submitted_at=isoformat(now),
+        deadline=isoformat(now + timedelta(minutes=settings.max_wait_minutes)),
+        max_wait_minutes=settings.max_wait_minutes,
+        max_queue_minutes=settings.max_queue_minutes,
+        poll_interval_seconds=interval,
+        poll_strategy=settings.poll_strategy if settings.poll_strategy in ("predicted", "fixed") else "predicted",
+        # The state machine's caps compare admit_count and poll_count with these.
+        max_admits=MAX_ADMITS,
+        max_polls=max_polls(settings.max_wait_minutes, interval),
+    )
 
 
 def without_query(url: str | None) -> str | None:
@@ -367,8 +364,8 @@ def _read(bucket: str, key: str, version_id: str | None) -> bytes:
     return client("s3").get_object(**params)["Body"].read()
 
 
-def prepare_submission(state: dict, provider: Provider, *, settings: Settings) -> str:
-    """Options, size checks, image normalisation and the presigned link; fills the state.
+def prepare_submission(state: dict, provider: Provider | type[Provider], *, settings: Settings) -> None:
+    """Options, size checks and image normalisation into the work copy; fills the state.
 
     Raises InvalidOptionError / ImageError before anything is paid for.
     """
@@ -409,48 +406,33 @@ def prepare_submission(state: dict, provider: Provider, *, settings: Settings) -
         "reencoded": prepared.reencoded,
     }
     state["warnings"] = option_warnings + list(prepared.warnings)
-    return storage.presign_get(settings.output_bucket, work_key, settings.presign_expiry_seconds)
 
 
-def submit_upload(source: dict, provider: Provider, *, settings: Settings, now: datetime) -> dict:
-    """Everything submit does for one uploaded object; returns the job state it started the workflow with.
+def start_job(source: dict, *, settings: Settings, uploaded_at: datetime) -> dict:
+    """Submit's whole job: the upload's job state, and its execution started.
 
-    Failures we understand still start the workflow (status "failed") so the upload gets its one
-    failure notification; anything else raises for S3's retries and the on-failure queue.
+    The state depends only on the upload (its time is the S3 event's), so a duplicate delivery
+    starts the same execution with the same input: Step Functions answers it as the first.
     """
     key = job_key(source["bucket"], source["key"], source.get("version_id"), source.get("etag"))
-    state = new_job_state(key=key, source=source, provider=provider.name, settings=settings, now=now)
-    try:
-        image_url = prepare_submission(state, provider, settings=settings)
-        job = ensure_provider_job(key, provider, image_url, state["options"], settings=settings, now=now)
-        apply_provider_job(state, job)
-    except PipelineError as error:
-        logger.warning("upload failed before rendering", extra={"code": error.code, "reason": error.message})
-        fail(state, error)
+    state = new_job_state(key=key, source=source, provider=settings.provider, settings=settings, now=uploaded_at)
     start_execution(state, settings=settings)
     return state
 
 
-# ---------------------------------------------------------------- poll
+def prepare_job(state: dict, provider: Provider | type[Provider], *, settings: Settings) -> dict:
+    """The Prepare step: options validated, the image checked and normalised into its work copy.
 
-
-def poll_job_state(state: dict, provider: Provider, now: datetime, *, settings: Settings | None = None) -> dict:
-    """One status check: the updated job state, or "timed_out" once the deadline or poll cap is passed."""
+    A failure we understand (options, image) is returned as a failed state, so the workflow
+    sends its one failure notification and nothing is paid for; anything else raises for the
+    state machine's Retry and Catch.
+    """
     state = dict(state)
-    state["poll_count"] = int(state.get("poll_count") or 0) + 1
-    if state.get("status") != RUNNING:
+    if state.get("status") != job_state.QUEUED:
         return state
-    if not state.get("provider_job_id"):
-        return fail(state, ProviderJobFailedError("the job has no provider job id to poll"))
-    job = provider.get_job(state["provider_job_id"])
-    if job.status == COMPLETED and _carries_secrets(job):
-        keep_result_links(state["job_key"], job, settings=settings or Settings.from_env(), now=now)
-    apply_provider_job(state, job)
-    if state["status"] != RUNNING:
-        return state
-    minutes = int(state.get("max_wait_minutes") or 30)
-    cap = int(state.get("max_polls") or max_polls(minutes, int(state.get("poll_interval_seconds") or 5)))
-    if now >= parse_time(state["deadline"]) or state["poll_count"] >= cap:
-        state["status"] = TIMED_OUT
-        state["error"] = {"code": "TimedOut", "message": f"timed out after {minutes} minutes"}
+    try:
+        prepare_submission(state, provider, settings=settings)
+    except PipelineError as error:
+        logger.warning("upload failed before rendering", extra={"code": error.code, "reason": error.message})
+        fail(state, error)
     return state

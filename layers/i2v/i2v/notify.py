@@ -59,6 +59,7 @@ ADVICE = {
     "SubmitOutcomeUnknown": "Check the provider dashboard before uploading again: the job may have been created there, and it may have been charged.",
     "ProviderJobFailed": "The provider could not render this video: try another prompt or image, or upload it again.",
     "ProviderError": "The provider gave an answer the stack does not understand: check the provider dashboard for the job, and if the video is not there, upload the image again.",
+    "QueueTimeout": "Too many uploads were waiting for the provider: upload the image again later (a folder in smaller batches), or ask the stack's operator to raise MaxQueueMinutes, or ProviderRequestsPerMinute and MaxJobsInFlight if the provider's plan allows more.",
     "TimedOut": "The provider did not finish in time: check the provider dashboard for the job, then upload again (or raise the stack's MaxWaitMinutes).",
     "ResultFetchFailed": "The video was rendered but could not be copied safely from the provider: check the provider dashboard, where it may still be available for a while.",
     # The stack

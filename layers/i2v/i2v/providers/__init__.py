@@ -40,10 +40,12 @@ def get_provider(
     *,
     remaining_ms: Callable[[], int] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    create_attempts: int | None = None,
+    name: str | None = None,
 ) -> Provider:
     """The configured provider. The API key is read from Secrets Manager on the first request
     (cached by Powertools for five minutes), so validation failures never touch it."""
-    cls = provider_class(settings.provider)
+    cls = provider_class(name or settings.provider)
     secret_name = settings.api_key_secret
 
     def api_key() -> str:
@@ -56,5 +58,6 @@ def get_provider(
         remaining_ms=remaining_ms,
         sleep=sleep,
         session=SESSION,
+        **({"create_attempts": create_attempts} if create_attempts else {}),
     )
     return cls(http)

@@ -105,6 +105,7 @@ class ProviderHttp:
         remaining_ms: Callable[[], int] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         session: requests.Session | None = None,
+        create_attempts: int = MAX_ATTEMPTS,
     ):
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
@@ -113,6 +114,9 @@ class ProviderHttp:
         self.sleep = sleep
         self.session = session or requests.Session()
         self._key: str | None = None
+        # 1 in the workflow's Admit step: a refused create goes back to waiting (a Wait state)
+        # instead of sleeping in the function.
+        self.create_attempts = max(1, create_attempts)
 
     def api_key(self) -> str:
         """The bearer key, read once per instance. Submit calls this before it claims the job,
@@ -154,7 +158,8 @@ class ProviderHttp:
         url = self.base_url + path
         headers = self._headers()
         last_problem = ""
-        for attempt in range(1, MAX_ATTEMPTS + 1):
+        last_status = None
+        for attempt in range(1, self.create_attempts + 1):
             retry_after = None
             try:
                 # Never follow a redirect: a 307/308 would re-send the body (with the presigned
@@ -185,8 +190,9 @@ class ProviderHttp:
                     )
                 _raise_final(response)
                 last_problem = f"HTTP {response.status_code}: {error_message(response)}"
+                last_status = response.status_code
                 retry_after = retry_after_seconds(response)
-            if attempt == MAX_ATTEMPTS:
+            if attempt == self.create_attempts:
                 break
             delay = self._backoff(attempt, retry_after)
             if not self._fits(delay):
@@ -194,7 +200,9 @@ class ProviderHttp:
                 break
             logger.info("retrying provider create", extra={"attempt": attempt, "delay": delay, "problem": last_problem})
             self.sleep(delay)
-        raise ProviderTransientError(f"provider unavailable after {attempt} attempt(s): {last_problem}")
+        raise ProviderTransientError(
+            f"provider unavailable after {attempt} attempt(s): {last_problem}", status=last_status, retry_after=retry_after
+        )
 
     def get(self, path: str) -> dict:
         """One GET (status check). Anything transient raises ProviderTransientError for the

@@ -1,0 +1,32 @@
+"""Workflow task: take an admission slot and create the provider job, or say how long to wait.
+
+Small on purpose (no Pillow): NanoBanana's create answers only when the video is rendered,
+so this function is what waits out a NanoBanana render. The create's read timeout is kept
+inside the function's timeout; a create whose outcome is unknown is never re-sent.
+"""
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from i2v import state, steps
+from i2v.config import Settings
+from i2v.providers import get_provider
+
+logger = Logger()
+metrics = Metrics()
+
+
+@logger.inject_lambda_context(correlation_id_path="job_key")
+@metrics.log_metrics
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    settings = Settings.from_env()
+    job = state.parse(event)
+    provider = get_provider(settings, name=job["provider"], remaining_ms=context.get_remaining_time_in_millis, create_attempts=1)
+    job = steps.admit(job, provider, settings=settings)
+    if job["status"] == state.QUEUED:
+        metrics.add_metric(name="AdmissionWaits", unit=MetricUnit.Count, value=1)
+    elif job["created_at"]:
+        metrics.add_metric(name="JobsSubmitted", unit=MetricUnit.Count, value=1)
+    logger.info("admission", extra={"status": job["status"], "wait_seconds": job["wait_seconds"], "provider_job_id": job["provider_job_id"]})
+    return job

@@ -1,0 +1,28 @@
+"""Workflow task: check the upload and its options, normalise the image into its work copy.
+
+Returns the job state, ``queued`` for admission or ``failed`` (options or image refused:
+nothing is paid for). The only function that imports Pillow, so it is the one sized for it.
+"""
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from i2v import jobs, state
+from i2v.config import Settings
+from i2v.providers import FAILED, provider_class
+
+logger = Logger()
+metrics = Metrics()
+
+
+@logger.inject_lambda_context(correlation_id_path="job_key")
+@metrics.log_metrics
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    settings = Settings.from_env()
+    job = state.parse(event)
+    job = jobs.prepare_job(job, provider_class(job["provider"]), settings=settings)
+    if job["status"] == FAILED:
+        metrics.add_metric(name="JobsRejected", unit=MetricUnit.Count, value=1)
+    logger.info("prepared", extra={"status": job["status"]})
+    return job
