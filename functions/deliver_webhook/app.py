@@ -7,7 +7,7 @@ reported as a batch item failure; after the queue's maxReceiveCount SQS moves it
 import json
 import time
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -19,7 +19,6 @@ from i2v.aws import client, secret_string
 from i2v.config import Settings
 
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics()
 
 # Failures are reported per message; an all-failed batch is not an error of the function.
@@ -53,7 +52,6 @@ def _postpone(record: SQSRecord, delay_seconds: int) -> None:
         logger.exception("Could not postpone the next attempt", extra={"message_id": record.message_id})
 
 
-@tracer.capture_method(capture_response=False)
 def deliver_record(record: SQSRecord) -> None:
     settings = Settings.from_env()
     outcome = outcome_from_body(record.body)
@@ -89,7 +87,6 @@ def deliver_record(record: SQSRecord) -> None:
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler(capture_response=False)  # responses may carry links
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     global _invocation_started

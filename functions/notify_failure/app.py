@@ -11,7 +11,7 @@ Either way the outcome goes out through i2v.notify, which publishes at most once
 import json
 from datetime import datetime
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes import S3Event
@@ -23,7 +23,6 @@ from i2v.config import Settings
 from i2v.errors import CODES_BY_ERROR_NAME
 
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.SQS)
 
@@ -132,7 +131,6 @@ def handle_destination_record(record: SQSRecord) -> None:
 
 
 @logger.inject_lambda_context(correlation_id_path="job_key")
-@tracer.capture_lambda_handler(capture_response=False)  # responses may carry links
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     records = event.get("Records") or []

@@ -9,7 +9,7 @@ already published returns at once (a re-download could fail on a link that has e
 
 from datetime import datetime, timedelta, timezone
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
@@ -18,7 +18,6 @@ from i2v import fetch, jobs, notify, state, steps, storage
 from i2v.config import Settings
 
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics()
 
 
@@ -30,7 +29,6 @@ def _seconds_since(text: str | None, now: datetime) -> float | None:
 
 
 @logger.inject_lambda_context(correlation_id_path="job_key")
-@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     settings = Settings.from_env()

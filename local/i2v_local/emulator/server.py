@@ -498,7 +498,7 @@ class ProviderEmulator:
             "credits_used": nanobanana_credits(options),
             "rate_limit": rate_limit,
         }
-        self._update_entry(entry, status="completed", http_status=200)
+        self._update_entry(entry, status="completed", http_status=200, finished_at=_now_iso())
         return self._delayed("nanobanana.create", _json(body))
 
     def _injected(self, entry: dict, injected: InjectedError, shape) -> Response:
@@ -581,6 +581,8 @@ class ProviderEmulator:
             job["status"] = status
             job["error"] = error
             job["entry"].update(status=status, error=error)
+            if status in ("completed", "failed"):
+                job["entry"]["finished_at"] = _now_iso()  # when the provider was done (benchmarks' completion lag)
 
     def _run_nohuman_job(self, job: dict) -> None:
         try:
