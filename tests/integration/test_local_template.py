@@ -46,9 +46,12 @@ def test_template_yaml_resolves_with_local_overrides():
         assert all(isinstance(v, str) for v in env.values()), env
         assert (REPO_ROOT / fn.properties["CodeUri"]).is_dir()
     submit_env = functions["SubmitFunction"].properties["Environment"]["Variables"]
-    assert submit_env["PROVIDER_BASE_URL"] == "http://127.0.0.1:9999"
+    admit_env = functions["AdmitFunction"].properties["Environment"]["Variables"]
+    prepare_env = functions["PrepareFunction"].properties["Environment"]["Variables"]
+    assert admit_env["PROVIDER_BASE_URL"] == "http://127.0.0.1:9999"
+    assert admit_env["CONTROL_TABLE"] == resolved.resources["ControlTable"].physical_name
     assert submit_env["STATE_MACHINE_ARN"].startswith("arn:aws:states:us-east-1:123456789012:stateMachine:")
-    assert submit_env["OUTPUT_BUCKET"] == resolved.resources["OutputBucket"].physical_name
+    assert prepare_env["OUTPUT_BUCKET"] == resolved.resources["OutputBucket"].physical_name
 
 
 def test_conditions_drop_resources_when_false():

@@ -245,3 +245,27 @@ def test_functions_write_only_under_their_own_prefixes():
         (write,) = writes
         resource = write["Resource"]["Fn::Sub"]
         assert resource.endswith("/work/*" if name == "PrepareFunction" else "/videos/*")
+
+
+def test_nanobanana_waits_out_its_render_in_a_small_function_whose_timeout_holds_the_read_timeout():
+    from i2v.providers.http import SAFETY_MARGIN_SECONDS
+    from i2v.providers.nanobanana import NanoBananaProvider
+
+    admit = RESOURCES["AdmitFunction"]["Properties"]
+    assert admit["MemorySize"] <= 256
+    assert admit["Timeout"] >= NanoBananaProvider.create_read_timeout + SAFETY_MARGIN_SECONDS
+    # The check window ends END_MARGIN_SECONDS before the poll function's timeout; a check in
+    # flight then has at most that long less the HTTP client's own margin (it reads the remaining time).
+    from i2v.polling import END_MARGIN_SECONDS
+
+    assert END_MARGIN_SECONDS > SAFETY_MARGIN_SECONDS
+    assert RESOURCES["PollFunction"]["Properties"]["Timeout"] > END_MARGIN_SECONDS + 2 * 5
+
+
+def test_admission_parameters_reach_the_functions_that_use_them():
+    env = lambda name: RESOURCES[name]["Properties"]["Environment"]["Variables"]  # noqa: E731
+    assert env("AdmitFunction")["PROVIDER_REQUESTS_PER_MINUTE"] == {"Ref": "ProviderRequestsPerMinute"}
+    assert env("AdmitFunction")["MAX_JOBS_IN_FLIGHT"] == {"Ref": "MaxJobsInFlight"}
+    assert env("SubmitFunction")["MAX_QUEUE_MINUTES"] == {"Ref": "MaxQueueMinutes"}
+    for name in ("AdmitFunction", "PollFunction", "StoreFunction", "NotifyFailureFunction"):
+        assert env(name)["CONTROL_TABLE"] == {"Ref": "ControlTable"}
