@@ -417,3 +417,67 @@ def test_a_stalled_download_is_stopped_at_its_deadline_not_at_the_read_timeout(s
         with pytest.raises(ResultFetchError, match="too slowly"):
             fetch(f"http://127.0.0.1:{server.port}/v.mp4", replace(settings, allow_loopback_http=True))
     assert time.monotonic() - started < 3
+
+
+# ---------------------------------------------------------------- transient failures are retried (issue 9)
+
+from i2v.errors import ResultDownloadTransientError  # noqa: E402
+from i2v.fetch import copy_results, with_retries  # noqa: E402
+
+THUMB_URL = "https://cdn.nanobananavideo.com/videos/vid_1.jpg"
+KEYS = {"video": "videos/v.mp4", "thumbnail": "videos/v.jpg"}
+JPEG = b"\xff\xd8\xff\xe0" + b"j" * 100
+
+
+@pytest.mark.parametrize("reply", [{"status": 500}, {"status": 503}, {"status": 429}, {"status": 408}, {"body": requests.ConnectionError("reset")}, {"body": requests.ReadTimeout("slow")}])
+def test_transient_download_failures_are_retried_then_succeed(s3, http, dns, settings, reply):
+    http.get(VIDEO_URL, **reply)
+    http.get(VIDEO_URL, **reply)
+    http.get(VIDEO_URL, body=mp4(900))
+    slept = []
+    copied = copy_results({"video_url": VIDEO_URL}, KEYS, replace(settings, output_bucket=BUCKET), sleep=slept.append)
+    assert copied.video.size == 900 and len(slept) == 2
+    assert all(0 <= delay <= 4 for delay in slept)
+
+
+def test_a_download_still_failing_raises_the_name_the_state_machine_retries(s3, http, dns, settings):
+    http.get(VIDEO_URL, status=500)
+    slept = []
+    with pytest.raises(ResultDownloadTransientError) as caught:
+        copy_results({"video_url": VIDEO_URL}, KEYS, replace(settings, output_bucket=BUCKET), sleep=slept.append)
+    assert len(http.calls) == 3 and len(slept) == 2
+    assert caught.value.code == "ResultFetchFailed"  # what the notification says if the retries run out
+
+
+@pytest.mark.parametrize("status", [403, 404, 410])
+def test_an_expired_link_is_final_and_not_retried(s3, http, dns, settings, status):
+    http.get(VIDEO_URL, status=status)
+    with pytest.raises(ResultFetchError) as caught:
+        copy_results({"video_url": VIDEO_URL}, KEYS, replace(settings, output_bucket=BUCKET), sleep=lambda s: None)
+    assert not isinstance(caught.value, ResultDownloadTransientError) and len(http.calls) == 1
+
+
+def test_a_refused_host_is_final_and_not_retried(s3, http, dns, settings):
+    with pytest.raises(ResultFetchError) as caught:
+        copy_results({"video_url": "https://evil.example.com/v.mp4"}, KEYS, replace(settings, output_bucket=BUCKET), sleep=lambda s: None)
+    assert not isinstance(caught.value, ResultDownloadTransientError) and len(http.calls) == 0
+
+
+def test_a_thumbnail_is_retried_too_and_only_then_a_warning(s3, http, dns, settings):
+    http.get(VIDEO_URL, body=mp4(900))
+    http.get(THUMB_URL, status=502)
+    http.get(THUMB_URL, body=JPEG)
+    copied = copy_results({"video_url": VIDEO_URL, "thumbnail_url": THUMB_URL}, KEYS, replace(settings, output_bucket=BUCKET), sleep=lambda s: None)
+    assert copied.thumbnail is not None and copied.warnings == []
+
+
+def test_with_retries_backs_off_with_full_jitter_within_its_budget():
+    calls, slept = [], []
+
+    def flaky():
+        calls.append(1)
+        raise ResultDownloadTransientError("503")
+
+    with pytest.raises(ResultDownloadTransientError):
+        with_retries(flaky, attempts=3, sleep=slept.append)
+    assert len(calls) == 3 and len(slept) == 2 and slept[0] <= 1.0 and slept[1] <= 2.0
