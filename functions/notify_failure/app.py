@@ -13,9 +13,9 @@ from datetime import datetime
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes import S3Event
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from i2v import jobs, notify, steps
@@ -24,7 +24,18 @@ from i2v.errors import CODES_BY_ERROR_NAME
 
 logger = Logger()
 metrics = Metrics()
-processor = BatchProcessor(event_type=EventType.SQS)
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+
+@lru_cache(maxsize=1)
+def _processor():
+    """The SQS batch processor, imported on first use: the state machine's invocations (most of
+    them) never need it, and Powertools' batch and event classes take a while to import."""
+    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+
+    return BatchProcessor(event_type=EventType.SQS)
 
 
 # ---------------------------------------------------------------- (a) the state machine
@@ -104,6 +115,8 @@ def jobs_from_destination_record(record: dict, settings: Settings) -> list[dict]
     payload = record.get("requestPayload") or {}
     failed = []
     # An s3:TestEvent has no "Records": nothing was uploaded, so nobody to notify.
+    from aws_lambda_powertools.utilities.data_classes import S3Event
+
     for s3_record in S3Event(payload).records if payload.get("Records") else []:
         source = jobs.source_from_s3_record(s3_record)
         uploaded = datetime.fromisoformat(s3_record.event_time.replace("Z", "+00:00"))
@@ -120,7 +133,7 @@ def jobs_from_destination_record(record: dict, settings: Settings) -> list[dict]
     return failed
 
 
-def handle_destination_record(record: SQSRecord) -> None:
+def handle_destination_record(record: "SQSRecord") -> None:
     settings = Settings.from_env()
     for job in jobs_from_destination_record(record.json_body, settings):
         logger.append_keys(job_key=job["job_key"])
@@ -136,5 +149,7 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
     records = event.get("Records") or []
     if records and records[0].get("eventSource") == "aws:sqs":
         # A record that cannot be published is returned for SQS to redeliver; the others are done.
-        return process_partial_response(event=event, record_handler=handle_destination_record, processor=processor, context=context)
+        from aws_lambda_powertools.utilities.batch import process_partial_response
+
+        return process_partial_response(event=event, record_handler=handle_destination_record, processor=_processor(), context=context)
     return notify_job_failure(event)

@@ -26,8 +26,9 @@ import math
 from datetime import datetime, timedelta, timezone
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
+from typing import TYPE_CHECKING
+
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.data_classes.s3_event import S3EventRecord
 from botocore.exceptions import ClientError
 
 from i2v import options, storage
@@ -44,6 +45,9 @@ from i2v.errors import (
     SubmitOutcomeUnknownError,
 )
 from i2v.providers import COMPLETED, FAILED, RUNNING, Provider, ProviderJob
+
+if TYPE_CHECKING:  # Powertools' event classes cost ~10 ms to import; only Submit needs them
+    from aws_lambda_powertools.utilities.data_classes.s3_event import S3EventRecord
 
 logger = Logger(child=True)
 
@@ -72,7 +76,7 @@ def job_key(bucket: str, key: str, version_id: str | None, etag: str | None) -> 
     return hashlib.sha256(identity.encode("utf-8")).hexdigest()
 
 
-def source_from_s3_record(s3_record: S3EventRecord) -> dict:
+def source_from_s3_record(s3_record: "S3EventRecord") -> dict:
     """The uploaded object of one S3 notification record, with its job key."""
     s3_object = s3_record.s3.get_object
     bucket = s3_record.s3.bucket.name
