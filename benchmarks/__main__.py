@@ -1,6 +1,6 @@
 """Run every benchmark and print the figures: `python -m benchmarks`."""
 
-from benchmarks import burst, fetch_memory, image_time, local_stack
+from benchmarks import burst, cold_start, cost, fetch_memory, image_time, local_stack
 
 
 def main() -> None:
@@ -8,9 +8,13 @@ def main() -> None:
     print()
     image_time.main()
     print()
+    cold_start.main([])
+    print()
     local_stack.main()
     print()
     burst.main([])
+    print()
+    cost.main([])
 
 
 if __name__ == "__main__":

@@ -52,7 +52,8 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
     bucket = settings.output_bucket
     thumbnail_uri = copied.thumbnail.uri if copied.thumbnail else _poster_from_input(job, bucket, keys["thumbnail"])
 
-    finished = datetime.now(timezone.utc)
+    # Whole seconds, as the manifest prints it: the notification's durations then agree with it.
+    finished = datetime.now(timezone.utc).replace(microsecond=0)
     output = {
         "video_uri": copied.video.uri,
         "thumbnail_uri": thumbnail_uri,
@@ -62,7 +63,6 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
         job,
         output={**output, "video_bytes": copied.video.size},
         finished_at=jobs.isoformat(finished),
-        total_seconds=_seconds_since(job.get("submitted_at"), finished),
         warnings=job["warnings"],
     )
     storage.write_manifest(bucket, keys["manifest"], manifest)

@@ -99,7 +99,7 @@ def test_build_manifest_carries_source_cost_timings_and_warnings():
     }
 
     manifest = storage.build_manifest(
-        job, output={"video_uri": "s3://o/v.mp4"}, finished_at="2026-11-22T10:00:41Z", total_seconds=41.0, warnings=["w"]
+        job, output={"video_uri": "s3://o/v.mp4"}, finished_at="2026-11-22T10:00:41Z", warnings=["w"]
     )
 
     assert manifest["source"]["uri"] == "s3://in/uploads/a.jpg"
@@ -110,10 +110,35 @@ def test_build_manifest_carries_source_cost_timings_and_warnings():
         "submitted_at": "2026-11-22T10:00:00Z",
         "finished_at": "2026-11-22T10:00:41Z",
         "total_seconds": 41.0,
+        "render_seconds": None,
         "poll_count": 3,
+        "checks": None,
     }
     assert manifest["warnings"] == ["w"]
     assert manifest["image"]["width"] == 640
+
+
+def test_the_manifest_and_the_notification_describe_source_and_durations_alike():
+    from datetime import datetime, timezone
+
+    from i2v import notify
+
+    job = {
+        "job_key": "k",
+        "source": {"bucket": "in", "key": "uploads/a.jpg", "etag": "e1", "version_id": None, "size": 10},
+        "submitted_at": "2026-11-22T10:00:00Z",
+        "render_seconds": 30.5,
+    }
+    finished = "2026-11-22T10:00:41Z"
+    manifest = storage.build_manifest(job, output={}, finished_at=finished, warnings=[])
+    outcome = notify.outcome_from_job(
+        job, status="succeeded", output={}, error=None, finished_at=datetime(2026, 11, 22, 10, 0, 41, tzinfo=timezone.utc)
+    )
+    assert {k: v for k, v in manifest["source"].items() if k != "size"} == outcome["source"]
+    assert {k: manifest["timings"][k] for k in outcome["durations"]} == outcome["durations"] == {
+        "total_seconds": 41.0,
+        "render_seconds": 30.5,
+    }
 
 
 def test_upload_chunks_small_body_is_one_put(s3):

@@ -22,6 +22,7 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
 from i2v import jobs
+from i2v import state as job_state
 from i2v.aws import client
 from i2v.config import OPTION_NAMES, Settings
 
@@ -104,9 +105,6 @@ def outcome_from_job(
     if status not in DETAIL_TYPES:
         raise ValueError(f"status must be 'succeeded' or 'failed' (got {status!r})")
     finished = finished_at or _now()
-    source = dict(job.get("source") or {})
-    bucket, key = source.get("bucket"), source.get("key")
-    submitted = _parse_time(job.get("submitted_at"))
     if status == "failed":
         error = error or job.get("error") or {"code": "InternalError", "message": "the job failed without a recorded reason"}
         output = None
@@ -116,23 +114,13 @@ def outcome_from_job(
         "schema_version": SCHEMA_VERSION,
         "status": status,
         "job_key": job.get("job_key"),
-        "source": {
-            "bucket": bucket,
-            "key": key,
-            "version_id": source.get("version_id"),
-            "etag": source.get("etag"),
-            "uri": f"s3://{bucket}/{key}" if bucket and key else None,
-        },
+        "source": job_state.describe_source(job),
         "provider": job.get("provider"),
         "provider_job_id": job.get("provider_job_id"),
         "options": job.get("options") or {},
         "output": output,
         "cost": job.get("cost"),
-        "durations": {
-            # Never negative, even when clocks disagree a little.
-            "total_seconds": max(0.0, round((finished - submitted).total_seconds(), 1)) if submitted else None,
-            "render_seconds": job.get("render_seconds"),
-        },
+        "durations": job_state.describe_durations(job, finished),
         "warnings": list(job.get("warnings") or []),
         "error": error,
         "submitted_at": job.get("submitted_at"),

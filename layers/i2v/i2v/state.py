@@ -10,6 +10,7 @@ and tests/unit/test_state.py checks the two agree.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 QUEUED = "queued"
@@ -96,6 +97,42 @@ def new(**values) -> dict:
         raise InvalidJobStateError(f"not job state fields: {sorted(unknown)}")
     state.update(values)
     return parse(state)
+
+
+# ---------------------------------------------------------------- shared descriptions
+# The outcome notification and the manifest describe the source and the durations the same
+# way: both are built from these two functions.
+
+
+def describe_source(job: dict, *, with_size: bool = False) -> dict:
+    source = job.get("source") or {}
+    bucket, key = source.get("bucket"), source.get("key")
+    described = {
+        "bucket": bucket,
+        "key": key,
+        "version_id": source.get("version_id"),
+        "etag": source.get("etag"),
+        "uri": f"s3://{bucket}/{key}" if bucket and key else None,
+    }
+    if with_size:
+        described["size"] = source.get("size")
+    return described
+
+
+def _seconds(start: str | None, end: datetime | None) -> float | None:
+    if not isinstance(start, str) or end is None:
+        return None
+    try:
+        began = datetime.fromisoformat(start.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return max(0.0, round((end - began).total_seconds(), 1))  # never negative, even with clock skew
+
+
+def describe_durations(job: dict, finished: datetime) -> dict:
+    """``total_seconds`` from the upload to ``finished``; ``render_seconds`` from the create until
+    the workflow saw the provider finish (None when unknown)."""
+    return {"total_seconds": _seconds(job.get("submitted_at"), finished), "render_seconds": job.get("render_seconds")}
 
 
 def markdown_table() -> str:

@@ -1,6 +1,7 @@
 """S3 helpers: presigned links, object names under the work/output prefixes, manifests, streaming uploads."""
 
 import json
+from datetime import datetime
 import os
 import re
 from collections.abc import Iterable
@@ -10,6 +11,7 @@ from pathlib import PurePosixPath
 import boto3
 from botocore.config import Config
 
+from i2v import state as job_state
 from i2v.aws import client
 
 # S3 multipart parts must be at least 5 MiB (except the last); 8 MiB keeps memory small and calls few.
@@ -88,20 +90,12 @@ def write_manifest(bucket: str, key: str, manifest: dict) -> str:
     return put_bytes(bucket, key, body, "application/json")
 
 
-def build_manifest(job: dict, *, output: dict, finished_at: str, total_seconds: float | None, warnings: list) -> dict:
+def build_manifest(job: dict, *, output: dict, finished_at: str, warnings: list) -> dict:
     """The record written beside the video: what went in, what came out, what it cost, how long it took."""
-    source = job.get("source") or {}
     return {
         "schema_version": "1",
         "job_key": job.get("job_key"),
-        "source": {
-            "bucket": source.get("bucket"),
-            "key": source.get("key"),
-            "etag": source.get("etag"),
-            "version_id": source.get("version_id"),
-            "size": source.get("size"),
-            "uri": s3_uri(source["bucket"], source["key"]) if source.get("bucket") and source.get("key") else None,
-        },
+        "source": job_state.describe_source(job, with_size=True),
         "provider": job.get("provider"),
         "provider_job_id": job.get("provider_job_id"),
         "options": job.get("options") or {},
@@ -112,8 +106,10 @@ def build_manifest(job: dict, *, output: dict, finished_at: str, total_seconds: 
         "timings": {
             "submitted_at": job.get("submitted_at"),
             "finished_at": finished_at,
-            "total_seconds": total_seconds,
+            # The same description as the notification's "durations".
+            **job_state.describe_durations(job, datetime.fromisoformat(finished_at.replace("Z", "+00:00"))),
             "poll_count": job.get("poll_count"),
+            "checks": job.get("checks"),
         },
         "warnings": list(warnings),
     }
