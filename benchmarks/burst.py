@@ -32,6 +32,12 @@ from i2v_local.stack import LocalStack
 SAMPLE = Path(__file__).resolve().parents[1] / "local" / "i2v_local" / "samples" / "harbour.jpg"
 
 
+def _epoch(text: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
 def gb_seconds(records: list[dict]) -> float:
     return sum(r["duration_ms"] / 1000.0 * r["memory_mb"] / 1024.0 for r in records)
 
@@ -67,7 +73,7 @@ def burst(stack: LocalStack, provider: str, count: int, label: str) -> dict:
     first_record = len(stack.runtime.invocations)
     first_create = len(stack.emulator_jobs())
     keys = [f"{stack.input_prefix}{label}-{i:03d}-{time.time_ns()}.jpg" for i in range(count)]
-    started = time.monotonic()
+    started, started_wall = time.monotonic(), time.time()
     with InFlightSampler(stack, provider) as sampler:
         with concurrent.futures.ThreadPoolExecutor(max_workers=min(32, count)) as pool:
             list(pool.map(lambda k: stack.upload(body, k), keys))
@@ -75,7 +81,12 @@ def burst(stack: LocalStack, provider: str, count: int, label: str) -> dict:
         makespan = time.monotonic() - started
     stack.settle(timeout=120)
     records = stack.runtime.invocations[first_record:]
-    creates = [j for j in stack.emulator_jobs()[first_create:] if j.get("http_status") == 200]
+    sent = stack.emulator_jobs()[first_create:]
+    creates = [j for j in sent if j.get("http_status") == 200]
+    by_function = Counter()
+    for r in records:
+        by_function[r["function"]] += r["duration_ms"] / 1000.0 * r["memory_mb"] / 1024.0
+    times = sorted(_epoch(j["created_at"]) for j in creates)
     per_image = Counter(j["options"]["image_url"].split("?")[0] for j in creates)
     return {
         "jobs": count,
@@ -86,6 +97,10 @@ def burst(stack: LocalStack, provider: str, count: int, label: str) -> dict:
         "rejected_creates": len([j for j in stack.emulator_jobs()[first_create:] if j.get("http_status") != 200]),
         "in_flight": sampler.most,
         "gbs_per_job": gb_seconds(records) / count,
+        "gbs_by_function": {name: seconds / count for name, seconds in by_function.most_common()},
+        # When the last accepted create reached the provider, counted from the uploads: admission's
+        # own pacing, without the renders and the machine's load after it.
+        "last_create": (times[-1] - started_wall) if times else float("nan"),
     }
 
 
@@ -120,12 +135,16 @@ def report(result: dict, faults: str) -> None:
     print(f"  makespan                                 {big['makespan']:7.1f} s")
     print(f"  bound (ceil(N/L)-1) x 60 s + one job     {result['bound']:7.1f} s")
     print(f"  makespan / bound                         {big['makespan'] / result['bound']:7.2f}x")
+    ideal = (math.ceil(big['jobs'] / result['rate']) - 1) * 60
+    print(f"  last create sent after                   {big['last_create']:7.1f} s   (the rate allows {ideal} s at the earliest)")
     print(f"  uploads failed                           {big['failed']:7d}   {dict(big['codes']) if big['failed'] else ''}")
     print(f"  duplicate creates                        {big['duplicates']:7d}   (creates refused by the provider: {big['rejected_creates']})")
     print(f"  most jobs in flight / cap                {big['in_flight']:4d} / {result['cap']}")
     print(f"  Lambda GB-s per job, N={big['jobs']:<4d}              {big['gbs_per_job']:7.3f}")
     print(f"  Lambda GB-s per job, N={small['jobs']:<4d}              {small['gbs_per_job']:7.3f}   "
           f"(ratio {big['gbs_per_job'] / small['gbs_per_job']:.2f}x)")
+    for name in sorted(set(big["gbs_by_function"]) | set(small["gbs_by_function"])):
+        print(f"    {name:<28} {big['gbs_by_function'].get(name, 0.0):7.3f}   {small['gbs_by_function'].get(name, 0.0):7.3f}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -57,7 +57,7 @@ def test_a_full_minute_reserves_the_next_turn_first_come_first_served(table):
     d = take(table, "d", clock)
     assert not c.admitted and not d.admitted
     # Two per minute: c's turn is a window (plus the margin) after a's, d's after b's, in order.
-    assert c.reserved_at == pytest.approx(T0 + 61) and c.wait_seconds == 61
+    assert c.reserved_at == pytest.approx(T0 + 62) and c.wait_seconds == 62
     assert d.reserved_at >= c.reserved_at
     clock.now = c.reserved_at
     assert take(table, "c", clock, reserved_at=c.reserved_at).admitted

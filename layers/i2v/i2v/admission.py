@@ -39,7 +39,7 @@ logger = Logger(child=True)
 RATE_WINDOW_SECONDS = 60.0
 # Our clock and the provider's differ, and the create reaches the provider a little after we
 # decide: creates are spaced this much more than the window strictly needs.
-RATE_MARGIN_SECONDS = 1.0
+RATE_MARGIN_SECONDS = 2.0
 # A reservation this close to now is taken at once.
 RESERVATION_TOLERANCE_SECONDS = 0.5
 # Conditional-write conflicts tolerated before the job simply waits and tries again.
