@@ -44,7 +44,7 @@ from i2v.errors import (
     ProviderTransientError,
     SubmitOutcomeUnknownError,
 )
-from i2v.providers import COMPLETED, FAILED, RUNNING, Provider, ProviderJob
+from i2v.providers import COMPLETED, FAILED, Provider, ProviderJob
 
 if TYPE_CHECKING:  # Powertools' event classes cost ~10 ms to import; only Submit needs them
     from aws_lambda_powertools.utilities.data_classes.s3_event import S3EventRecord
