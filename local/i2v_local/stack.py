@@ -375,7 +375,15 @@ class LocalStack:
             attrs, schema = [{"AttributeName": key["Name"], "AttributeType": kind}], [{"AttributeName": key["Name"], "KeyType": "HASH"}]
         else:
             attrs, schema = props["AttributeDefinitions"], props["KeySchema"]
-        ddb.create_table(TableName=res.physical_name, AttributeDefinitions=attrs, KeySchema=schema, BillingMode="PAY_PER_REQUEST")
+        extra = {}
+        if props.get("GlobalSecondaryIndexes"):
+            extra["GlobalSecondaryIndexes"] = [
+                {"IndexName": i["IndexName"], "KeySchema": i["KeySchema"], "Projection": i["Projection"]}
+                for i in props["GlobalSecondaryIndexes"]
+            ]
+        ddb.create_table(
+            TableName=res.physical_name, AttributeDefinitions=attrs, KeySchema=schema, BillingMode="PAY_PER_REQUEST", **extra
+        )
         ttl = props.get("TimeToLiveSpecification")
         if ttl and ttl.get("Enabled"):
             ddb.update_time_to_live(TableName=res.physical_name, TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True})
@@ -606,6 +614,10 @@ class LocalStack:
             "lambda_invocations_url": self.runtime.invocations_url if self.runtime else None,
             "aws_faults_url": f"{self.endpoint_url}{AWS_FAULTS_PATH}",
         }
+
+    def stack_outputs(self) -> dict:
+        """The template's Outputs by name, resolved as CloudFormation would (`describe-stacks`)."""
+        return self._fix(dict(self.template.outputs))
 
     @property
     def input_bucket(self) -> str:

@@ -12,6 +12,11 @@ most one per upload, even across crashes:
 A retry that finds "submitted" reuses the recorded job; one that finds "submitting" cannot
 know whether the provider started a job, so it fails with SubmitOutcomeUnknownError instead
 of paying again. Other steps may add their own attributes to the record.
+
+For the operator (`i2v jobs`, `i2v show`, `i2v cost`) every record also carries a listing:
+`job_status` (running, then succeeded / failed) and `created_at`, the key of the table's
+`ByStatus` index, plus the source, and once the outcome is known its cost, time to video and
+the outcome itself (`record_outcome`).
 """
 
 import hashlib
@@ -44,6 +49,9 @@ TIMED_OUT = "timed_out"
 SUBMITTING = "submitting"
 SUBMITTED = "submitted"
 RECORD_TTL_DAYS = 30
+# The jobs table's index for listing jobs newest first (partition job_status, sort created_at).
+STATUS_INDEX = "ByStatus"
+LISTED_STATUSES = ("running", "succeeded", "failed")
 # A Standard workflow holds 25,000 history events; one poll loop costs about ten of them.
 MAX_POLLS = 2000
 # Errors that prove the provider started no job, so the claim can be released.
@@ -184,21 +192,29 @@ def get_record(key: str, settings: Settings) -> dict | None:
     return record
 
 
-def claim_submission(key: str, *, provider: str, settings: Settings, now: datetime) -> dict | None:
+def claim_submission(
+    key: str, *, provider: str, settings: Settings, now: datetime, source: dict | None = None
+) -> dict | None:
     """Claim the right to call the provider's create for this job.
 
     Returns None when the claim is ours, or the existing record when someone got there first.
     """
+    item = {
+        "job_key": {"S": key},
+        "state": {"S": SUBMITTING},
+        "provider": {"S": provider},
+        "created_at": {"S": isoformat(now)},
+        "expires_at": {"N": _ttl(now)},
+        # The listing (STATUS_INDEX): a job is "running" from the moment its create may be sent.
+        "job_status": {"S": RUNNING},
+    }
+    for name in ("bucket", "key"):
+        if source and source.get(name):
+            item[f"source_{name}"] = {"S": str(source[name])}
     try:
         client("dynamodb").put_item(
             TableName=settings.jobs_table,
-            Item={
-                "job_key": {"S": key},
-                "state": {"S": SUBMITTING},
-                "provider": {"S": provider},
-                "created_at": {"S": isoformat(now)},
-                "expires_at": {"N": _ttl(now)},
-            },
+            Item=item,
             ConditionExpression="attribute_not_exists(job_key)",
         )
         return None
@@ -240,14 +256,21 @@ def release_claim(key: str, *, settings: Settings) -> None:
 
 
 def ensure_provider_job(
-    key: str, provider: Provider, image_url: str, job_options: dict, *, settings: Settings, now: datetime
+    key: str,
+    provider: Provider,
+    image_url: str,
+    job_options: dict,
+    *,
+    settings: Settings,
+    now: datetime,
+    source: dict | None = None,
 ) -> ProviderJob:
     """The provider job for this upload: created at most once, reused on every retry."""
     # Read the key before claiming: a key that cannot be read (missing secret, throttling,
     # no permission) must fail this attempt for S3 to retry, not leave a claim that makes
     # the retry look like a create that was sent.
     provider.load_api_key()
-    existing = claim_submission(key, provider=provider.name, settings=settings, now=now)
+    existing = claim_submission(key, provider=provider.name, settings=settings, now=now, source=source)
     if existing is not None:
         if existing.get("state") == SUBMITTED and "provider_job" in existing:
             logger.info("reusing the provider job recorded by an earlier attempt")
@@ -263,6 +286,58 @@ def ensure_provider_job(
         raise
     record_submission(key, job, settings=settings, now=now)
     return job
+
+
+def record_outcome(outcome: dict, *, settings: Settings, now: datetime | None = None) -> None:
+    """The listing attributes of a finished job, from its outcome notification body.
+
+    Idempotent (the same outcome writes the same values), so the notifier may call it on every
+    attempt. A job that failed before its create call has no record yet: this creates it.
+    """
+    now = now or datetime.now(timezone.utc)
+    source = outcome.get("source") or {}
+    durations = outcome.get("durations") or {}
+    cost = outcome.get("cost") or {}
+    stored = {key: value for key, value in outcome.items() if key != "output"}
+    output = dict(outcome.get("output") or {})
+    # A presigned link dies with the signer's credentials: `i2v show` signs a fresh one.
+    output.pop("download_url", None)
+    output.pop("download_url_expires_at", None)
+    stored["output"] = output or None
+    values = {
+        ":status": {"S": outcome["status"]},
+        ":created": {"S": outcome.get("submitted_at") or isoformat(now)},
+        ":finished": {"S": outcome.get("finished_at") or isoformat(now)},
+        ":outcome": {"S": json.dumps(stored, ensure_ascii=False)},
+        ":ttl": {"N": _ttl(now)},
+    }
+    sets = [
+        "job_status = :status",
+        "created_at = if_not_exists(created_at, :created)",
+        "finished_at = :finished",
+        "outcome = :outcome",
+        "expires_at = if_not_exists(expires_at, :ttl)",
+    ]
+    optional = {
+        "provider": ("S", outcome.get("provider")),
+        "source_bucket": ("S", source.get("bucket")),
+        "source_key": ("S", source.get("key")),
+        "total_seconds": ("N", durations.get("total_seconds")),
+        "cost_usd": ("N", cost.get("amount") if cost.get("currency") == "USD" else None),
+        "cost_credits": ("N", cost.get("credits")),
+        "error_code": ("S", (outcome.get("error") or {}).get("code")),
+        "video_uri": ("S", output.get("video_uri")),
+    }
+    for name, (kind, value) in optional.items():
+        if value is not None and value != "":
+            sets.append(f"{name} = :{name}")
+            values[f":{name}"] = {kind: str(value)}
+    client("dynamodb").update_item(
+        TableName=settings.jobs_table,
+        Key={"job_key": {"S": outcome["job_key"]}},
+        UpdateExpression="SET " + ", ".join(sets),
+        ExpressionAttributeValues=values,
+    )
 
 
 # ---------------------------------------------------------------- submit
@@ -356,7 +431,9 @@ def submit_upload(source: dict, provider: Provider, *, settings: Settings, now: 
     state = new_job_state(key=key, source=source, provider=provider.name, settings=settings, now=now)
     try:
         image_url = prepare_submission(state, provider, settings=settings)
-        job = ensure_provider_job(key, provider, image_url, state["options"], settings=settings, now=now)
+        job = ensure_provider_job(
+            key, provider, image_url, state["options"], settings=settings, now=now, source=state["source"]
+        )
         apply_provider_job(state, job)
     except PipelineError as error:
         logger.warning("upload failed before rendering", extra={"code": error.code, "reason": error.message})

@@ -414,6 +414,8 @@ def publish_outcome(outcome: dict) -> dict:
     if not settings.jobs_table:
         raise ValueError("JOBS_TABLE is not set: without it a notification could be sent twice")
     job_key = outcome["job_key"]
+    # The job's listing first (idempotent): `i2v jobs` shows the outcome even if a channel fails.
+    jobs.record_outcome(outcome, settings=settings, now=_now())
     token = uuid.uuid4().hex  # recognises our own lease when releasing it
     old = _claim(settings.jobs_table, job_key, outcome["status"], token)
     if old is None:
