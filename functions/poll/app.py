@@ -19,7 +19,8 @@ metrics = Metrics()
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    provider = get_provider(Settings.from_env(), remaining_ms=context.get_remaining_time_in_millis)
+    # The job's own provider: one stack may use both.
+    provider = get_provider(Settings.from_env(), name=event.get("provider"), remaining_ms=context.get_remaining_time_in_millis)
     # ProviderTransientError propagates: the state machine retries it with backoff.
     state = jobs.poll_job_state(event, provider, now=datetime.now(timezone.utc))
     metrics.add_metric(name="ProviderPolls", unit=MetricUnit.Count, value=1)

@@ -5,6 +5,7 @@ A ResultFetchError (refused host, oversize, expired link) propagates: the state 
 Catch sends it to the failure notifier.
 """
 
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -31,8 +32,9 @@ def _seconds_since(text: str | None, now: datetime) -> float | None:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    settings = Settings.from_env()
     job = dict(event)
+    # Results are fetched from the hosts of the job's own provider (one stack may use both).
+    settings = replace(Settings.from_env(), provider=job.get("provider") or Settings.from_env().provider)
     # From submission until the workflow found the job completed (this task runs right after):
     # it includes image preparation, the provider's queue and up to one poll interval, not render time alone.
     job["render_seconds"] = _seconds_since(job.get("submitted_at"), datetime.now(timezone.utc))

@@ -29,7 +29,13 @@ IDEMPOTENCY_CONFIG = IdempotencyConfig(expires_after_seconds=7 * 24 * 3600)
 def submit_object(record: dict, settings: Settings, context: LambdaContext) -> dict:
     logger.set_correlation_id(record["job_key"])
     provider = get_provider(settings, remaining_ms=context.get_remaining_time_in_millis)
-    state = jobs.submit_upload(record, provider, settings=settings, now=datetime.now(timezone.utc))
+
+    def provider_for(name: str):  # an image's `provider=` metadata may choose the other one
+        return get_provider(settings, name=name, remaining_ms=context.get_remaining_time_in_millis)
+
+    state = jobs.submit_upload(
+        record, provider, settings=settings, now=datetime.now(timezone.utc), provider_for=provider_for
+    )
     if state["status"] == FAILED:
         metrics.add_metric(name="JobsRejected", unit=MetricUnit.Count, value=1)
     else:

@@ -350,7 +350,9 @@ class LocalStack:
         sm = self.client("secretsmanager")
         params = self.template.parameters
         if params.get("ProviderApiKeySecretName") and self.emulator is not None:
-            sm.create_secret(Name=params["ProviderApiKeySecretName"], SecretString=self.api_key)
+            # Both providers configured (the emulator speaks both APIs), as a JSON secret of keys.
+            keys = {"nohuman": self.api_key, "nanobanana": self.api_key}
+            sm.create_secret(Name=params["ProviderApiKeySecretName"], SecretString=json.dumps(keys))
         if self.receiver is not None and params.get("WebhookSecretName") == WEBHOOK_SECRET_NAME:
             sm.create_secret(Name=WEBHOOK_SECRET_NAME, SecretString=self.receiver.secret)
 

@@ -22,6 +22,7 @@ the outcome itself (`record_outcome`).
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from urllib.parse import unquote_plus
 
@@ -29,16 +30,18 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes.s3_event import S3EventRecord
 from botocore.exceptions import ClientError
 
-from i2v import options, storage
+from i2v import options, spend, storage
 from i2v.aws import client
 from i2v.config import Settings
 from i2v.errors import (
     ImageError,
+    InvalidOptionError,
     PipelineError,
     ProviderAuthError,
     ProviderJobFailedError,
     ProviderRejectedError,
     ProviderTransientError,
+    SpendCapReachedError,
     SubmitOutcomeUnknownError,
 )
 from i2v.providers import COMPLETED, FAILED, RUNNING, Provider, ProviderJob
@@ -55,7 +58,7 @@ LISTED_STATUSES = ("running", "succeeded", "failed")
 # A Standard workflow holds 25,000 history events; one poll loop costs about ten of them.
 MAX_POLLS = 2000
 # Errors that prove the provider started no job, so the claim can be released.
-NOTHING_CREATED = (ProviderAuthError, ProviderRejectedError, ProviderTransientError)
+NOTHING_CREATED = (ProviderAuthError, ProviderRejectedError, ProviderTransientError, SpendCapReachedError)
 
 
 # ---------------------------------------------------------------- identity
@@ -280,7 +283,7 @@ def ensure_provider_job(
             "its outcome is unknown; nothing was resubmitted, to avoid paying twice"
         )
     try:
-        job = provider.create_job(image_url, job_options)
+        job = spend.create_within_caps(provider, image_url, job_options, table=settings.jobs_table, now=now)
     except NOTHING_CREATED:
         release_claim(key, settings=settings)
         raise
@@ -383,7 +386,10 @@ def prepare_submission(state: dict, provider: Provider, *, settings: Settings) -
     """
     source = state["source"]
     head = _head(source["bucket"], source["key"], source["version_id"])
-    metadata = head.get("Metadata", {})
+    # `provider=` chose the provider (choose_provider); what remains are the options.
+    asked, metadata = options.split_provider(head.get("Metadata", {}), provider.name)
+    if asked != provider.name:
+        raise InvalidOptionError(f"this upload asks for provider {asked}, but was submitted to {provider.name}")
     # What was asked for stays in the state if validation fails, so the notification shows it.
     state["options"] = options.requested_options(provider.name, settings.default_options, metadata)
     state["options"], option_warnings = options.resolve_options_with_warnings(
@@ -421,7 +427,23 @@ def prepare_submission(state: dict, provider: Provider, *, settings: Settings) -
     return storage.presign_get(settings.output_bucket, work_key, settings.presign_expiry_seconds)
 
 
-def submit_upload(source: dict, provider: Provider, *, settings: Settings, now: datetime) -> dict:
+def choose_provider(state: dict, default: Provider, provider_for: Callable[[str], Provider]) -> Provider:
+    """The provider the upload's `provider=` metadata names (else the stack's default)."""
+    source = state["source"]
+    head = _head(source["bucket"], source["key"], source["version_id"])
+    name, _ = options.split_provider(head.get("Metadata", {}), default.name)
+    state["provider"] = name
+    return default if name == default.name else provider_for(name)
+
+
+def submit_upload(
+    source: dict,
+    provider: Provider,
+    *,
+    settings: Settings,
+    now: datetime,
+    provider_for: Callable[[str], Provider] | None = None,
+) -> dict:
     """Everything submit does for one uploaded object; returns the job state it started the workflow with.
 
     Failures we understand still start the workflow (status "failed") so the upload gets its one
@@ -430,6 +452,8 @@ def submit_upload(source: dict, provider: Provider, *, settings: Settings, now: 
     key = job_key(source["bucket"], source["key"], source.get("version_id"), source.get("etag"))
     state = new_job_state(key=key, source=source, provider=provider.name, settings=settings, now=now)
     try:
+        if provider_for is not None:
+            provider = choose_provider(state, provider, provider_for)
         image_url = prepare_submission(state, provider, settings=settings)
         job = ensure_provider_job(
             key, provider, image_url, state["options"], settings=settings, now=now, source=state["source"]
