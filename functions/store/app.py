@@ -67,6 +67,9 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
     notify.publish_outcome(outcome)
 
     _record_metrics(job)
+    total_seconds = (manifest.get("timings") or {}).get("total_seconds")
+    if total_seconds is not None:  # upload to stored video: the dashboard's p50 / p90
+        metrics.add_metric(name="TimeToVideo", unit=MetricUnit.Seconds, value=total_seconds)
     logger.info("Video stored", extra={"video_uri": output["video_uri"], "bytes": copied.video.size, "warnings": len(job["warnings"])})
     return {"job_key": job["job_key"], "status": "succeeded", "video_uri": output["video_uri"]}
 

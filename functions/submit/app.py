@@ -38,6 +38,8 @@ def submit_object(record: dict, settings: Settings, context: LambdaContext) -> d
     )
     if state["status"] == FAILED:
         metrics.add_metric(name="JobsRejected", unit=MetricUnit.Count, value=1)
+        if (state.get("error") or {}).get("code") == "SpendCapReached":
+            metrics.add_metric(name="SpendCapRejections", unit=MetricUnit.Count, value=1)
     else:
         metrics.add_metric(name="JobsSubmitted", unit=MetricUnit.Count, value=1)
     logger.info("job started", extra={"status": state["status"], "provider_job_id": state["provider_job_id"]})
