@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 EMULATOR_NOTICE = (
-    "NOTE: the provider is a local EMULATOR of the {provider} API (no account, no key, no cost); "
-    "it renders a simple zoom/pan video of your image with ffmpeg."
+    "NOTE: the providers are a local EMULATOR of the NoHuman Studio and NanoBanana Video APIs (default: {provider}; "
+    "no account, no key, no cost); it renders a simple zoom/pan video of your image with ffmpeg."
 )
 
 

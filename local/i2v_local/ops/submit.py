@@ -137,7 +137,8 @@ def refresh(target, job: Job) -> None:
             return
     state = current_state(target, job)
     if state is None:
-        job.phase = "submitting" if record else "queued"
+        # A claimed record means the create call is out (NanoBanana renders inside it).
+        job.phase = "rendering" if record else "queued"
     elif state == "Store":
         job.phase = "storing"
     elif state in ("NotifyFailure", "FailureNotified", "NotificationUndeliverable"):
@@ -157,7 +158,7 @@ def predicted_seconds(target, provider: str | None, cache: dict) -> float | None
     return cache[provider]
 
 
-def progress_line(job: Job, predicted: float | None) -> str:
+def progress_line(job: Job, predicted: float | None, width: int = 0) -> str:
     elapsed = time.monotonic() - job.started
     text = job.phase
     if job.phase == "rendering":
@@ -169,7 +170,7 @@ def progress_line(job: Job, predicted: float | None) -> str:
             text += f" {error.get('code')}: {error.get('message')}"
         else:
             text += f" in {seconds_text(job.record.get('total_seconds'))}"
-    return f"{job.key}  [{job.provider or '?'}]  {text}"
+    return f"{job.key:<{width}}  {job.provider or '-':<10}  {text}"
 
 
 class Progress:
@@ -181,19 +182,19 @@ class Progress:
         self.last: dict[str, str] = {}
         self.drawn = 0
 
-    def show(self, lines: dict[str, str]) -> None:
+    def show(self, lines: dict[str, tuple[str, str]]) -> None:
+        """lines: key -> (phase, text)."""
         if self.tty:
             if self.drawn:
                 self.stream.write(f"\x1b[{self.drawn}F")
-            for line in lines.values():
+            for _, line in lines.values():
                 self.stream.write("\x1b[2K" + line + "\n")
             self.drawn = len(lines)
         else:
-            for key, line in lines.items():
-                phase_text = line.split("]  ", 1)[-1].split(" ")[0]
-                if self.last.get(key) != phase_text:
+            for key, (phase, line) in lines.items():
+                if self.last.get(key) != phase:
                     self.stream.write(line + "\n")
-                    self.last[key] = phase_text
+                    self.last[key] = phase
         self.stream.flush()
 
 
@@ -259,7 +260,10 @@ def run(target, args, out) -> int:
         for job in jobs:
             if not job.finished:
                 refresh(target, job)
-        progress.show({j.key: progress_line(j, predicted_seconds(target, j.provider, predictions)) for j in jobs})
+        width = max(len(j.key) for j in jobs)
+        progress.show(
+            {j.key: (j.phase, progress_line(j, predicted_seconds(target, j.provider, predictions), width)) for j in jobs}
+        )
         if all(j.finished for j in jobs) or time.monotonic() >= deadline:
             break
         time.sleep(args.interval)
