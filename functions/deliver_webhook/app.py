@@ -5,6 +5,7 @@ reported as a batch item failure; after the queue's maxReceiveCount SQS moves it
 """
 
 import json
+import time
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
@@ -23,6 +24,9 @@ metrics = Metrics()
 
 # Failures are reported per message; an all-failed batch is not an error of the function.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+# When this invocation started (time.monotonic()): close to when SQS handed over the batch,
+# which is where SQS's 12-hour visibility limit counts from.
+_invocation_started = time.monotonic()
 
 
 def outcome_from_body(body: str) -> dict:
@@ -39,22 +43,33 @@ def _postpone(record: SQSRecord, delay_seconds: int) -> None:
     """Hide the message until the next attempt is due (needs sqs:GetQueueUrl on the queue)."""
     *_, account, queue_name = record.event_source_arn.split(":")
     sqs = client("sqs")
+    timeout = webhooks.visibility_timeout(delay_seconds, time.monotonic() - _invocation_started)
     try:
         queue_url = sqs.get_queue_url(QueueName=queue_name, QueueOwnerAWSAccountId=account)["QueueUrl"]
-        sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=record.receipt_handle, VisibilityTimeout=delay_seconds)
+        sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=record.receipt_handle, VisibilityTimeout=timeout)
     except ClientError:
         # Logged, not raised: the message still fails (the caller raises next) and comes back
         # after the queue's own visibility timeout instead of the backoff delay.
         logger.exception("Could not postpone the next attempt", extra={"message_id": record.message_id})
 
 
-@tracer.capture_method
+@tracer.capture_method(capture_response=False)
 def deliver_record(record: SQSRecord) -> None:
     settings = Settings.from_env()
     outcome = outcome_from_body(record.body)
     attempt = int(record.attributes.approximate_receive_count or 1)
     msg_id = webhooks.message_id(outcome["job_key"], outcome["status"])
     secret = secret_string(settings.webhook_secret_name)
+    try:
+        webhooks.validate_secret(secret)
+    except webhooks.InvalidWebhookSecretError as exc:
+        # Nothing is signed with a malformed key; the message is retried, then kept in the DLQ
+        # until the secret is fixed and the DLQ redriven.
+        logger.error(
+            "Webhook secret is malformed; not delivering",
+            extra={"secret_name": settings.webhook_secret_name, "reason": str(exc)},
+        )
+        raise
     result = webhooks.deliver(
         settings.webhook_url, outcome, secret, msg_id, attempt, allow_insecure=settings.allow_insecure_webhook
     )
@@ -74,9 +89,11 @@ def deliver_record(record: SQSRecord) -> None:
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)  # responses may carry links
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    global _invocation_started
+    _invocation_started = time.monotonic()
     settings = Settings.from_env()
     if not settings.webhook_url:
         logger.info("No webhook configured; nothing to deliver")

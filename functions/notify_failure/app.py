@@ -122,7 +122,7 @@ def handle_destination_record(record: SQSRecord) -> None:
 
 
 @logger.inject_lambda_context(correlation_id_path="job_key")
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)  # responses may carry links
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     records = event.get("Records") or []

@@ -16,13 +16,14 @@ metrics = Metrics()
 
 
 @logger.inject_lambda_context(correlation_id_path="job_key")
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)  # the job state carries result links
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    settings = Settings.from_env()
     # The job's own provider: one stack may use both.
-    provider = get_provider(Settings.from_env(), name=event.get("provider"), remaining_ms=context.get_remaining_time_in_millis)
+    provider = get_provider(settings, name=event.get("provider"), remaining_ms=context.get_remaining_time_in_millis)
     # ProviderTransientError propagates: the state machine retries it with backoff.
-    state = jobs.poll_job_state(event, provider, now=datetime.now(timezone.utc))
+    state = jobs.poll_job_state(event, provider, now=datetime.now(timezone.utc), settings=settings)
     metrics.add_metric(name="ProviderPolls", unit=MetricUnit.Count, value=1)
     logger.info("polled", extra={"status": state["status"], "poll_count": state["poll_count"]})
     return state

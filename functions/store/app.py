@@ -2,7 +2,9 @@
 manifest beside it, and publish the success notification.
 
 A ResultFetchError (refused host, oversize, expired link) propagates: the state machine's
-Catch sends it to the failure notifier.
+Catch sends it to the failure notifier. Once the success notification went out the job has
+succeeded: nothing after it may fail the task, and a retried Store that finds the outcome
+already published returns at once (a re-download could fail on a link that has expired since).
 """
 
 from dataclasses import replace
@@ -11,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from i2v import fetch, jobs, notify, storage
 from i2v.config import Settings
@@ -29,7 +31,7 @@ def _seconds_since(text: str | None, now: datetime) -> float | None:
 
 
 @logger.inject_lambda_context(correlation_id_path="job_key")
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     job = dict(event)
@@ -40,7 +42,14 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
     job["render_seconds"] = _seconds_since(job.get("submitted_at"), datetime.now(timezone.utc))
 
     keys = storage.output_keys(settings, job["job_key"], job["source"]["key"])
-    copied = fetch.copy_results(job.get("result"), keys, settings)
+    video_uri = storage.s3_uri(settings.output_bucket, keys["video"])
+    if notify.notified_status(job["job_key"]) == "succeeded":
+        logger.info("Success already published by an earlier attempt; nothing to do", extra={"video_uri": video_uri})
+        return {"job_key": job["job_key"], "status": "succeeded", "video_uri": video_uri}
+
+    # The job state's links have no query (signatures stay out of the execution history); the
+    # links as the provider gave them are kept for a short while in the jobs table.
+    copied = fetch.copy_results(jobs.result_links(job, settings=settings), keys, settings)
     job["warnings"] = list(job.get("warnings") or []) + copied.warnings
     bucket = settings.output_bucket
     thumbnail_uri = copied.thumbnail.uri if copied.thumbnail else _poster_from_input(job, bucket, keys["thumbnail"])
@@ -64,14 +73,31 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
     output["download_url_expires_at"] = jobs.isoformat(finished + timedelta(seconds=settings.presign_expiry_seconds))
     # The notification carries the manifest's finish time, so the two agree.
     outcome = notify.outcome_from_job(job, status="succeeded", output=output, error=None, finished_at=finished)
-    notify.publish_outcome(outcome)
+    try:
+        notify.publish_outcome(outcome)
+    except (ClientError, BotoCoreError) as exc:
+        # botocore raises modeled subclasses (ThrottledException, ...) whose names a Retry on
+        # ClientError does not match: one name the state machine retries, the cause kept.
+        raise notify.OutcomePublishError(f"publishing the success notification failed: {exc}") from exc
 
-    _record_metrics(job)
-    total_seconds = (manifest.get("timings") or {}).get("total_seconds")
-    if total_seconds is not None:  # upload to stored video: the dashboard's p50 / p90
-        metrics.add_metric(name="TimeToVideo", unit=MetricUnit.Seconds, value=total_seconds)
-    logger.info("Video stored", extra={"video_uri": output["video_uri"], "bytes": copied.video.size, "warnings": len(job["warnings"])})
+    job["total_seconds"] = (manifest.get("timings") or {}).get("total_seconds")
+    _after_publish(job, copied.video.size, output["video_uri"], settings)
     return {"job_key": job["job_key"], "status": "succeeded", "video_uri": output["video_uri"]}
+
+
+def _after_publish(job: dict, video_bytes: int, video_uri: str, settings: Settings) -> None:
+    """Forget the signed links, metrics and the closing log line: best effort, because the job
+    has already succeeded (the links also expire with DynamoDB's TTL)."""
+    try:
+        jobs.forget_result_links(job["job_key"], settings=settings)
+    except Exception:  # noqa: BLE001 - deliberately broad: raising now would report a failure after the success
+        logger.exception("Could not delete the kept result links; DynamoDB's TTL will")
+    try:
+        _record_metrics(job)
+        details = {"video_uri": video_uri, "bytes": video_bytes, "warnings": len(job["warnings"])}
+        logger.info("Video stored", extra=details)
+    except Exception:  # noqa: BLE001 - deliberately broad: raising now would report a failure after the success
+        logger.exception("Recording the stored video's metrics failed; the job still succeeded")
 
 
 def _poster_from_input(job: dict, bucket: str, key: str) -> str | None:
@@ -88,10 +114,12 @@ def _poster_from_input(job: dict, bucket: str, key: str) -> str | None:
 
 def _record_metrics(job: dict) -> None:
     metrics.add_metric(name="JobsSucceeded", unit=MetricUnit.Count, value=1)
+    if job.get("total_seconds") is not None:  # upload to stored video: the dashboard's p50 / p90
+        metrics.add_metric(name="TimeToVideo", unit=MetricUnit.Seconds, value=job["total_seconds"])
     if job.get("render_seconds") is not None:
         metrics.add_metric(name="RenderSeconds", unit=MetricUnit.Seconds, value=job["render_seconds"])
     cost = job.get("cost") or {}
-    if cost.get("credits") is not None:
+    if isinstance(cost.get("credits"), (int, float)):
         metrics.add_metric(name="CreditsUsed", unit=MetricUnit.Count, value=float(cost["credits"]))
-    elif cost.get("amount") is not None and cost.get("currency") == "USD":
+    elif isinstance(cost.get("amount"), (int, float)) and cost.get("currency") == "USD":
         metrics.add_metric(name="CostUSD", unit=MetricUnit.NoUnit, value=float(cost["amount"]))

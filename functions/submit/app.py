@@ -47,7 +47,7 @@ def submit_object(record: dict, settings: Settings, context: LambdaContext) -> d
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)  # responses may carry links
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     settings = Settings.from_env()

@@ -107,3 +107,31 @@ def test_job_that_outlives_max_wait_times_out(stack):
     assert note["status"] == "failed"
     assert note["error"]["code"] == "TimedOut"
     assert "timed out after 1 minutes" in note["error"]["message"]
+
+
+def test_a_japanese_prompt_and_a_photo_with_gps_arrive_decoded_and_without_the_position(stack, tmp_path):
+    import base64
+    import io
+    import json
+
+    from PIL import Image
+
+    prompt = "夕暮れの港、ゆっくりとズームイン 🌅"
+    encoded = "=?UTF-8?B?" + base64.b64encode(prompt.encode()).decode() + "?="
+    exif = Image.Exif()
+    exif.get_ifd(0x8825).update({1: "N", 2: (59.0, 19.0, 42.0), 3: "E", 4: (18.0, 4.0, 6.0)})
+    photo = io.BytesIO()
+    Image.open(io.BytesIO(jpeg())).save(photo, "JPEG", quality=90, exif=exif.tobytes())
+    key = f"{stack.input_prefix}{unique('gps-ja.jpg')}"
+
+    stack.upload(photo.getvalue(), key, {"prompt": encoded})
+    note = outcome(stack, key)
+
+    assert note["status"] == "succeeded", note
+    assert note["options"]["prompt"] == prompt
+    assert create_requests(stack)[-1]["options"]["prompt"] == prompt
+    download(stack, note["output"]["manifest_uri"], tmp_path / "manifest.json")
+    image = json.loads((tmp_path / "manifest.json").read_text())["image"]
+    sent = stack.client("s3").get_object(Bucket=image["bucket"], Key=image["key"])["Body"].read()
+    assert b"Exif" not in sent
+    assert not Image.open(io.BytesIO(sent)).getexif().get_ifd(0x8825)

@@ -25,8 +25,8 @@ def _template_with(tmp_path: Path, old: str, new: str) -> Path:
 def test_an_upper_case_bucket_name_stops_the_stack_before_anything_is_provisioned(tmp_path):
     template = _template_with(
         tmp_path,
-        'BucketName: !Sub "${AWS::StackName}-input-${AWS::AccountId}-${AWS::Region}"',
-        'BucketName: !Sub "${AWS::StackName}-Input-${AWS::AccountId}-${AWS::Region}"',
+        '- "i2v-input-${StackUuid}"',
+        '- "i2v-Input-${StackUuid}"',
     )
     with pytest.raises(StackLimitError, match="Bucket name should not contain uppercase characters"):
         with start_stack("nanobanana", template=template, webhook=False):

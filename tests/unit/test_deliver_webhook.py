@@ -281,3 +281,30 @@ def test_body_that_is_not_json_is_a_failure(aws, lambda_context):
     _send(aws["queue"], "not json at all")
     event = _receive_event(aws["queue"])
     assert app.lambda_handler(event, lambda_context)["batchItemFailures"] == [{"itemIdentifier": event["Records"][0]["messageId"]}]
+
+
+@responses.activate
+def test_a_long_retry_after_is_capped_at_the_sqs_limit_from_receipt(aws, lambda_context, monkeypatch):
+    responses.post(URL, status=503, headers={"Retry-After": str(3 * 24 * 3600)})
+    _send(aws["queue"], json.dumps(_outcome()))
+    event = _receive_event(aws["queue"])
+    clock = iter([1000.0, 1000.0 + 30])  # handler start, then the postpone 30 s later
+    monkeypatch.setattr(app.time, "monotonic", lambda: next(clock))
+
+    app.lambda_handler(event, lambda_context)
+
+    assert aws["visibility_changes"] == [12 * 3600 - 60 - 30]
+
+
+@responses.activate
+def test_a_malformed_secret_is_never_used_to_sign(aws, lambda_context):
+    responses.post(URL, status=200)
+    client("secretsmanager").put_secret_value(SecretId="i2v/webhook", SecretString="whsec_abc")
+    parameters.clear_caches()
+    _send(aws["queue"], json.dumps(_outcome()))
+    event = _receive_event(aws["queue"])
+
+    result = app.lambda_handler(event, lambda_context)
+
+    assert result == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+    assert len(responses.calls) == 0

@@ -2,6 +2,7 @@
 
 import io
 import socket
+import time
 from dataclasses import replace
 
 import boto3
@@ -14,10 +15,17 @@ from moto import mock_aws
 from i2v.config import Settings
 from i2v.errors import ResultFetchError
 from i2v.fetch import allowed_result_hosts, fetch_to_s3
+from tests.loopback import LoopbackServer, answer, rebinding_resolver, second_loopback_server
 
 BUCKET = "out-bucket"
 VIDEO_URL = "https://cdn.nanobananavideo.com/videos/vid_1.mp4"
 PUBLIC_IP = "93.184.216.34"
+FTYP = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
+
+
+def mp4(size: int) -> bytes:
+    """``size`` bytes that start like an MP4 file."""
+    return (FTYP + b"v" * size)[:size]
 
 
 def resolver(table: dict):
@@ -64,14 +72,14 @@ def fetch(url, settings, key="videos/v.mp4"):
 
 
 def test_streams_the_result_into_s3(s3, http, dns, settings):
-    http.get(VIDEO_URL, body=b"v" * 900, content_type="video/mp4")
+    http.get(VIDEO_URL, body=mp4(900), content_type="video/mp4")
 
     fetched = fetch(VIDEO_URL, settings)
 
     assert fetched.size == 900
     assert fetched.uri == f"s3://{BUCKET}/videos/v.mp4"
     stored = s3.get_object(Bucket=BUCKET, Key="videos/v.mp4")
-    assert stored["Body"].read() == b"v" * 900
+    assert stored["Body"].read() == mp4(900)
     assert stored["ContentType"] == "video/mp4"
     assert http.calls[0].request.req_kwargs["stream"] is True
     assert http.calls[0].request.req_kwargs["timeout"] == (10, 60)
@@ -79,9 +87,9 @@ def test_streams_the_result_into_s3(s3, http, dns, settings):
 
 def test_follows_a_redirect_within_the_provider(s3, http, dns, settings):
     http.get(VIDEO_URL, status=302, headers={"Location": "https://media.nanobananavideo.com/v.mp4?sig=abc"})
-    http.get("https://media.nanobananavideo.com/v.mp4", body=b"ok")
+    http.get("https://media.nanobananavideo.com/v.mp4", body=mp4(30))
 
-    assert fetch(VIDEO_URL, settings).size == 2
+    assert fetch(VIDEO_URL, settings).size == 30
 
 
 def test_plain_http_is_refused(s3, http, dns, settings):
@@ -106,9 +114,9 @@ def test_suffix_trick_is_refused(s3, http, dns, settings):
 
 def test_configured_hosts_replace_the_provider_defaults(s3, http, dns, settings):
     configured = replace(settings, result_allowed_hosts=("results.example.net",))
-    http.get("https://a.results.example.net/v.mp4", body=b"x")
+    http.get("https://a.results.example.net/v.mp4", body=mp4(20))
 
-    assert fetch("https://a.results.example.net/v.mp4", configured).size == 1
+    assert fetch("https://a.results.example.net/v.mp4", configured).size == 20
     with pytest.raises(ResultFetchError, match="not one of the allowed hosts"):
         fetch(VIDEO_URL, configured)
 
@@ -180,7 +188,7 @@ def test_oversize_by_content_length_is_refused_before_reading(s3, http, dns, set
 def test_oversize_by_streamed_count_is_refused_and_nothing_is_left(s3, http, dns, settings):
     big = replace(settings, max_result_bytes=10 * 1024 * 1024)
     # No Content-Length: only counting the stream can catch it; 12 MiB starts a multipart upload.
-    http.get(VIDEO_URL, body=b"v" * (12 * 1024 * 1024), auto_calculate_content_length=False)
+    http.get(VIDEO_URL, body=mp4(12 * 1024 * 1024), auto_calculate_content_length=False)
 
     with pytest.raises(ResultFetchError, match="over the 10485760-byte limit"):
         fetch(VIDEO_URL, big)
@@ -234,7 +242,7 @@ class _DroppingBody(io.RawIOBase):
         if self.sent >= 9 * 1024 * 1024:
             raise urllib3.exceptions.ProtocolError("Connection broken: IncompleteRead")
         size = min(len(buffer), 1024 * 1024)
-        buffer[:size] = b"v" * size
+        buffer[:size] = mp4(size)
         self.sent += size
         return size
 
@@ -260,13 +268,152 @@ def test_unresolvable_host_is_refused(s3, http, settings, monkeypatch):
 
 def test_loopback_http_is_allowed_only_with_the_local_switch(s3, http, dns, settings):
     url = "http://127.0.0.1:8765/results/v.mp4"
-    http.get(url, body=b"local")
+    http.get(url, body=mp4(25))
 
     with pytest.raises(ResultFetchError):
         fetch(url, settings)
-    assert fetch(url, replace(settings, allow_loopback_http=True)).size == 5
+    assert fetch(url, replace(settings, allow_loopback_http=True)).size == 25
 
 
 def test_local_switch_does_not_open_plain_http_to_public_hosts(s3, http, dns, settings):
     with pytest.raises(ResultFetchError, match="https"):
         fetch("http://cdn.nanobananavideo.com/v.mp4", replace(settings, allow_loopback_http=True))
+
+
+# ---------------------------------------------------------------- issue 8: B1, B2, B7, B8
+
+
+def test_redirect_with_a_backslash_authority_is_refused(s3, http, dns, settings):
+    location = "https://169.254.169.254\\@cdn.nanobananavideo.com/v.mp4"
+    http.get(VIDEO_URL, status=302, headers={"Location": location})
+
+    with pytest.raises(ResultFetchError, match="refused"):
+        fetch(VIDEO_URL, settings)
+    assert len(http.calls) == 1
+
+
+def test_result_url_with_a_backslash_authority_is_refused(s3, http, dns, settings):
+    with pytest.raises(ResultFetchError, match="refused"):
+        fetch("https://169.254.169.254\\@cdn.nanobananavideo.com/v.mp4", settings)
+    assert len(http.calls) == 0
+
+
+def test_asks_for_the_bytes_as_stored(s3, http, dns, settings):
+    http.get(VIDEO_URL, body=mp4(100))
+
+    fetch(VIDEO_URL, settings)
+
+    assert http.calls[0].request.headers["Accept-Encoding"] == "identity"
+
+
+def test_a_body_that_is_not_an_mp4_is_refused(s3, http, dns, settings):
+    http.get(VIDEO_URL, body=b"<html><body>Sign in to continue</body></html>", content_type="video/mp4")
+
+    with pytest.raises(ResultFetchError, match="not an MP4"):
+        fetch(VIDEO_URL, settings)
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"\xff\xd8\xff\xe0" + b"j" * 40, "image/jpeg"),
+        (b"\x89PNG\r\n\x1a\n" + b"p" * 40, "image/png"),
+        (b"RIFF\x10\x00\x00\x00WEBPVP8 " + b"w" * 40, "image/webp"),
+    ],
+)
+def test_a_thumbnail_must_be_an_image_and_keeps_its_type(s3, http, dns, settings, body, content_type):
+    http.get(VIDEO_URL, body=body)
+
+    fetched = fetch_to_s3(
+        VIDEO_URL, bucket=BUCKET, key="t.jpg", content_type="image/jpeg", settings=settings, what="thumbnail"
+    )
+
+    assert fetched.content_type == content_type
+    assert s3.head_object(Bucket=BUCKET, Key="t.jpg")["ContentType"] == content_type
+
+
+def test_a_thumbnail_that_is_not_an_image_is_refused(s3, http, dns, settings):
+    http.get(VIDEO_URL, body=b"<html>nope</html>")
+
+    with pytest.raises(ResultFetchError, match="not a JPEG, PNG or WebP"):
+        fetch_to_s3(VIDEO_URL, bucket=BUCKET, key="t.jpg", content_type="image/jpeg", settings=settings, what="thumbnail")
+
+
+def _trickle(size: int, step: int, pause: float):
+    def handle(request):
+        request.send_response(200)
+        request.send_header("Content-Length", str(size))
+        request.end_headers()
+        body = mp4(size)
+        try:
+            for start in range(0, size, step):
+                request.wfile.write(body[start : start + step])
+                request.wfile.flush()
+                time.sleep(pause)
+        except OSError:
+            pass  # the client gave up, as it should
+
+    return handle
+
+
+def test_a_download_that_is_too_slow_overall_is_stopped(s3, settings, monkeypatch):
+    from i2v import fetch as fetch_module
+
+    monkeypatch.setattr(fetch_module, "MIN_BYTES_PER_SECOND", 1000)
+    monkeypatch.setattr(fetch_module, "DOWNLOAD_GRACE_SECONDS", 0.5)
+    # 1,000 bytes at 10 bytes per 0.1 s: every read is quick, the whole takes 10 s; allowed: 1.5 s.
+    with LoopbackServer(_trickle(1000, 10, 0.1)) as server:
+        started = time.monotonic()
+        with pytest.raises(ResultFetchError, match="too slowly"):
+            fetch(f"http://127.0.0.1:{server.port}/v.mp4", replace(settings, allow_loopback_http=True))
+    assert time.monotonic() - started < 4
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET)
+
+
+def test_download_allowance_grows_with_size():
+    from i2v.fetch import DOWNLOAD_GRACE_SECONDS, MIN_BYTES_PER_SECOND, download_allowance
+
+    assert download_allowance(0) == DOWNLOAD_GRACE_SECONDS
+    assert download_allowance(10 * MIN_BYTES_PER_SECOND) == DOWNLOAD_GRACE_SECONDS + 10
+
+
+def test_the_download_goes_to_the_address_that_was_checked(s3, settings, monkeypatch):
+    with LoopbackServer(answer(body=mp4(64))) as good:
+        with second_loopback_server(answer(body=b"<html>metadata</html>"), good.port) as evil:
+            monkeypatch.setattr(socket, "getaddrinfo", rebinding_resolver(["127.0.0.1", "127.0.0.2"]))
+
+            fetched = fetch(f"http://localhost:{good.port}/v.mp4", replace(settings, allow_loopback_http=True))
+
+            assert fetched.size == 64
+            assert evil.requests == []
+            assert good.requests[0]["headers"]["Host"] == f"localhost:{good.port}"
+
+
+def _stall(first: bytes, pause: float):
+    def handle(request):
+        request.send_response(200)
+        request.send_header("Content-Length", str(len(first) + 100))
+        request.end_headers()
+        try:
+            request.wfile.write(first)
+            request.wfile.flush()
+            time.sleep(pause)
+        except OSError:
+            pass
+
+    return handle
+
+
+@pytest.mark.parametrize("protocol", ["HTTP/1.0", "HTTP/1.1"])  # the socket is found either way
+def test_a_stalled_download_is_stopped_at_its_deadline_not_at_the_read_timeout(s3, settings, monkeypatch, protocol):
+    from i2v import fetch as fetch_module
+
+    monkeypatch.setattr(fetch_module, "MIN_BYTES_PER_SECOND", 1000)
+    monkeypatch.setattr(fetch_module, "DOWNLOAD_GRACE_SECONDS", 0.5)
+    # 20 bytes, then nothing for 8 s: well inside the 60 s read timeout, but past the ~0.6 s allowed.
+    with LoopbackServer(_stall(mp4(20), 8), protocol=protocol) as server:
+        started = time.monotonic()
+        with pytest.raises(ResultFetchError, match="too slowly"):
+            fetch(f"http://127.0.0.1:{server.port}/v.mp4", replace(settings, allow_loopback_http=True))
+    assert time.monotonic() - started < 3

@@ -276,3 +276,74 @@ def test_huge_non_jpeg_is_refused_before_decoding(fmt):
 
     assert caught.value.code == "ImageTooLarge"
     assert f"9000x9000 (81.0 megapixels); {fmt} images over 40 megapixels are refused" in caught.value.message
+
+
+# ---------------------------------------------------------------- issue 8, B11: no metadata reaches the provider
+
+GPS_IFD = 0x8825
+
+
+def exif_with_gps() -> Image.Exif:
+    exif = Image.Exif()
+    exif[0x010F] = "PhoneMaker"  # Make
+    exif[0x0131] = "CameraApp 1.0"  # Software
+    exif.get_ifd(GPS_IFD).update({1: "N", 2: (59.0, 19.0, 42.0), 3: "E", 4: (18.0, 4.0, 6.0)})
+    return exif
+
+
+def photo() -> Image.Image:
+    """A picture with detail, so lossless and lossy handling can be told apart."""
+    image = Image.effect_mandelbrot((1200, 900), (-2, -1.2, 1, 1.2), 60).convert("RGB")
+    return image
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_gps_and_other_metadata_do_not_reach_the_provider(fmt):
+    params = {"exif": exif_with_gps().tobytes()}
+    if fmt == "PNG":
+        from PIL.PngImagePlugin import PngInfo
+
+        text = PngInfo()
+        text.add_text("Comment", "taken at home, 12 Example Street")
+        params["pnginfo"] = text
+    if fmt == "WEBP":
+        params.update(lossless=True, xmp=b"<x:xmpmeta>where: home</x:xmpmeta>")
+    if fmt == "JPEG":
+        params["comment"] = b"taken at home"
+    data = encode(photo(), fmt, **params)
+    assert decoded(data).getexif().get_ifd(GPS_IFD)  # the upload does carry a position
+
+    prepared = prepare_image(data, min_recommended_px=512)
+
+    assert prepared.reencoded is False and prepared.format == fmt
+    image = decoded(prepared.body)
+    assert not image.getexif().get_ifd(GPS_IFD)
+    assert len(image.getexif()) == 0
+    assert b"Exif" not in prepared.body and b"EXIF" not in prepared.body
+    assert b"home" not in prepared.body and b"PhoneMaker" not in prepared.body
+    # Lossless: the very same pixels.
+    assert image.tobytes() == decoded(data).tobytes()
+
+
+def test_icc_profile_is_kept():
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    data = encode(photo(), "JPEG", exif=exif_with_gps().tobytes(), icc_profile=icc)
+
+    prepared = prepare_image(data, min_recommended_px=512)
+
+    assert decoded(prepared.body).info.get("icc_profile") == icc
+    assert b"Exif" not in prepared.body
+
+
+def test_rotated_photo_is_reencoded_without_its_gps():
+    exif = exif_with_gps()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees
+    data = encode(photo(), "JPEG", exif=exif.tobytes())
+
+    prepared = prepare_image(data, min_recommended_px=512)
+
+    assert prepared.reencoded is True
+    assert not decoded(prepared.body).getexif().get_ifd(GPS_IFD)
+    assert b"Exif" not in prepared.body

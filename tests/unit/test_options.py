@@ -231,3 +231,65 @@ def test_validate_options_is_idempotent_on_typed_options():
     assert validate_options("nohuman", typed) == typed
     typed = nb(video_model="sora2", duration="15")
     assert validate_options("nanobanana", typed) == typed
+
+
+# ---------------------------------------------------------------- issue 8: A7, B12
+
+JAPANESE = "夕暮れの港、ゆっくりとズームイン"
+EMOJI = "🌅 golden hour, slow push in 🚤"
+
+
+def rfc2047(text: str, encoding: str = "b") -> str:
+    from email.charset import BASE64, QP, Charset
+
+    charset = Charset("utf-8")
+    charset.header_encoding = BASE64 if encoding == "b" else QP
+    return charset.header_encode(text)
+
+
+@pytest.mark.parametrize("text", [JAPANESE, EMOJI])
+@pytest.mark.parametrize("encoding", ["b", "q"])
+def test_rfc2047_encoded_prompts_are_decoded(text, encoding):
+    encoded = rfc2047(text, encoding)
+    assert encoded.startswith("=?utf-8?") and encoded.isascii()
+    assert nb(prompt=encoded)["prompt"] == text
+    assert nh(prompt=encoded, negative_prompt=encoded)["negative_prompt"] == text
+
+
+def test_plain_ascii_prompts_are_left_alone():
+    assert nb(prompt="slow push in, golden hour")["prompt"] == "slow push in, golden hour"
+
+
+def test_an_undecodable_encoded_word_is_refused():
+    with pytest.raises(InvalidOptionError, match="RFC 2047"):
+        nb(prompt="=?no-such-charset?B?aGVsbG8=?=")
+
+
+def test_two_spellings_of_one_option_are_refused_not_last_wins():
+    metadata = {"video-model": "veo3", "video_model": "sora2"}
+    with pytest.raises(InvalidOptionError, match="'video-model' and 'video_model' both set the option video_model"):
+        resolve_options("nanobanana", {}, metadata)
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x07", "\n", "\x1b", "\x7f", "\x85"])
+def test_prompts_with_control_characters_are_refused(char):
+    with pytest.raises(InvalidOptionError, match="control characters"):
+        nb(prompt=f"harbour{char}at dusk")
+    with pytest.raises(InvalidOptionError, match="control characters"):
+        nh(negative_prompt=f"blurry{char}grainy")
+
+
+@pytest.mark.parametrize("char", ["\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2066", "\u2067", "\u2068", "\u2069", "\u200f"])
+def test_prompts_with_bidi_controls_are_refused(char):
+    with pytest.raises(InvalidOptionError, match="bidirectional"):
+        nb(prompt=f"harbour {char}at dusk")
+    # Also when smuggled in RFC 2047-encoded.
+    with pytest.raises(InvalidOptionError, match="bidirectional"):
+        nh(negative_prompt=rfc2047(f"blurry {char}"))
+
+
+def test_a_refused_prompt_is_shown_with_its_hidden_characters_made_visible():
+    from i2v.options import requested_options
+
+    shown = requested_options("nohuman", {}, {"prompt": "harbour \u202eksud ta", "mode": "fast"})
+    assert shown == {"prompt": "harbour \\u202eksud ta", "mode": "fast"}

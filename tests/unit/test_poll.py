@@ -87,3 +87,22 @@ def test_rejected_key_is_final(app, state, lambda_context):
     responses.get(STATUS_URL, status=403)
     with pytest.raises(ProviderAuthError):
         app.lambda_handler(state, lambda_context)
+
+
+@responses.activate
+def test_a_signed_result_link_is_kept_aside_and_the_state_carries_it_without_its_query(app, state, lambda_context, monkeypatch):
+    from tests.aws_resources import create_table
+
+    monkeypatch.setenv("JOBS_TABLE", "jobs")
+    create_table("jobs")
+    signed = "https://cdn.nohuman.studio/v.mp4?X-Amz-Signature=SECRETSIG&X-Amz-Expires=3600"
+    responses.get(STATUS_URL, json={"id": "gen_img2v_x7y8z9", "status": "completed", "result": {"url": signed}})
+    captured = []
+    monkeypatch.setattr(app.tracer, "_add_response_as_metadata", lambda **kwargs: captured.append(kwargs["capture_response"]))
+
+    result = app.lambda_handler(state, lambda_context)
+
+    assert result["result"] == {"video_url": "https://cdn.nohuman.studio/v.mp4", "thumbnail_url": None}
+    kept = boto3.client("dynamodb").get_item(TableName="jobs", Key={"job_key": {"S": state["job_key"] + "#result"}})["Item"]
+    assert kept["video_url"]["S"] == signed
+    assert captured == [False]  # X-Ray never records the returned job state

@@ -515,3 +515,101 @@ def test_a_new_client_does_not_serve_a_stale_cached_key(monkeypatch):
     reset_clients()
     get_provider(Settings.from_env()).get_job("gen_1")
     assert [c.request.headers["Authorization"] for c in responses.calls] == ["Bearer sk-first", "Bearer sk-second"]
+
+
+# ---------------------------------------------------------------- issue 8: B4, B6
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "could not fetch HTTPS://out.s3.amazonaws.com/k.jpg?X-Amz-Signature=abc123",
+        'upstream said {"url":"https:\\/\\/out.s3.amazonaws.com\\/k.jpg?X-Amz-Signature=abc123"}',
+        "bad image_url=https%3A%2F%2Fout.s3.amazonaws.com%2Fk.jpg%3FX-Amz-Signature%3Dabc123",
+        "bad image_url=https%3a%2f%2fout.s3.amazonaws.com%2fk.jpg",
+        'raw body {"u":"https:\\u002F\\u002Fout.s3.amazonaws.com\\u002Fk.jpg"}',
+        "signature mismatch: X-Amz-Signature=abc123&X-Amz-Credential=AKIA%2F20261201",
+        "token expired: X-Amz-Security-Token=abc123",
+    ],
+)
+def test_redaction_covers_every_spelling_of_a_signed_url(text):
+    from i2v.providers.http import redact_urls
+
+    redacted = redact_urls(text)
+    assert "abc123" not in redacted
+    assert "out.s3.amazonaws.com" not in redacted
+    assert "AKIA" not in redacted
+
+
+def test_redaction_leaves_ordinary_text_alone():
+    from i2v.providers.http import redact_urls
+
+    assert redact_urls("design = simple; signed up for 10 credits") == "design = simple; signed up for 10 credits"
+
+
+@responses.activate
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_on_create_is_an_error_and_the_body_is_not_sent_elsewhere(nohuman, sleeps, status):
+    responses.post(NH_CREATE, status=status, headers={"Location": "https://collector.example/steal?x=1"})
+    responses.post("https://collector.example/steal", status=200, json={"id": "gen_1", "status": "created"})
+
+    with pytest.raises(ProviderError, match=f"redirect \\(HTTP {status} to collector.example\\)") as caught:
+        nohuman.create_job(IMAGE_URL, NH_OPTIONS)
+
+    assert [call.request.url for call in responses.calls] == [NH_CREATE]
+    assert "x=1" not in caught.value.message
+    assert sleeps == []
+
+
+@responses.activate
+def test_a_redirect_on_a_status_check_is_not_followed(nohuman):
+    responses.get(NH + "/v1/videos/generations/gen_1", status=302, headers={"Location": "https://elsewhere.example/"})
+    responses.get("https://elsewhere.example/", json={"id": "gen_1", "status": "completed", "result": {"url": "x"}})
+
+    with pytest.raises(ProviderError, match="redirect"):
+        nohuman.get_job("gen_1")
+    assert len(responses.calls) == 1
+
+
+# ---------------------------------------------------------------- issue 8: B13
+
+
+@responses.activate
+@pytest.mark.parametrize("credits", ["abc", -3, float("nan"), True, {"n": 1}, [6]])
+def test_an_unreadable_credits_used_becomes_an_unknown_cost(nanobanana, credits):
+    responses.post(NB_CREATE, json={**NB_SUCCESS, "credits_used": credits})
+
+    job = nanobanana.create_job(IMAGE_URL, NB_OPTIONS)
+
+    assert job.status == COMPLETED
+    assert job.cost is None
+
+
+@responses.activate
+def test_a_numeric_credits_string_is_read_as_a_number(nanobanana):
+    responses.post(NB_CREATE, json={**NB_SUCCESS, "credits_used": "6"})
+    assert nanobanana.create_job(IMAGE_URL, NB_OPTIONS).cost == {"credits": 6}
+
+
+@responses.activate
+def test_rate_limit_keeps_only_readable_counts(nanobanana):
+    responses.post(NB_CREATE, json={**NB_SUCCESS, "rate_limit": {"count": 2, "limit": "x", "remaining": 28, "extra": "y"}})
+    assert nanobanana.create_job(IMAGE_URL, NB_OPTIONS).rate_limit == {"count": 2, "remaining": 28}
+
+
+@responses.activate
+def test_a_video_url_that_is_not_text_fails_the_job(nanobanana):
+    responses.post(NB_CREATE, json={**NB_SUCCESS, "video_url": {"href": "https://cdn.nanobananavideo.com/v.mp4"}})
+    job = nanobanana.create_job(IMAGE_URL, NB_OPTIONS)
+    assert job.status == FAILED and "video_url" in job.error
+
+
+@responses.activate
+def test_nohuman_numeric_id_and_odd_result_fields(nohuman):
+    responses.get(
+        NH + "/v1/videos/generations/77",
+        json={"id": 77, "status": "completed", "result": {"url": ["not", "a", "url"]}},
+    )
+    job = nohuman.get_job("77")
+    assert job.id == "77"
+    assert job.status == FAILED and "result.url" in job.error

@@ -148,3 +148,23 @@ def test_upload_chunks_aborts_the_multipart_upload_when_the_source_fails(s3):
 
     assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
     assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET)
+
+
+def test_presigned_links_on_aws_are_regional_virtual_hosted(s3, monkeypatch):
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+
+    url = urlsplit(storage.presign_get(BUCKET, "videos/clip.mp4", 600))
+
+    assert url.scheme == "https"
+    assert url.hostname == f"{BUCKET}.s3.us-east-1.amazonaws.com"
+    assert url.path == "/videos/clip.mp4"
+
+
+def test_presigned_links_use_the_configured_endpoint_path_style(s3, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:5999")
+    storage._sigv4_s3_for.cache_clear()
+
+    url = urlsplit(storage.presign_get(BUCKET, "videos/clip.mp4", 600))
+
+    assert (url.hostname, url.port, url.path) == ("127.0.0.1", 5999, f"/{BUCKET}/videos/clip.mp4")

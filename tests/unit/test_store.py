@@ -99,7 +99,7 @@ def test_stores_video_thumbnail_and_manifest_then_notifies(aws, http, public_dns
     assert outcome["output"]["download_url_expires_at"] > manifest["timings"]["finished_at"]
     assert outcome["durations"]["render_seconds"] >= 119
     assert "X-Amz-Expires=7200" in outcome["output"]["download_url"]
-    assert f"/{OUTPUT_BUCKET}/{base}.mp4?" in outcome["output"]["download_url"]
+    assert outcome["output"]["download_url"].startswith(f"https://{OUTPUT_BUCKET}.s3.us-east-1.amazonaws.com/{base}.mp4?")
 
     emitted = capsys.readouterr().out
     assert '"JobsSucceeded"' in emitted and '"CreditsUsed"' in emitted and '"RenderSeconds"' in emitted
@@ -231,3 +231,127 @@ def test_a_missing_input_leaves_no_thumbnail_and_says_so(aws, http, public_dns, 
     [outcome] = published(aws)
     assert outcome["output"]["thumbnail_uri"] is None
     assert any("no thumbnail" in warning for warning in outcome["warnings"])
+
+
+# ---------------------------------------------------------------- issue 8: B13, A4 (runtime)
+
+
+def test_a_bad_cost_field_never_fails_a_published_job(aws, http, public_dns, event, lambda_context):
+    http.get(VIDEO_URL, body=VIDEO)
+    http.get(THUMB_URL, body=THUMB)
+    job = event("store_completed.json")
+    job["cost"] = {"credits": "abc"}  # as an older Submit could have recorded it
+
+    result = app.lambda_handler(job, lambda_context)
+
+    assert result["status"] == "succeeded"
+    assert len(published(aws)) == 1
+
+
+def test_nothing_after_the_publish_can_fail_the_task(aws, http, public_dns, event, lambda_context, monkeypatch):
+    http.get(VIDEO_URL, body=VIDEO)
+    http.get(THUMB_URL, body=THUMB)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("metrics backend exploded")
+
+    monkeypatch.setattr(app, "_record_metrics", broken)
+
+    result = app.lambda_handler(event("store_completed.json"), lambda_context)
+
+    assert result["status"] == "succeeded"
+    assert len(published(aws)) == 1
+
+
+def test_a_retry_after_the_success_went_out_does_not_download_again(aws, http, public_dns, event, lambda_context):
+    http.get(VIDEO_URL, body=VIDEO)
+    http.get(THUMB_URL, body=THUMB)
+    job = event("store_completed.json")
+    app.lambda_handler(job, lambda_context)
+    # The provider's link has expired since: a second download would fail the job.
+    http.replace(responses.GET, VIDEO_URL, status=403)
+    downloads = len(http.calls)
+
+    result = app.lambda_handler(job, lambda_context)
+
+    assert result == {"job_key": job["job_key"], "status": "succeeded", "video_uri": f"s3://{OUTPUT_BUCKET}/videos/harbour-5b2d8e0f4c7a.mp4"}
+    assert len(http.calls) == downloads
+    assert len(published(aws)) == 1
+
+
+def test_a_throttled_publish_raises_the_name_the_state_machine_retries(aws, http, public_dns, event, lambda_context, monkeypatch):
+    from botocore.exceptions import ClientError
+
+    http.get(VIDEO_URL, body=VIDEO)
+    http.get(THUMB_URL, body=THUMB)
+    sns = boto3.client("sns")
+    throttled = sns.exceptions.ThrottledException(
+        {"Error": {"Code": "Throttled", "Message": "Rate exceeded"}}, "Publish"
+    )
+    assert isinstance(throttled, ClientError) and type(throttled).__name__ != "ClientError"
+
+    def publish(outcome):
+        raise throttled
+
+    monkeypatch.setattr(notify, "publish_outcome", publish)
+
+    with pytest.raises(notify.OutcomePublishError, match="Rate exceeded"):
+        app.lambda_handler(event("store_completed.json"), lambda_context)
+
+
+def test_a_failure_never_follows_a_success_that_went_out(aws, event, monkeypatch):
+    """SNS carried the success, EventBridge refused it, Store's retries ran out: the Catch sends
+    the job to NotifyFailure, which must not publish a failure for a job that succeeded."""
+    from functions.notify_failure import app as notify_failure
+
+    job = event("store_completed.json")
+    success = notify.outcome_from_job(job, status="succeeded", output={"video_uri": "s3://b/v.mp4"}, error=None)
+
+    def refuse(settings, outcome):
+        raise notify.OutcomePublishError("EventBridge refused the event")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(notify, "_put_event", refuse)
+        with pytest.raises(notify.OutcomePublishError):
+            notify.publish_outcome(success)
+    assert [message["status"] for message in published(aws)] == ["succeeded"]
+
+    failed_job = dict(job, caught={"Error": "OutcomePublishError", "Cause": "{}"})
+    notify_failure.notify_job_failure(failed_job)
+
+    assert published(aws) == []
+
+
+def test_downloads_from_the_kept_signed_link_then_forgets_it(aws, http, public_dns, event, lambda_context, monkeypatch):
+    from i2v import jobs
+    from i2v.config import Settings
+    from i2v.providers import COMPLETED, ProviderJob
+
+    job = event("store_completed.json")
+    signed_video = VIDEO_URL + "?Expires=1800000000&Signature=SECRETSIG"
+    provider_job = ProviderJob(id="vid_1", status=COMPLETED, video_url=signed_video, thumbnail_url=THUMB_URL + "?sig=S2")
+    jobs.keep_result_links(job["job_key"], provider_job, settings=Settings.from_env(), now=datetime.now(timezone.utc))
+    http.get(VIDEO_URL, body=VIDEO)
+    http.get(THUMB_URL, body=THUMB)
+    captured = []
+    monkeypatch.setattr(app.tracer, "_add_response_as_metadata", lambda **kwargs: captured.append(kwargs["capture_response"]))
+
+    app.lambda_handler(job, lambda_context)
+
+    assert http.calls[0].request.url == signed_video
+    assert http.calls[1].request.url.endswith("?sig=S2")
+    kept = boto3.client("dynamodb").get_item(TableName="jobs", Key={"job_key": {"S": job["job_key"] + "#result"}})
+    assert "Item" not in kept  # forgotten once the outcome went out
+    assert captured == [False]
+
+
+def test_an_expired_kept_link_is_not_used(aws, http, public_dns, event, lambda_context):
+    from i2v import jobs
+    from i2v.config import Settings
+    from i2v.providers import COMPLETED, ProviderJob
+
+    job = event("store_completed.json")
+    stale = ProviderJob(id="vid_1", status=COMPLETED, video_url=VIDEO_URL + "?sig=OLD", thumbnail_url=None)
+    jobs.keep_result_links(job["job_key"], stale, settings=Settings.from_env(), now=datetime.now(timezone.utc) - timedelta(days=3))
+
+    assert jobs.result_links(job, settings=Settings.from_env()) == job["result"]

@@ -1,5 +1,7 @@
+import base64
 import io
 import json
+from datetime import datetime, timezone
 from unittest import mock
 from urllib.parse import quote_plus
 
@@ -466,3 +468,41 @@ def test_metrics_count_submitted_and_rejected(aws, app, lambda_context, capsys):
     assert '"JobsSubmitted"' in capsys.readouterr().out
     app.lambda_handler(event_for(aws, "uploads/bad.jpg", metadata={"mode": "ultra"}), lambda_context)
     assert '"JobsRejected"' in capsys.readouterr().out
+
+
+@responses.activate
+def test_a_japanese_prompt_sent_rfc2047_encoded_reaches_the_provider_decoded(aws, app, lambda_context):
+    prompt = "夕暮れの港、ゆっくりとズームイン"
+    encoded = "=?UTF-8?B?" + base64.b64encode(prompt.encode()).decode() + "?="
+    event = event_for(aws, "uploads/harbour.jpg", metadata={"prompt": encoded})
+    nohuman_created()
+
+    app.lambda_handler(event, lambda_context)
+
+    assert json.loads(responses.calls[0].request.body)["prompt"] == prompt
+    assert executions()[0]["options"]["prompt"] == prompt
+
+
+@responses.activate
+def test_signed_result_links_stay_out_of_the_execution_and_the_job_record(aws, app, lambda_context, monkeypatch):
+    monkeypatch.setenv("PROVIDER", "nanobanana")
+    signed = {
+        **NB_SUCCESS,
+        "video_url": NB_SUCCESS["video_url"] + "?Expires=1800000000&Signature=SECRETSIG",
+        "thumbnail_url": NB_SUCCESS["thumbnail_url"] + "?X-Amz-Signature=SECRETTHUMB",
+    }
+    event = event_for(aws, "uploads/harbour.jpg")
+    responses.post(NB_CREATE, json=signed)
+
+    app.lambda_handler(event, lambda_context)
+
+    [state] = executions()
+    assert state["result"] == {"video_url": NB_SUCCESS["video_url"], "thumbnail_url": NB_SUCCESS["thumbnail_url"]}
+    dynamodb = boto3.client("dynamodb")
+    record = dynamodb.get_item(TableName="i2v-jobs", Key={"job_key": {"S": state["job_key"]}})["Item"]
+    assert "SECRET" not in json.dumps(record)
+    # Only the short-lived item holds the links as given, for Store.
+    kept = dynamodb.get_item(TableName="i2v-jobs", Key={"job_key": {"S": state["job_key"] + "#result"}})["Item"]
+    assert kept["video_url"]["S"] == signed["video_url"]
+    assert kept["thumbnail_url"]["S"] == signed["thumbnail_url"]
+    assert int(kept["expires_at"]["N"]) <= datetime.now(timezone.utc).timestamp() + 48 * 3600 + 5

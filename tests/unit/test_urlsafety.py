@@ -136,3 +136,63 @@ def test_allowed_hosts_match_on_dot_boundary(resolves_to):
 
 def test_unsafe_url_error_is_a_value_error():
     assert issubclass(UnsafeUrlError, ValueError)
+
+
+# ---------------------------------------------------------------- parser confusion (issue 8, B1)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://169.254.169.254\\@cdn.nohuman.studio/v.mp4",  # urllib3 connects to 169.254.169.254
+        "https://169.254.169.254\\.cdn.nohuman.studio/v.mp4",
+        "https://cdn.nohuman.studio\\@169.254.169.254/v.mp4",
+        "https://cdn.nohuman.studio@169.254.169.254/v.mp4",  # user info
+        "https://user:pw@cdn.nohuman.studio/v.mp4",
+        "https://cdn.nohuman.studio%2F@169.254.169.254/",
+        "https://cdn.nohuman.studio /v.mp4",
+        "https://cdn.noh\tuman.studio/v.mp4",
+        "https://cdn.nohumän.studio/v.mp4",
+        "https://cdn.nohuman.studio/v.mp4\\..\\x",
+    ],
+)
+def test_urls_the_parsers_could_read_differently_are_refused(resolves_to, url):
+    resolves_to("93.184.216.34")
+    with pytest.raises(UnsafeUrlError):
+        check_url(url, allowed_hosts=("nohuman.studio",))
+
+
+def test_parser_disagreement_is_refused(resolves_to, monkeypatch):
+    from urllib3.util import Url
+
+    from i2v import urlsafety
+
+    resolves_to("93.184.216.34")
+    monkeypatch.setattr(urlsafety, "parse_url", lambda url: Url(scheme="https", host="169.254.169.254"))
+    with pytest.raises(UnsafeUrlError, match="read differently"):
+        check_url("https://cdn.nohuman.studio/v.mp4")
+
+
+def test_check_returns_the_address_to_connect_to(resolves_to):
+    resolves_to("93.184.216.34", "93.184.216.35")
+    checked = check_url("https://CDN.nohuman.studio:8443/v.mp4?sig=1", allowed_hosts=("nohuman.studio",))
+    assert (checked.scheme, checked.host, checked.port, str(checked.address)) == (
+        "https",
+        "cdn.nohuman.studio",
+        8443,
+        "93.184.216.34",
+    )
+    assert checked.host_header == "cdn.nohuman.studio:8443"
+
+
+def test_user_info_only_where_allowed(resolves_to):
+    resolves_to("93.184.216.34")
+    url = "https://hook-user:s3cr%21t@hooks.example.com/events"
+    with pytest.raises(UnsafeUrlError, match="authority"):
+        check_url(url)
+    assert check_url(url, allow_userinfo=True).host == "hooks.example.com"
+    # Still no backslash, and both parsers must agree on the host.
+    with pytest.raises(UnsafeUrlError):
+        check_url("https://169.254.169.254\\@hooks.example.com/", allow_userinfo=True)
+    with pytest.raises(UnsafeUrlError):
+        check_url("https://a@b@hooks.example.com/", allow_userinfo=True)

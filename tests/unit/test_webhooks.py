@@ -197,11 +197,11 @@ def test_post_is_sent_with_connect_and_read_timeouts_and_without_redirects(monke
         status_code = 200
         headers = {}
 
-    def post(url, **kwargs):
+    def post(session, url, **kwargs):
         seen.update(kwargs)
         return Answer()
 
-    monkeypatch.setattr(webhooks.requests, "post", post)
+    monkeypatch.setattr(requests.Session, "post", post)
     webhooks.deliver(URL, OUTCOME, SECRET, "msg_1", attempt=1)
     # Connect and read are bounded separately; the answer is read in full, not left streaming.
     assert seen["timeout"] == (5, 15) and seen["allow_redirects"] is False and seen["stream"] is False
@@ -223,3 +223,71 @@ def test_loopback_http_allowed_in_the_local_stack():
     responses.post("http://127.0.0.1:9000/hook", status=200)
     result = webhooks.deliver("http://127.0.0.1:9000/hook", OUTCOME, SECRET, "msg_1", attempt=1, allow_insecure=True)
     assert result.delivered
+
+
+# ---------------------------------------------------------------- issue 8: B1, B2, B9, A14
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",  # no whsec_ prefix
+        "whsec_hi",  # decodes (leniently) to 1 byte
+        "whsec_not base64 at all!!",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaS",  # bad padding
+        "whsec_" + base64.b64encode(b"x" * 16).decode(),  # too short
+        "whsec_" + base64.b64encode(b"x" * 65).decode(),  # too long
+        f"{SPEC_SECRET} whsec_oops",  # one bad secret during a rotation
+    ],
+)
+def test_malformed_secrets_are_refused_and_nothing_is_signed(secret):
+    with pytest.raises(webhooks.InvalidWebhookSecretError):
+        webhooks.validate_secret(secret)
+    with pytest.raises(webhooks.InvalidWebhookSecretError):
+        webhooks.sign(secret, SPEC_ID, SPEC_TIMESTAMP, SPEC_BODY)
+
+
+def test_secrets_of_24_to_64_bytes_are_accepted():
+    for size in (24, 32, 64):
+        webhooks.validate_secret("whsec_" + base64.b64encode(b"k" * size).decode())
+
+
+def test_visibility_is_capped_at_12_hours_from_receipt():
+    twelve_hours = 12 * 3600
+    assert webhooks.visibility_timeout(120, 5) == 120
+    assert webhooks.visibility_timeout(10**6, 0) == twelve_hours - webhooks.RECEIPT_MARGIN_SECONDS
+    # Time already spent since receipt counts against the 12 hours.
+    assert webhooks.visibility_timeout(twelve_hours, 600.2) == twelve_hours - webhooks.RECEIPT_MARGIN_SECONDS - 601
+    assert webhooks.visibility_timeout(twelve_hours, twelve_hours + 5) == 0
+
+
+@responses.activate
+def test_backslash_webhook_url_is_never_called():
+    responses.post("https://169.254.169.254/", status=200)
+    result = webhooks.deliver("https://169.254.169.254\\@hooks.example.com/x", OUTCOME, SECRET, "msg_1", attempt=1)
+    assert result.outcome == webhooks.RETRY and "refused" in result.reason
+    assert len(responses.calls) == 0
+
+
+def test_delivery_goes_to_the_address_that_was_checked(monkeypatch):
+    from tests.loopback import LoopbackServer, answer, rebinding_resolver, second_loopback_server
+
+    with LoopbackServer(answer(status=204, body=b"")) as good:
+        with second_loopback_server(answer(status=204, body=b""), good.port) as evil:
+            monkeypatch.setattr(socket, "getaddrinfo", rebinding_resolver(["127.0.0.1", "127.0.0.2"]))
+            url = f"http://hooks.internal.test:{good.port}/events"
+
+            result = webhooks.deliver(url, OUTCOME, SECRET, "msg_1", attempt=1, allow_insecure=True)
+
+            assert result.delivered
+            assert evil.requests == []
+            assert good.requests[0]["headers"]["Host"] == f"hooks.internal.test:{good.port}"
+            assert "webhook-signature" in good.requests[0]["headers"]
+
+
+@responses.activate
+def test_a_receiver_behind_basic_auth_gets_its_credentials():
+    responses.post("https://user:pw@hooks.example.com/x", status=204)
+    result = webhooks.deliver("https://user:pw@hooks.example.com/x", OUTCOME, SECRET, "msg_1", attempt=1)
+    assert result.delivered
+    assert responses.calls[0].request.headers["Authorization"] == "Basic " + base64.b64encode(b"user:pw").decode()

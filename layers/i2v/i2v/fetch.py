@@ -2,30 +2,49 @@
 
 The URL comes from a third party, so every hop is checked before it is called: HTTPS only
 (plain HTTP only to loopback in the local stack), a host that belongs to the provider, and
-only public addresses (no instance metadata, no private services). Redirects are followed by
-hand so each new location gets the same check. The body is streamed into a multipart upload
-and counted, so a huge or endless response stops at the size cap instead of filling memory.
+only public addresses (no instance metadata, no private services), connected to at the
+address that was checked. Redirects are followed by hand so each new location gets the same
+check. The body is streamed into a multipart upload and counted, so a huge or endless response
+stops at the size cap instead of filling memory, and a slow one at its deadline; its first
+bytes must show it is what it claims to be (an MP4, or an image for a thumbnail).
 """
 
+import itertools
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3
 from aws_lambda_powertools import Logger
 
 from i2v import storage
 from i2v.config import Settings
 from i2v.errors import ResultFetchError
 from i2v.providers import PROVIDER_CLASSES
-from i2v.urlsafety import UnsafeUrlError, check_url
+from i2v.urlsafety import CheckedUrl, UnsafeUrlError, check_url, pinned_session
 
 logger = Logger(child=True)
 
 MAX_REDIRECTS = 3
 TIMEOUT = (10, 60)  # seconds: connect, and between bytes while reading
 CHUNK_SIZE = 1024 * 1024
+# The per-read timeout does not bound a whole download (a byte every 59 s keeps it alive), so
+# the body must also arrive at this average rate, after a grace period for the first bytes.
+MIN_BYTES_PER_SECOND = 1024 * 1024
+DOWNLOAD_GRACE_SECONDS = 30.0
 EXPIRED_STATUSES = {403, 404, 410}
 _LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
+# Ask for the bytes as stored: a compressed body is not a video, and decompressing costs memory.
+REQUEST_HEADERS = {"Accept-Encoding": "identity"}
+# What a result must start with: an MP4 (ISO base media file: its first box, at offset 4, is
+# "ftyp"), or for thumbnails one of the image formats, by magic bytes.
+_IMAGE_SIGNATURES = (
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+)
+SNIFF_BYTES = 12
 
 
 @dataclass(frozen=True)
@@ -33,6 +52,7 @@ class FetchedObject:
     bucket: str
     key: str
     size: int
+    content_type: str = "video/mp4"
 
     @property
     def uri(self) -> str:
@@ -52,72 +72,176 @@ def allowed_result_hosts(settings: Settings) -> tuple:
     return hosts
 
 
-def fetch_to_s3(url: str, *, bucket: str, key: str, content_type: str, settings: Settings, what: str = "video") -> FetchedObject:
-    """Stream ``url`` into s3://bucket/key, or raise ResultFetchError saying why it was refused."""
+def fetch_to_s3(
+    url: str, *, bucket: str, key: str, content_type: str, settings: Settings, what: str = "video"
+) -> FetchedObject:
+    """Stream ``url`` into s3://bucket/key, or raise ResultFetchError saying why it was refused.
+
+    ``content_type`` "video/mp4" requires an MP4; "image/..." requires a JPEG, PNG or WebP
+    image (stored with the type its bytes show).
+    """
     max_bytes = settings.max_result_bytes
     response = _open(url, settings, what)
     try:
         declared = response.headers.get("Content-Length")
-        if declared and declared.isdigit() and int(declared) > max_bytes:
+        declared_size = int(declared) if declared and declared.isdigit() else None
+        if declared_size is not None and declared_size > max_bytes:
             raise ResultFetchError(
-                f"the provider's {what} is {int(declared)} bytes, over the {max_bytes}-byte limit (MAX_RESULT_BYTES)"
+                f"the provider's {what} is {declared_size} bytes, over the {max_bytes}-byte limit (MAX_RESULT_BYTES)"
             )
-        size = storage.upload_chunks(_capped(response, max_bytes, what), bucket, key, content_type)
-    except requests.RequestException as exc:
+        deadline = time.monotonic() + download_allowance(declared_size or max_bytes)
+        chunks = _capped(_body(response, deadline, what), max_bytes, what)
+        first = _first_bytes(chunks, SNIFF_BYTES)
+        content_type = _required_type(first, content_type, what)
+        size = storage.upload_chunks(itertools.chain([first], chunks), bucket, key, content_type)
+    except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+        # Read directly from urllib3 (read1), so its exceptions arrive unwrapped.
         raise ResultFetchError(f"downloading the provider's {what} failed part way: {exc.__class__.__name__}") from exc
     finally:
-        response.close()
+        _close(response)
     logger.info("Result copied", extra={"what": what, "bytes": size, "s3_key": key})
-    return FetchedObject(bucket, key, size)
+    return FetchedObject(bucket, key, size, content_type)
+
+
+def download_allowance(size: int) -> float:
+    """Seconds a download of ``size`` bytes may take in all (at least MIN_BYTES_PER_SECOND)."""
+    return DOWNLOAD_GRACE_SECONDS + size / MIN_BYTES_PER_SECOND
 
 
 def _open(url: str, settings: Settings, what: str) -> requests.Response:
-    """GET the URL, following at most MAX_REDIRECTS redirects, each one checked before it is called."""
+    """GET the URL, following at most MAX_REDIRECTS redirects, each one checked before it is called
+    and connected to at the address that was checked."""
     allowed = allowed_result_hosts(settings)
     for _ in range(MAX_REDIRECTS + 1):
-        _check(url, allowed, settings, what)
+        session = pinned_session(_check(url, allowed, settings, what))
         try:
-            response = requests.get(url, stream=True, allow_redirects=False, timeout=TIMEOUT)
+            response = session.get(
+                url, stream=True, allow_redirects=False, timeout=TIMEOUT, headers=REQUEST_HEADERS
+            )
         except requests.RequestException as exc:
+            session.close()
             raise ResultFetchError(
                 f"the provider's {what} could not be downloaded from {_host(url)}: {exc.__class__.__name__}"
             ) from exc
+        response.pinned_session = session  # closed with the response
         if not response.is_redirect:
             break
         location = response.headers.get("Location", "")
-        response.close()
+        _close(response)
         url = urljoin(url, location)
     else:
         raise ResultFetchError(f"the provider's {what} link redirected more than {MAX_REDIRECTS} times")
 
     if response.status_code in EXPIRED_STATUSES:
-        response.close()
+        _close(response)
         raise ResultFetchError(
             f"the provider's {what} link has expired or was refused (HTTP {response.status_code} from {_host(url)})"
         )
     if not 200 <= response.status_code < 300:  # a 3xx without Location is not a video either
-        response.close()
+        _close(response)
         raise ResultFetchError(f"the provider's {what} could not be downloaded (HTTP {response.status_code} from {_host(url)})")
     return response
 
 
-def _check(url: str, allowed: tuple, settings: Settings, what: str) -> None:
+def _close(response: requests.Response) -> None:
+    """Close the response and the pinned session it came through."""
+    response.close()
+    session = getattr(response, "pinned_session", None)
+    if session is not None:
+        session.close()
+
+
+def _check(url: str, allowed: tuple, settings: Settings, what: str) -> CheckedUrl:
     # ALLOW_LOOPBACK_HTTP is the local stack's switch: there the emulator serves results on loopback.
     loopback = settings.allow_loopback_http and _host(url) in _LOOPBACK_NAMES
     try:
-        check_url(url, allowed_hosts=() if loopback else allowed, allow_loopback_http=loopback)
+        return check_url(url, allowed_hosts=() if loopback else allowed, allow_loopback_http=loopback)
     except UnsafeUrlError as exc:
         raise ResultFetchError(f"refused to download the provider's {what}: {exc}") from exc
 
 
-def _capped(response: requests.Response, max_bytes: int, what: str):
-    """The response body in chunks, stopping with an error as soon as it passes max_bytes."""
+def _body(response: requests.Response, deadline: float, what: str) -> Iterator[bytes]:
+    """The body as it arrives, stopping with an error once the deadline has passed.
+
+    read1 returns after at most one socket read, and each read may wait only until the
+    deadline (not the whole per-read timeout), so a trickle cannot outlast it.
+    """
+    raw = response.raw
+    while True:
+        _wait_at_most(raw, deadline - time.monotonic())
+        try:
+            chunk = raw.read1(CHUNK_SIZE, decode_content=True)
+        except urllib3.exceptions.ReadTimeoutError:
+            if time.monotonic() < deadline:
+                raise
+            raise _too_slow(what) from None
+        if not chunk:
+            return
+        if time.monotonic() > deadline:
+            raise _too_slow(what)
+        yield chunk
+
+
+def _too_slow(what: str) -> ResultFetchError:
+    return ResultFetchError(
+        f"the provider's {what} arrived too slowly (under {MIN_BYTES_PER_SECOND // 1024} KiB/s on average); "
+        "the download was stopped"
+    )
+
+
+def _wait_at_most(raw, seconds: float) -> None:
+    """Shorten the socket's read timeout to what is left before the deadline (never lengthen it)."""
+    sock = _socket_of(raw)
+    if sock is None:
+        return  # not a live connection (tests with mocked responses): the read timeout still applies
+    current = sock.gettimeout()
+    wanted = max(0.01, seconds)
+    if current is None or wanted < current:
+        sock.settimeout(wanted)
+
+
+def _socket_of(raw):
+    """The socket a urllib3 response reads from. A kept-alive connection still holds it; when the
+    server closes after the response (HTTP/1.0, Connection: close) http.client hands it to the
+    response's file object, reachable only through its SocketIO."""
+    sock = getattr(getattr(raw, "connection", None), "sock", None)
+    if sock is None:
+        sock = getattr(getattr(getattr(getattr(raw, "_fp", None), "fp", None), "raw", None), "_sock", None)
+    return sock if hasattr(sock, "settimeout") else None
+
+
+def _capped(chunks: Iterable[bytes], max_bytes: int, what: str) -> Iterator[bytes]:
+    """The chunks, stopping with an error as soon as they pass max_bytes."""
     total = 0
-    for chunk in response.iter_content(chunk_size=CHUNK_SIZE):
+    for chunk in chunks:
         total += len(chunk)
         if total > max_bytes:
             raise ResultFetchError(f"the provider's {what} is over the {max_bytes}-byte limit (MAX_RESULT_BYTES)")
         yield chunk
+
+
+def _first_bytes(chunks: Iterator[bytes], count: int) -> bytes:
+    """At least ``count`` bytes from the front of ``chunks`` (fewer only if the body is shorter)."""
+    first = b""
+    for chunk in chunks:
+        first += chunk
+        if len(first) >= count:
+            break
+    return first
+
+
+def _required_type(first: bytes, expected: str, what: str) -> str:
+    """The content type the first bytes show, or ResultFetchError when they are not what was expected."""
+    if expected == "video/mp4":
+        if first[4:8] == b"ftyp":
+            return expected
+        raise ResultFetchError(f"the provider's {what} is not an MP4 video (it does not start with an ftyp box)")
+    for signature, content_type in _IMAGE_SIGNATURES:
+        if first.startswith(signature):
+            return content_type
+    if first[:4] == b"RIFF" and first[8:12] == b"WEBP":
+        return "image/webp"
+    raise ResultFetchError(f"the provider's {what} is not a JPEG, PNG or WebP image")
 
 
 def _host(url: str) -> str:

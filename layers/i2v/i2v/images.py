@@ -1,7 +1,8 @@
 """Decode and normalise an uploaded image with Pillow before anything is paid for.
 
 Both providers take JPEG, PNG or WebP up to 10 MB (10,000,000 bytes). An image they can take as it is goes
-through byte for byte; anything else that can be fixed (EXIF rotation, alpha, CMYK, 16-bit,
+through with its pixels untouched, minus its metadata (EXIF with the GPS position, XMP, text:
+see i2v.metadata); anything else that can be fixed (EXIF rotation, alpha, CMYK, 16-bit,
 animation, too many bytes) becomes a JPEG that fits; anything that cannot (empty, corrupt,
 another format) raises ImageError with a message written for the person who uploaded.
 """
@@ -15,6 +16,7 @@ from aws_lambda_powertools import Logger
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from i2v.errors import ImageError
+from i2v.metadata import strip_metadata
 
 logger = Logger(child=True)
 
@@ -70,6 +72,9 @@ def prepare_image(data: bytes, *, min_recommended_px: int, max_bytes: int = DEFA
     reasons = _reasons_to_reencode(image, len(data), max_bytes)
     if image.size != full_size:
         reasons.append("too many pixels")
+    stripped = None if reasons else _without_metadata(data, image)
+    if stripped is None and not reasons:
+        reasons.append("metadata that cannot be removed losslessly")
     if reasons:
         logger.info("Re-encoding the image as JPEG", extra={"reasons": reasons, "source_format": image.format})
         decoded_size = image.size
@@ -88,13 +93,31 @@ def prepare_image(data: bytes, *, min_recommended_px: int, max_bytes: int = DEFA
     else:
         content_type, extension = ACCEPTED_FORMATS[image.format]
         width, height = image.size
-        prepared = PreparedImage(data, content_type, extension, width, height, image.format, False, warnings)
+        prepared = PreparedImage(stripped, content_type, extension, width, height, image.format, False, warnings)
 
     if min(width, height) < min_recommended_px:
         warnings.append(
             f"image is {width}x{height}, below the {min_recommended_px}x{min_recommended_px} the provider recommends"
         )
     return prepared
+
+
+def _without_metadata(data: bytes, image: Image.Image) -> bytes | None:
+    """The upload minus its metadata, checked to decode to the same picture; None when that fails
+    (the caller then re-encodes, which writes no metadata either)."""
+    try:
+        stripped = strip_metadata(data, image.format)
+        if stripped == data:
+            return data
+        with Image.open(io.BytesIO(stripped)) as check:
+            check.load()
+            if check.size != image.size or check.mode != image.mode:
+                return None
+    except (ValueError, *_DECODE_ERRORS):
+        logger.warning("Could not remove the image's metadata losslessly", extra={"format": image.format})
+        return None
+    logger.info("Image metadata removed", extra={"bytes_before": len(data), "bytes_after": len(stripped)})
+    return stripped
 
 
 def _decode(data: bytes) -> tuple[Image.Image, tuple[int, int]]:

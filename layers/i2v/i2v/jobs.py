@@ -17,6 +17,12 @@ For the operator (`i2v jobs`, `i2v show`, `i2v cost`) every record also carries 
 `job_status` (running, then succeeded / failed) and `created_at`, the key of the table's
 `ByStatus` index, plus the source, and once the outcome is known its cost, time to video and
 the outcome itself (`record_outcome`).
+
+Result links often carry a signature in their query string (a credential until they expire).
+Everything that outlives the job (the job state, hence the execution's input and history,
+and the job record) carries them without their query. The links as given are kept only in a
+short-lived item of their own, `<job_key>#result` (deleted by Store once the outcome went out,
+and by DynamoDB's TTL after RESULT_LINK_HOURS otherwise), which Store reads to download.
 """
 
 import hashlib
@@ -24,7 +30,7 @@ import json
 import math
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from urllib.parse import unquote_plus
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes.s3_event import S3EventRecord
@@ -55,6 +61,9 @@ RECORD_TTL_DAYS = 30
 # The jobs table's index for listing jobs newest first (partition job_status, sort created_at).
 STATUS_INDEX = "ByStatus"
 LISTED_STATUSES = ("running", "succeeded", "failed")
+# Providers keep result links from an hour to two days: no reason to keep them longer.
+RESULT_LINK_HOURS = 48
+RESULT_LINK_SUFFIX = "#result"
 # A Standard workflow holds 25,000 history events; one poll loop costs about ten of them.
 MAX_POLLS = 2000
 # Errors that prove the provider started no job, so the claim can be released.
@@ -155,12 +164,33 @@ def new_job_state(
     }
 
 
+def without_query(url: str | None) -> str | None:
+    """The URL without its query and fragment (where signatures live); None when unreadable."""
+    if not url:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def _carries_secrets(job: ProviderJob) -> bool:
+    return any(url and url != without_query(url) for url in (job.video_url, job.thumbnail_url))
+
+
+def _public_view(job: ProviderJob) -> dict:
+    """The provider job as the job record keeps it: result links without their query."""
+    links = {"video_url": without_query(job.video_url), "thumbnail_url": without_query(job.thumbnail_url)}
+    return {**job.to_dict(), **links}
+
+
 def apply_provider_job(state: dict, job: ProviderJob) -> dict:
-    """Fold a provider's answer into the job state (never the raw response)."""
+    """Fold a provider's answer into the job state (never the raw response; links without their query)."""
     state["provider_job_id"] = job.id or state.get("provider_job_id")
     state["status"] = job.status
     if job.status == COMPLETED:
-        state["result"] = {"video_url": job.video_url, "thumbnail_url": job.thumbnail_url}
+        state["result"] = {"video_url": without_query(job.video_url), "thumbnail_url": without_query(job.thumbnail_url)}
     if job.status == FAILED:
         state["error"] = ProviderJobFailedError(job.error or "the provider reported the job failed").as_dict()
     if job.cost is not None:
@@ -232,7 +262,7 @@ def record_submission(key: str, job: ProviderJob, *, settings: Settings, now: da
     names = "#s = :s, provider_job = :j, updated_at = :u"
     values = {
         ":s": {"S": SUBMITTED},
-        ":j": {"S": json.dumps(job.to_dict())},
+        ":j": {"S": json.dumps(_public_view(job))},
         ":u": {"S": isoformat(now)},
     }
     if job.id:
@@ -245,6 +275,41 @@ def record_submission(key: str, job: ProviderJob, *, settings: Settings, now: da
         ExpressionAttributeNames={"#s": "state"},
         ExpressionAttributeValues=values,
     )
+
+
+def keep_result_links(key: str, job: ProviderJob, *, settings: Settings, now: datetime) -> None:
+    """Keep a completed job's links as given, signatures included, in their short-lived item.
+
+    Nothing is written for links without a query: the job state's own copy is then complete.
+    """
+    if job.status != COMPLETED or not _carries_secrets(job):
+        return
+    item = {
+        "job_key": {"S": key + RESULT_LINK_SUFFIX},
+        "expires_at": {"N": str(int((now + timedelta(hours=RESULT_LINK_HOURS)).timestamp()))},
+    }
+    for name in ("video_url", "thumbnail_url"):
+        if getattr(job, name):
+            item[name] = {"S": getattr(job, name)}
+    client("dynamodb").put_item(TableName=settings.jobs_table, Item=item)
+
+
+def result_links(state: dict, *, settings: Settings) -> dict:
+    """The links to download a completed job's results from: the kept ones when there are
+    any (they expire with DynamoDB's TTL, so check the time too), else the job state's own."""
+    item = client("dynamodb").get_item(
+        TableName=settings.jobs_table,
+        Key={"job_key": {"S": state["job_key"] + RESULT_LINK_SUFFIX}},
+        ConsistentRead=True,
+    ).get("Item")
+    fallback = dict(state.get("result") or {})
+    if not item or int(item["expires_at"]["N"]) < datetime.now(timezone.utc).timestamp():
+        return fallback
+    return {name: (item.get(name) or {}).get("S") or fallback.get(name) for name in ("video_url", "thumbnail_url")}
+
+
+def forget_result_links(key: str, *, settings: Settings) -> None:
+    client("dynamodb").delete_item(TableName=settings.jobs_table, Key={"job_key": {"S": key + RESULT_LINK_SUFFIX}})
 
 
 def release_claim(key: str, *, settings: Settings) -> None:
@@ -287,6 +352,7 @@ def ensure_provider_job(
     except NOTHING_CREATED:
         release_claim(key, settings=settings)
         raise
+    keep_result_links(key, job, settings=settings, now=now)
     record_submission(key, job, settings=settings, now=now)
     return job
 
@@ -469,7 +535,7 @@ def submit_upload(
 # ---------------------------------------------------------------- poll
 
 
-def poll_job_state(state: dict, provider: Provider, now: datetime) -> dict:
+def poll_job_state(state: dict, provider: Provider, now: datetime, *, settings: Settings | None = None) -> dict:
     """One status check: the updated job state, or "timed_out" once the deadline or poll cap is passed."""
     state = dict(state)
     state["poll_count"] = int(state.get("poll_count") or 0) + 1
@@ -477,7 +543,10 @@ def poll_job_state(state: dict, provider: Provider, now: datetime) -> dict:
         return state
     if not state.get("provider_job_id"):
         return fail(state, ProviderJobFailedError("the job has no provider job id to poll"))
-    apply_provider_job(state, provider.get_job(state["provider_job_id"]))
+    job = provider.get_job(state["provider_job_id"])
+    if job.status == COMPLETED and _carries_secrets(job):
+        keep_result_links(state["job_key"], job, settings=settings or Settings.from_env(), now=now)
+    apply_provider_job(state, job)
     if state["status"] != RUNNING:
         return state
     minutes = int(state.get("max_wait_minutes") or 30)

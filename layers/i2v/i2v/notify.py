@@ -291,6 +291,22 @@ def _is_done(record: dict) -> bool:
     return "notified_at" in record or ("notified_sns_message_id" in record and "notified_event_id" in record)
 
 
+def success_started(record: dict) -> bool:
+    """A success notification went out on at least one channel (record in DynamoDB's typed form)."""
+    return (record.get("notified_status") or {}).get("S") == "succeeded" and (
+        "notified_sns_message_id" in record or "notified_event_id" in record
+    )
+
+
+def notified_status(job_key: str) -> str | None:
+    """The outcome ("succeeded" or "failed") once it went out on both channels; None before."""
+    settings = Settings.from_env()
+    record = client("dynamodb").get_item(
+        TableName=settings.jobs_table, Key={"job_key": {"S": job_key}}, ConsistentRead=True
+    ).get("Item") or {}
+    return (record.get("notified_status") or {}).get("S") if _is_done(record) else None
+
+
 def _claim(table: str, job_key: str, status: str, token: str) -> dict | None:
     """Take a lease on notifying this job.
 
@@ -300,6 +316,26 @@ def _claim(table: str, job_key: str, status: str, token: str) -> dict | None:
     machine's Retry comes back after it has finished or its lease has run out.
     """
     now = _now()
+    condition = (
+        "attribute_not_exists(notified_at)"
+        " AND NOT (attribute_exists(notified_sns_message_id) AND attribute_exists(notified_event_id))"
+        " AND (attribute_not_exists(notify_claim) OR claim_expires_at < :now)"
+    )
+    values = {
+        ":status": {"S": status},
+        ":token": {"S": token},
+        ":now": {"N": _epoch(now)},
+        ":until": {"N": _epoch(now + timedelta(seconds=CLAIM_LEASE_SECONDS))},
+        ":ttl": {"N": _epoch(now + timedelta(days=RECORD_TTL_DAYS))},
+    }
+    if status == "failed":
+        # Once a success notification has gone out on any channel, the job succeeded: a later
+        # failure (a Store retry that could not finish, say) must never contradict it.
+        condition += (
+            " AND NOT (notified_status = :succeeded"
+            " AND (attribute_exists(notified_sns_message_id) OR attribute_exists(notified_event_id)))"
+        )
+        values[":succeeded"] = {"S": "succeeded"}
     try:
         answer = client("dynamodb").update_item(
             TableName=table,
@@ -308,25 +344,22 @@ def _claim(table: str, job_key: str, status: str, token: str) -> dict | None:
                 "SET notified_status = :status, notify_claim = :token, claim_expires_at = :until, "
                 "expires_at = if_not_exists(expires_at, :ttl)"
             ),
-            ConditionExpression=(
-                "attribute_not_exists(notified_at)"
-                " AND NOT (attribute_exists(notified_sns_message_id) AND attribute_exists(notified_event_id))"
-                " AND (attribute_not_exists(notify_claim) OR claim_expires_at < :now)"
-            ),
-            ExpressionAttributeValues={
-                ":status": {"S": status},
-                ":token": {"S": token},
-                ":now": {"N": _epoch(now)},
-                ":until": {"N": _epoch(now + timedelta(seconds=CLAIM_LEASE_SECONDS))},
-                ":ttl": {"N": _epoch(now + timedelta(days=RECORD_TTL_DAYS))},
-            },
+            ConditionExpression=condition,
+            ExpressionAttributeValues=values,
             ReturnValues="ALL_OLD",
             ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
     except ClientError as exc:
         if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
             raise
-        if _is_done(exc.response.get("Item") or {}):
+        item = exc.response.get("Item") or {}
+        if _is_done(item):
+            return None
+        if status == "failed" and success_started(item):
+            logger.warning(
+                "A success notification already went out for this job; the failure is not published",
+                extra={"job_key": job_key},
+            )
             return None
         raise OutcomePublishError("another attempt is publishing this outcome") from exc
     return answer.get("Attributes") or {}

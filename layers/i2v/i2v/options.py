@@ -4,7 +4,10 @@ Everything here runs before any paid call, so a job that cannot succeed fails wi
 naming the option, the allowed values and the value received, and costs nothing.
 """
 
+import email.errors
+import unicodedata
 from collections.abc import Mapping
+from email.header import decode_header, make_header
 
 from i2v.errors import InvalidOptionError
 
@@ -41,11 +44,42 @@ NOHUMAN_ASPECT_RATIOS = ("16:9", "9:16", "1:1")
 NOHUMAN_DURATIONS = (5, 10)
 TRUE_WORDS = ("true", "yes", "1")
 FALSE_WORDS = ("false", "no", "0")
+# Characters that reorder how text is displayed (Trojan Source): a prompt shown in an email or
+# a dashboard could read differently from what the provider receives.
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 def normalise_key(key: str) -> str:
     """`Video-Model`, `video-model` and `video_model` all name the same option."""
     return key.strip().lower().replace("-", "_")
+
+
+def decode_value(value: str) -> str:
+    """S3 user metadata is ASCII on the wire: clients send other text as RFC 2047 encoded words
+    (``=?UTF-8?B?...?=`` or ``=?UTF-8?Q?...?=``). Decode them; plain ASCII passes unchanged."""
+    if "=?" not in value:
+        return value
+    try:
+        return str(make_header(decode_header(value)))
+    except (LookupError, UnicodeDecodeError, email.errors.HeaderParseError, ValueError) as exc:
+        raise InvalidOptionError(f"metadata value {value[:60]!r} is not valid RFC 2047 encoded text ({exc})") from None
+
+
+def metadata_options(metadata: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+    """Option name -> (metadata key as sent, decoded value).
+
+    Two metadata keys that name the same option (``video-model`` and ``video_model``) are
+    refused: which one wins would depend on the order S3 happens to return them in.
+    """
+    found: dict[str, tuple[str, str]] = {}
+    for raw_key, value in metadata.items():
+        key = normalise_key(raw_key)
+        if key in found:
+            raise InvalidOptionError(
+                f"{found[key][0]!r} and {raw_key!r} both set the option {key}: send only one of them"
+            )
+        found[key] = (raw_key, decode_value(str(value)))
+    return found
 
 
 PROVIDER_KEY = "provider"
@@ -55,7 +89,7 @@ def split_provider(metadata: Mapping[str, str], default: str) -> tuple[str, dict
     """The provider an upload asks for (metadata ``provider=``, else ``default``) and the rest of
     its metadata, which are the options validated against that provider."""
     rest = {key: value for key, value in metadata.items() if normalise_key(key) != PROVIDER_KEY}
-    asked = [str(value).strip().lower() for key, value in metadata.items() if normalise_key(key) == PROVIDER_KEY]
+    asked = [decode_value(str(value)).strip().lower() for key, value in metadata.items() if normalise_key(key) == PROVIDER_KEY]
     if not asked or not asked[0]:
         return default, rest
     if len(asked) > 1 or asked[0] not in PROVIDERS:
@@ -86,8 +120,7 @@ def resolve_options_with_warnings(
     allowed = _allowed(provider)
     stack = {key: value for key, value in defaults.items() if key in allowed and str(value).strip() != ""}
     merged = dict(stack)
-    for raw_key, value in metadata.items():
-        key = normalise_key(raw_key)
+    for key, (raw_key, value) in metadata_options(metadata).items():
         if key not in allowed:
             raise InvalidOptionError(_unknown_message(raw_key, key, provider))
         merged[key] = value
@@ -113,11 +146,27 @@ def resolve_options_with_warnings(
 
 
 def requested_options(provider: str, defaults: Mapping[str, str], metadata: Mapping[str, str]) -> dict:
-    """The options as asked for, untyped: what a failure notification shows when validation fails."""
+    """The options as asked for, untyped: what a failure notification shows when validation fails.
+
+    Never raises: values that cannot be decoded are shown as they came, and control or
+    bidirectional formatting characters as ``\\uXXXX``, so the email shows what was sent."""
     allowed = OPTIONS_BY_PROVIDER.get(provider, ())
     merged = {key: value for key, value in defaults.items() if key in allowed}
-    merged.update({normalise_key(key): value for key, value in metadata.items()})
-    return merged
+    for key, value in metadata.items():
+        try:
+            value = decode_value(str(value))
+        except InvalidOptionError:
+            pass
+        merged[normalise_key(key)] = value
+    return {key: _visible(value) if isinstance(value, str) else value for key, value in merged.items()}
+
+
+def _forbidden_in_text(char: str) -> bool:
+    return unicodedata.category(char) == "Cc" or char in BIDI_CONTROLS
+
+
+def _visible(text: str) -> str:
+    return "".join(f"\\u{ord(char):04x}" if _forbidden_in_text(char) else char for char in text)
 
 
 def validate_options(provider: str, options: Mapping[str, object]) -> dict:
@@ -159,6 +208,10 @@ def _text(options: Mapping, name: str, default: str | None) -> str | None:
     value = str(value).strip()
     if len(value) > MAX_PROMPT_CHARS:
         raise _invalid(name, f"{name} must be at most {MAX_PROMPT_CHARS} characters (got {len(value)})")
+    bad = next(filter(_forbidden_in_text, value), None)
+    if bad is not None:
+        kind = "bidirectional formatting" if bad in BIDI_CONTROLS else "control"
+        raise _invalid(name, f"{name} must not contain {kind} characters (found U+{ord(bad):04X})")
     return value
 
 

@@ -1,6 +1,7 @@
 """S3 helpers: presigned links, object names under the work/output prefixes, manifests, streaming uploads."""
 
 import json
+import os
 import re
 from collections.abc import Iterable
 from functools import lru_cache
@@ -29,17 +30,24 @@ def presign_get(bucket: str, key: str, expires_in: int) -> str:
 
 
 def _sigv4_s3():
-    # botocore presigns with SigV2 in us-east-1 unless SigV4 is asked for explicitly (SigV2 links
-    # are refused in newer regions), so presign with a SigV4 twin of the shared client, on the
-    # same regional (or local stack) endpoint. Cached per endpoint: tests and the local stack
-    # switch endpoints between runs.
-    s3 = client("s3")
-    return _sigv4_s3_for(s3.meta.endpoint_url, s3.meta.region_name)
+    """The client that signs links.
+
+    On AWS (no endpoint configured) links use the regional virtual-hosted form,
+    ``https://<bucket>.s3.<region>.amazonaws.com/<key>``: AWS's recommended style, and the
+    only one for buckets in some regions. Only when an endpoint is configured (the local
+    stack, an S3-compatible store) is the link path-style on that endpoint. Always SigV4:
+    botocore would otherwise presign with SigV2 in us-east-1, which newer regions refuse.
+    """
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+    return _sigv4_s3_for(endpoint, client("s3").meta.region_name)
 
 
 @lru_cache(maxsize=4)
-def _sigv4_s3_for(endpoint_url: str, region: str):
-    config = client("s3").meta.config.merge(Config(signature_version="s3v4"))
+def _sigv4_s3_for(endpoint_url: str | None, region: str):
+    # Cached per endpoint: tests and the local stack switch endpoints between runs.
+    style = "path" if endpoint_url else "virtual"
+    s3_config = {"addressing_style": style, "us_east_1_regional_endpoint": "regional"}
+    config = client("s3").meta.config.merge(Config(signature_version="s3v4", s3=s3_config))
     return boto3.client("s3", region_name=region, endpoint_url=endpoint_url, config=config)
 
 

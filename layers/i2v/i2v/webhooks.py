@@ -9,7 +9,10 @@ and ``webhook-signature`` (``v1,`` + base64 HMAC-SHA256 of ``id.timestamp.body``
 Lambda) turns "retry" into a delayed redelivery and, after the queue's last attempt, the DLQ.
 """
 
+import base64
+import binascii
 import json
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -19,7 +22,7 @@ import requests
 from standardwebhooks.webhooks import Webhook
 
 from i2v.retry_after import retry_after_seconds
-from i2v.urlsafety import UnsafeUrlError, check_url
+from i2v.urlsafety import UnsafeUrlError, check_url, pinned_session
 
 # (connect, read) for requests: the read timeout bounds the wait for the answer and every
 # stall while reading it in full (stream=False), so an attempt takes about 15 s against a
@@ -30,6 +33,13 @@ BACKOFF_BASE_SECONDS = 5.0
 BACKOFF_CAP_SECONDS = 15 * 60.0
 # SQS cannot hide a message for longer than 12 hours: a longer Retry-After is cut to that.
 MAX_DELAY_SECONDS = 12 * 60 * 60
+# ...and those 12 hours count from when the message was received, not from the
+# ChangeMessageVisibility call: keep this much back for the time between SQS handing the
+# batch to Lambda and the handler starting.
+RECEIPT_MARGIN_SECONDS = 60
+SECRET_PREFIX = "whsec_"
+SECRET_MIN_BYTES = 24
+SECRET_MAX_BYTES = 64
 
 DELIVERED = "delivered"
 GONE = "gone"
@@ -38,6 +48,10 @@ RETRY = "retry"
 
 class WebhookDeliveryFailed(Exception):
     """One delivery attempt failed and should be tried again later."""
+
+
+class InvalidWebhookSecretError(ValueError):
+    """The signing secret is not ``whsec_`` + base64 of 24 to 64 bytes; nothing is signed with it."""
 
 
 @dataclass(frozen=True)
@@ -69,15 +83,51 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> dict:
     """
     when = datetime.fromtimestamp(int(timestamp), tz=timezone.utc)
     text = body.decode("utf-8")
-    signatures = [Webhook(one).sign(msg_id, when, text) for one in secret.split()]
+    signatures = [Webhook(secret_key(one)).sign(msg_id, when, text) for one in secret.split()]
     if not signatures:
-        raise ValueError("webhook secret is empty")
+        raise InvalidWebhookSecretError("webhook secret is empty")
     return {
         "webhook-id": msg_id,
         "webhook-timestamp": str(int(timestamp)),
         "webhook-signature": " ".join(signatures),
         "content-type": "application/json",
     }
+
+
+def secret_key(secret: str) -> bytes:
+    """The HMAC key of one ``whsec_`` secret, strictly decoded.
+
+    The standardwebhooks package decodes leniently (it skips characters that are not base64),
+    so a mistyped secret would silently sign with a key of a few bytes: refuse it instead.
+    """
+    if not secret.startswith(SECRET_PREFIX):
+        raise InvalidWebhookSecretError(f"the webhook secret must start with {SECRET_PREFIX!r}")
+    try:
+        key = base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
+    except binascii.Error:
+        raise InvalidWebhookSecretError(
+            f"the webhook secret after {SECRET_PREFIX!r} is not valid (padded) base64"
+        ) from None
+    if not SECRET_MIN_BYTES <= len(key) <= SECRET_MAX_BYTES:
+        raise InvalidWebhookSecretError(
+            f"the webhook secret must decode to {SECRET_MIN_BYTES} to {SECRET_MAX_BYTES} bytes (got {len(key)})"
+        )
+    return key
+
+
+def validate_secret(secret: str) -> None:
+    """Raise InvalidWebhookSecretError unless every space-separated secret is well formed."""
+    if not secret.split():
+        raise InvalidWebhookSecretError("webhook secret is empty")
+    for one in secret.split():
+        secret_key(one)
+
+
+def visibility_timeout(delay_seconds: int, seconds_since_receipt: float) -> int:
+    """The ChangeMessageVisibility value for a wanted delay: SQS refuses one that would end
+    more than 12 hours after the message was received, so what has passed is taken off."""
+    room = MAX_DELAY_SECONDS - RECEIPT_MARGIN_SECONDS - math.ceil(max(0.0, seconds_since_receipt))
+    return max(0, min(int(delay_seconds), room))
 
 
 def backoff_delay(attempt: int, *, rng: random.Random | None = None) -> int:
@@ -115,7 +165,7 @@ def deliver(
         return DeliveryResult(RETRY, status_code, reason, delay)
 
     try:
-        check_url(url, allow_loopback_http=allow_insecure)
+        checked = check_url(url, allow_loopback_http=allow_insecure, allow_userinfo=True)
     except UnsafeUrlError as exc:
         # Kept for retry (and then the DLQ) rather than dropped: once the operator fixes
         # the URL, the messages can be redriven.
@@ -125,9 +175,16 @@ def deliver(
     headers = sign(secret, msg_id, int(time.time()), body)
     headers["user-agent"] = "image-to-video-webhooks/1"
     try:
-        response = requests.post(
-            url, data=body, headers=headers, timeout=(CONNECT_TIMEOUT_SECONDS, timeout), allow_redirects=False, stream=False
-        )
+        # Connect to the address that was checked: a second DNS answer cannot move the POST.
+        with pinned_session(checked) as session:
+            response = session.post(
+                url,
+                data=body,
+                headers=headers,
+                timeout=(CONNECT_TIMEOUT_SECONDS, timeout),
+                allow_redirects=False,
+                stream=False,
+            )
     except requests.Timeout:
         return retry(None, f"no answer within {timeout:g} s")
     except requests.RequestException as exc:

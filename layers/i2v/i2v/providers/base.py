@@ -1,9 +1,14 @@
 """The small interface every provider implements, and the normalised job it returns."""
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+from aws_lambda_powertools import Logger
+
 from i2v.providers.http import ProviderHttp
+
+logger = Logger(child=True)
 
 RUNNING = "running"
 COMPLETED = "completed"
@@ -44,6 +49,56 @@ class ProviderJob:
             cost=data.get("cost"),
             rate_limit=data.get("rate_limit"),
         )
+
+
+# ---------------------------------------------------------------- reading provider answers
+# A provider's answer is validated where it is parsed: a field of the wrong type becomes
+# "unknown" (None) here, so nothing downstream (Store, after the video is published) trips on it.
+
+
+def text_field(value, name: str) -> str | None:
+    """A string (ids may come as numbers); None, with a warning, for anything else."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    logger.warning("provider field ignored: not text", extra={"field": name, "type": type(value).__name__})
+    return None
+
+
+def count_field(value, name: str) -> int | float | None:
+    """A finite, non-negative number (numeric strings accepted); None, with a warning, for anything else."""
+    if value is None:
+        return None
+    number = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str):
+        try:
+            number = float(value)
+            number = int(number) if number.is_integer() else number
+        except ValueError:
+            number = None
+    if number is None or not math.isfinite(number) or number < 0:
+        logger.warning(
+            "provider field ignored: not a non-negative number", extra={"field": name, "value": repr(value)[:40]}
+        )
+        return None
+    return number
+
+
+def rate_limit_field(value) -> dict | None:
+    """NanoBanana's ``rate_limit {count, limit, remaining}``, keeping only readable counts."""
+    if not isinstance(value, dict):
+        return None
+    counts = {}
+    for key in ("count", "limit", "remaining"):
+        number = count_field(value.get(key), f"rate_limit.{key}")
+        if number is not None:
+            counts[key] = number
+    return counts or None
 
 
 class Provider(ABC):

@@ -14,6 +14,7 @@ import re
 import time
 from collections.abc import Callable
 from datetime import datetime
+from urllib.parse import urlsplit
 
 import requests
 from aws_lambda_powertools import Logger
@@ -42,12 +43,19 @@ MAX_MESSAGE_CHARS = 300
 RETRYABLE_STATUS = frozenset({408, 429})
 # A gateway gave up waiting for the origin, which may still be working on the request.
 GATEWAY_TIMEOUT_STATUS = frozenset({504, *range(520, 528)})
-# Provider messages may echo the presigned image_url (a credential until it expires).
-_URL = re.compile(r"https?://\S+")
+# Provider messages may echo the presigned image_url (a credential until it expires), in any
+# spelling: HTTPS:// (case), https:\/\/ or https:\u002F\u002F (JSON-escaped), https%3A%2F%2F
+# (percent-encoded, any case), and signature parameters on their own (X-Amz-Signature=..., X-Amz-Credential=...).
+_URL = re.compile(r"https?(?::|%3a|\\u003a)(?:\\?/|%2f|\\u002f){2}\S*", re.IGNORECASE)
+_SIGNING_PARAMETER = re.compile(
+    r"\b(?:x-amz-[a-z0-9-]+|signature|sig|token|key-pair-id|policy|expires|awsaccesskeyid)(?:=|%3d)[^\s&\"']*",
+    re.IGNORECASE,
+)
 
 
 def redact_urls(text: str) -> str:
-    return _URL.sub("<url>", text)
+    """``text`` with every URL and every signing query parameter replaced by a placeholder."""
+    return _SIGNING_PARAMETER.sub("<redacted>", _URL.sub("<url>", text))
 
 
 def error_message(response: requests.Response) -> str:
@@ -149,11 +157,14 @@ class ProviderHttp:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             retry_after = None
             try:
+                # Never follow a redirect: a 307/308 would re-send the body (with the presigned
+                # image link) and the API key to wherever Location points.
                 response = self.session.post(
                     url,
                     json=payload,
                     headers=headers,
                     timeout=(CONNECT_TIMEOUT, self._read_timeout(self.create_read_timeout)),
+                    allow_redirects=False,
                 )
             except requests.ConnectionError as exc:
                 if not nothing_was_sent(exc):
@@ -165,7 +176,7 @@ class ProviderHttp:
                 # A read timeout: the provider has the request and may be rendering (and charging).
                 raise _unknown_outcome("no answer came back in time") from None
             else:
-                if response.ok:
+                if 200 <= response.status_code < 300:
                     return _json_or_unknown(response)
                 if response.status_code in GATEWAY_TIMEOUT_STATUS:
                     raise _unknown_outcome(
@@ -194,10 +205,11 @@ class ProviderHttp:
                 url,
                 headers=self._headers(),
                 timeout=(CONNECT_TIMEOUT, self._read_timeout(POLL_READ_TIMEOUT)),
+                allow_redirects=False,
             )
         except requests.RequestException as exc:
             raise ProviderTransientError(f"provider status check failed ({type(exc).__name__})") from None
-        if response.ok:
+        if 200 <= response.status_code < 300:
             try:
                 return response.json()
             except ValueError:
@@ -218,11 +230,26 @@ def _raise_final(response: requests.Response) -> None:
         raise ProviderAuthError(f"provider rejected the API key (HTTP {status})")
     if status in RETRYABLE_STATUS:
         return
+    if 300 <= status < 400:
+        # Redirects are never followed (see ProviderHttp.create), so one is an answer we cannot use.
+        where = _host_of(response.headers.get("Location"))
+        raise ProviderError(
+            f"the provider answered with a redirect (HTTP {status}{f' to {where}' if where else ''}), "
+            "which is never followed: check PROVIDER_BASE_URL"
+        )
     if 400 <= status < 500:
         raise ProviderRejectedError(f"provider rejected the request (HTTP {status}): {error_message(response)}")
     if status >= 500:
         return
     raise ProviderError(f"unexpected HTTP {status} from provider")
+
+
+def _host_of(location: str | None) -> str:
+    # Only the host: the rest of a Location may carry a signature.
+    try:
+        return (urlsplit(location or "").hostname or "").lower()
+    except ValueError:
+        return ""
 
 
 def _json_or_unknown(response: requests.Response) -> dict:

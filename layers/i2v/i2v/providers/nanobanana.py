@@ -2,7 +2,7 @@
 
 from i2v.errors import ProviderError
 from i2v.options import NANOBANANA
-from i2v.providers.base import COMPLETED, FAILED, Provider, ProviderJob
+from i2v.providers.base import COMPLETED, FAILED, Provider, ProviderJob, count_field, rate_limit_field, text_field
 from i2v.providers.http import MAX_MESSAGE_CHARS, redact_urls
 
 
@@ -23,17 +23,17 @@ class NanoBananaProvider(Provider):
             if isinstance(error, dict):
                 error = error.get("message") or error
             return ProviderJob(
-                id=body.get("video_id"),
+                id=text_field(body.get("video_id"), "video_id"),
                 status=FAILED,
                 error=f"the provider could not generate the video: {redact_urls(str(error or 'no details'))[:MAX_MESSAGE_CHARS]}",
             )
         job = ProviderJob(
-            id=body.get("video_id"),
+            id=text_field(body.get("video_id"), "video_id"),
             status=COMPLETED,
-            video_url=body.get("video_url"),
-            thumbnail_url=body.get("thumbnail_url"),
+            video_url=text_field(body.get("video_url"), "video_url"),
+            thumbnail_url=text_field(body.get("thumbnail_url"), "thumbnail_url"),
             cost=self.cost(options, body),
-            rate_limit=body.get("rate_limit") if isinstance(body.get("rate_limit"), dict) else None,
+            rate_limit=rate_limit_field(body.get("rate_limit")),
         )
         if not job.video_url:
             job.status = FAILED
@@ -45,5 +45,5 @@ class NanoBananaProvider(Provider):
         raise ProviderError("nanobanana has no status endpoint; its jobs complete in the create response")
 
     def cost(self, options: dict, response: dict | None = None) -> dict | None:
-        credits = (response or {}).get("credits_used")
+        credits = count_field((response or {}).get("credits_used"), "credits_used")
         return None if credits is None else {"credits": credits}

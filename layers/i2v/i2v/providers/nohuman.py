@@ -4,7 +4,7 @@ from urllib.parse import quote
 
 from i2v.errors import ProviderError, SubmitOutcomeUnknownError
 from i2v.options import NOHUMAN
-from i2v.providers.base import COMPLETED, FAILED, RUNNING, Provider, ProviderJob
+from i2v.providers.base import COMPLETED, FAILED, RUNNING, Provider, ProviderJob, text_field
 from i2v.providers.http import redact_urls
 
 # USD per (mode, duration in seconds), from the provider's price table.
@@ -27,7 +27,7 @@ class NoHumanProvider(Provider):
     def create_job(self, image_url: str, options: dict) -> ProviderJob:
         payload = {"image_url": image_url, **{key: value for key, value in options.items() if value is not None}}
         body = self.http.create("/v1/videos/generate", payload)
-        job_id = body.get("id")
+        job_id = text_field(body.get("id"), "id")
         if not job_id:
             raise SubmitOutcomeUnknownError(
                 "the provider accepted the create request but returned no job id: its outcome is unknown; "
@@ -51,13 +51,13 @@ class NoHumanProvider(Provider):
             raise ProviderError(f"provider reported an unknown job status {raw_status!r}")
         result = body.get("result") if isinstance(body.get("result"), dict) else {}
         job = ProviderJob(
-            id=body.get("id"),
+            id=text_field(body.get("id"), "id"),
             status=status,
             cost=self.cost(options) if options else None,
         )
         if status == COMPLETED:
-            job.video_url = result.get("url")
-            job.thumbnail_url = result.get("thumbnail_url")
+            job.video_url = text_field(result.get("url"), "result.url")
+            job.thumbnail_url = text_field(result.get("thumbnail_url"), "result.thumbnail_url")
             if not job.video_url:
                 job.status = FAILED
                 job.error = "the provider reported the job completed but gave no result.url"
