@@ -174,6 +174,8 @@ POLICY_SERVICES = {
     "S3ReadPolicy": "s3",
     "S3WritePolicy": "s3",
     "DynamoDBCrudPolicy": "dynamodb",
+    "DynamoDBReadPolicy": "dynamodb",
+    "DynamoDBWritePolicy": "dynamodb",
     "SNSPublishMessagePolicy": "sns",
     "EventBridgePutEventsPolicy": "events",
     "StepFunctionsExecutionPolicy": "stepfunctions",
@@ -205,6 +207,8 @@ def services_of(function_name):
             for key, value in node.items():
                 if key in POLICY_SERVICES:
                     services.add(POLICY_SERVICES[key])
+                elif key.endswith("Policy"):
+                    raise AssertionError(f"{function_name}: add SAM policy template {key} to POLICY_SERVICES")
                 elif key == "Action":
                     for action in [value] if isinstance(value, str) else value:
                         services.add(action.split(":", 1)[0])

@@ -9,6 +9,7 @@ A status check is never retried here: those answers (and 404) raise ProviderTran
 for the state machine's Retry.
 """
 
+import json
 import random
 import re
 import time
@@ -58,11 +59,17 @@ def redact_urls(text: str) -> str:
     return _SIGNING_PARAMETER.sub("<redacted>", _URL.sub("<url>", text))
 
 
+def json_body(response: requests.Response):
+    """The body parsed by the standard library: ``json_body(response)`` uses simplejson when it is
+    installed, which reads NaN differently, so an answer would depend on what else is installed."""
+    return json.loads(response.content)
+
+
 def error_message(response: requests.Response) -> str:
     """The provider's own explanation: `{"error": "..."}`, `{"error": {"message": ...}}`,
     `{"message": ...}` or plain text (NanoBanana's error bodies are undocumented)."""
     try:
-        body = response.json()
+        body = json_body(response)
     except ValueError:
         body = None
     message = None
@@ -211,7 +218,7 @@ class ProviderHttp:
             raise ProviderTransientError(f"provider status check failed ({type(exc).__name__})") from None
         if 200 <= response.status_code < 300:
             try:
-                return response.json()
+                return json_body(response)
             except ValueError:
                 raise ProviderTransientError("provider status check returned a body that is not JSON") from None
         if response.status_code == 404:
@@ -254,7 +261,7 @@ def _host_of(location: str | None) -> str:
 
 def _json_or_unknown(response: requests.Response) -> dict:
     try:
-        body = response.json()
+        body = json_body(response)
     except ValueError:
         body = None
     if not isinstance(body, dict):
