@@ -7,14 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 import requests
 
-from i2v.jobs import execution_name, job_key
+from i2v.jobs import job_key
 from i2v_local.ops.target import write_local_file
 from tests.e2e.helpers import jpeg, start_stack, unique
 
@@ -32,15 +31,15 @@ def stack():
 @pytest.fixture(scope="module")
 def workdir(stack, tmp_path_factory):
     directory = tmp_path_factory.mktemp("operator")
-    write_local_file({"endpoint_url": stack.endpoint_url, "region": "us-east-1", "outputs": stack.stack_outputs()}, directory)
+    write_local_file(
+        {"endpoint_url": stack.endpoint_url, "region": "us-east-1", "outputs": stack.stack_outputs()}, directory
+    )
     return directory
 
 
 def i2v(workdir, *args, timeout=180):
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    return subprocess.run(
-        [str(I2V), *args], cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env
-    )
+    return subprocess.run([str(I2V), *args], cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env, check=False)
 
 
 def json_lines(text):
@@ -62,7 +61,9 @@ def folder(tmp_path, name, count):
 
 def test_a_folder_submitted_with_wait_ends_in_videos_with_their_cost(stack, workdir, tmp_path):
     photos = folder(tmp_path, unique("trip"), 2)
-    result = i2v(workdir, "submit", "--local", str(photos), "--prompt", PROMPT, "--wait", "--out", str(tmp_path / "out"))
+    result = i2v(
+        workdir, "submit", "--local", str(photos), "--prompt", PROMPT, "--wait", "--out", str(tmp_path / "out")
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["SOURCE", "PROVIDER", "STATUS", "TIME", "COST", "VIDEO", "/", "ERROR"]
@@ -114,14 +115,27 @@ def test_jobs_are_served_by_a_query_on_the_status_index(stack):
 def test_each_image_may_choose_its_provider(stack, workdir, tmp_path):
     image = tmp_path / f"{unique('banana')}.jpg"
     image.write_bytes(jpeg())
-    result = i2v(workdir, "submit", "--local", str(image), "--provider", "nanobanana", "--option", "duration=4", "--wait", "--json")
+    result = i2v(
+        workdir,
+        "submit",
+        "--local",
+        str(image),
+        "--provider",
+        "nanobanana",
+        "--option",
+        "duration=4",
+        "--wait",
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     (row,) = json_lines(result.stdout)
     assert row["provider"] == "nanobanana" and row["cost_credits"] == 4 and row["cost_usd"] is None
     (create,) = creates_for(stack, row["job_key"])
     assert create["provider"] == "nanobanana" and create["options"]["duration"] == 4
     # Options are validated against the chosen provider: mode is NoHuman's.
-    bad = i2v(workdir, "submit", "--local", str(image), "--provider", "nanobanana", "--option", "mode=hq", "--wait", "--json")
+    bad = i2v(
+        workdir, "submit", "--local", str(image), "--provider", "nanobanana", "--option", "mode=hq", "--wait", "--json"
+    )
     (failed,) = json_lines(bad.stdout)
     assert bad.returncode == 1 and failed["error_code"] == "InvalidOption" and "belongs to nohuman" in failed["error"]
     assert creates_for(stack, failed["job_key"]) == []
@@ -152,7 +166,12 @@ def test_an_upload_over_the_daily_cap_costs_nothing_and_says_why(stack, workdir,
     ddb = stack.client("dynamodb")
     before = ddb.get_item(TableName=jobs_table, Key=counter).get("Item")
     # Today's count stands at the stack's DailyJobCap (1000).
-    ddb.update_item(TableName=jobs_table, Key=counter, UpdateExpression="SET jobs = :cap", ExpressionAttributeValues={":cap": {"N": "1000"}})
+    ddb.update_item(
+        TableName=jobs_table,
+        Key=counter,
+        UpdateExpression="SET jobs = :cap",
+        ExpressionAttributeValues={":cap": {"N": "1000"}},
+    )
     try:
         image = tmp_path / f"{unique('capped')}.jpg"
         image.write_bytes(jpeg())
@@ -182,12 +201,29 @@ def test_redrive_resubmits_a_dead_lettered_upload_without_paying_twice(stack, wo
     key = f"staging/{unique('dlq')}.jpg"
     put = s3.put_object(Bucket=stack.input_bucket, Key=key, Body=jpeg(), ContentType="image/jpeg")
     etag = put["ETag"].strip('"')
-    event = {"Records": [{
-        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1", "eventTime": "2026-12-01T10:00:00.000Z",
-        "eventName": "ObjectCreated:Put",
-        "s3": {"s3SchemaVersion": "1.0", "configurationId": "t", "bucket": {"name": stack.input_bucket, "arn": f"arn:aws:s3:::{stack.input_bucket}"},
-               "object": {"key": key, "size": 1, "eTag": etag, "versionId": put.get("VersionId"), "sequencer": "0A"}},
-    }]}
+    event = {
+        "Records": [
+            {
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "awsRegion": "us-east-1",
+                "eventTime": "2026-12-01T10:00:00.000Z",
+                "eventName": "ObjectCreated:Put",
+                "s3": {
+                    "s3SchemaVersion": "1.0",
+                    "configurationId": "t",
+                    "bucket": {"name": stack.input_bucket, "arn": f"arn:aws:s3:::{stack.input_bucket}"},
+                    "object": {
+                        "key": key,
+                        "size": 1,
+                        "eTag": etag,
+                        "versionId": put.get("VersionId"),
+                        "sequencer": "0A",
+                    },
+                },
+            }
+        ]
+    }
     stack.set_aws_faults(["states:StartExecution:ThrottlingException:1.0"])
     try:
         failed = stack.invoke("SubmitFunction", event)
@@ -197,9 +233,14 @@ def test_redrive_resubmits_a_dead_lettered_upload_without_paying_twice(stack, wo
     the_job = job_key(stack.input_bucket, key, put.get("VersionId"), etag)
     assert len(creates_for(stack, the_job)) == 1
     record = {
-        "version": "1.0", "timestamp": "2026-12-01T10:00:05.000Z",
-        "requestContext": {"requestId": "r1", "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:x:$LATEST",
-                           "condition": "RetriesExhausted", "approximateInvokeCount": 3},
+        "version": "1.0",
+        "timestamp": "2026-12-01T10:00:05.000Z",
+        "requestContext": {
+            "requestId": "r1",
+            "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:x:$LATEST",
+            "condition": "RetriesExhausted",
+            "approximateInvokeCount": 3,
+        },
         "requestPayload": event,
         "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
         "responsePayload": failed["Payload"],
@@ -209,7 +250,11 @@ def test_redrive_resubmits_a_dead_lettered_upload_without_paying_twice(stack, wo
     listed = i2v(workdir, "redrive", "--local")
     assert listed.returncode == 0, listed.stderr
     assert key in listed.stdout and "ThrottlingException" in listed.stdout and "--apply" in listed.stdout
-    (row,) = [r for r in json_lines(i2v(workdir, "redrive", "--local", "--json", "--queue", "submit").stdout) if r["source_key"] == key]
+    (row,) = [
+        r
+        for r in json_lines(i2v(workdir, "redrive", "--local", "--json", "--queue", "submit").stdout)
+        if r["source_key"] == key
+    ]
     assert row["job_key"] == the_job and row["queue"] == "submit"
 
     applied = i2v(workdir, "redrive", "--local", "--apply", "--json")
@@ -242,7 +287,9 @@ def test_exit_codes_for_scripts(workdir, tmp_path):
 
 
 def test_local_up_writes_the_file_the_commands_find_and_removes_it(tmp_path):
-    up = subprocess.Popen([str(I2V), "local", "up"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    up = subprocess.Popen(
+        [str(I2V), "local", "up"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
     try:
         info = json.loads(up.stdout.readline())
         path = tmp_path / ".i2v" / "local.json"
@@ -255,3 +302,34 @@ def test_local_up_writes_the_file_the_commands_find_and_removes_it(tmp_path):
         up.send_signal(signal.SIGTERM)
         up.wait(timeout=60)
     assert not (tmp_path / ".i2v" / "local.json").exists()
+
+
+def test_redrive_hands_a_dead_lettered_webhook_delivery_back_to_the_delivery_function(stack, workdir):
+    outputs = stack.stack_outputs()
+    sqs = stack.client("sqs")
+    key = f"uploads/{unique('hook')}.jpg"
+    outcome = {
+        "schema_version": "1",
+        "status": "failed",
+        "job_key": "f" * 64,
+        "source": {"bucket": stack.input_bucket, "key": key},
+        "provider": "nohuman",
+        "output": None,
+        "error": {"code": "TimedOut", "message": "timed out after 30 minutes"},
+    }
+    # What SQS moved to the dead-letter queue after the receiver failed every attempt.
+    sqs.send_message(QueueUrl=outputs["WebhookDeadLetterQueueUrl"], MessageBody=json.dumps(outcome))
+    listed = [
+        r
+        for r in json_lines(i2v(workdir, "redrive", "--local", "--queue", "webhook", "--json").stdout)
+        if r["source_key"] == key
+    ]
+    assert [r["queue"] for r in listed] == ["webhook"]
+    before = len(stack.receiver.deliveries)
+
+    applied = i2v(workdir, "redrive", "--local", "--queue", "webhook", "--apply", "--json")
+    assert applied.returncode == 0, applied.stderr
+    assert [r["result"] for r in json_lines(applied.stdout) if r["source_key"] == key] == ["delivered"]
+    delivered = stack.receiver.wait_for(before + 1, timeout=30)[before:]
+    assert [d["body"]["job_key"] for d in delivered if d["verified"]] == ["f" * 64]
+    assert "dead-letter queues are empty" in i2v(workdir, "redrive", "--local").stdout

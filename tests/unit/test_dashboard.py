@@ -23,7 +23,13 @@ def emitted_metric_names():
 def test_the_dashboard_has_the_widgets_operators_need():
     dashboard, _ = body()
     titles = [w["properties"]["title"] for w in dashboard["widgets"]]
-    assert titles == ["Jobs per hour", "Time to video (seconds)", "Provider cost per day (UTC)", "Dead-letter queue depths", "Throttles"]
+    assert titles == [
+        "Jobs per hour",
+        "Time to video (seconds)",
+        "Provider cost per day (UTC)",
+        "Dead-letter queue depths",
+        "Throttles",
+    ]
     time_to_video = dashboard["widgets"][1]["properties"]["metrics"]
     assert {m[-1]["stat"] for m in time_to_video} == {"p50", "p90"}
     assert dashboard["widgets"][0]["properties"]["period"] == 3600
@@ -37,7 +43,12 @@ def test_every_custom_metric_on_the_dashboard_is_emitted():
     assert not missing, f"the dashboard shows metrics nothing emits: {missing}"
     # Powertools adds the service dimension; the dashboard must name the same one.
     service = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"]
-    assert all(m[2:4] == ["service", service] for w in dashboard["widgets"] for m in w["properties"]["metrics"] if m[0] == "ImageToVideo")
+    assert all(
+        m[2:4] == ["service", service]
+        for w in dashboard["widgets"]
+        for m in w["properties"]["metrics"]
+        if m[0] == "ImageToVideo"
+    )
 
 
 def test_the_webhook_dead_letter_queue_is_optional_on_the_dashboard():

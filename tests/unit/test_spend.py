@@ -1,6 +1,5 @@
 """Daily spend caps: atomic, per provider and UTC day, nothing sent once a cap is reached."""
 
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 import boto3
@@ -120,23 +119,34 @@ def test_a_create_that_started_nothing_gives_its_reservation_back(table):
     assert provider.creates == 1
 
 
-def test_concurrent_submits_never_pass_the_cap_together(table):
-    provider = Provider()
-    caps = spend.Caps(jobs=5)
+def test_the_check_and_the_count_are_one_conditional_update(table, monkeypatch):
+    """Atomic on DynamoDB: the cap is the condition of the very update that counts the job, so
+    concurrent submits cannot both pass (moto does not serialise updates, so this is checked on
+    the request, not by racing threads against moto)."""
+    from i2v.aws import client
 
-    def attempt(_):
-        try:
-            create(provider, table, caps)
-            return True
-        except SpendCapReachedError:
-            return False
+    ddb = client("dynamodb")
+    calls = []
+    original = ddb.update_item
 
-    with ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(attempt, range(20)))
-    assert sum(results) == 5 and provider.creates == 5
+    def recording(**kwargs):
+        calls.append(kwargs)
+        return original(**kwargs)
+
+    monkeypatch.setattr(ddb, "update_item", recording)
+    monkeypatch.setattr(ddb, "get_item", lambda **_: pytest.fail("no read before the admission"))
+    create(Provider(), table, spend.Caps(jobs=5, usd=10))
+    (update,) = calls
+    assert update["UpdateExpression"].startswith("ADD jobs :one, usd_cents :cents")
+    assert update["ConditionExpression"] == (
+        "(attribute_not_exists(jobs) OR jobs < :job_cap) AND (attribute_not_exists(usd_cents) OR usd_cents <= :room)"
+    )
+    assert update["ExpressionAttributeValues"][":room"] == {"N": str(1000 - 47)}
 
 
 def test_counters_stay_out_of_the_job_listing(table):
     create(Provider(), table, spend.Caps())
-    item = boto3.client("dynamodb").get_item(TableName=table, Key={"job_key": {"S": spend.counter_key("nohuman", NOW)}})["Item"]
+    item = boto3.client("dynamodb").get_item(
+        TableName=table, Key={"job_key": {"S": spend.counter_key("nohuman", NOW)}}
+    )["Item"]
     assert "job_status" not in item and "expires_at" in item

@@ -91,13 +91,16 @@ def admit(provider: str, cents: int, *, key: str, table: str, now: datetime, cap
         raise SpendCapReachedError(
             f"this job costs ${cents / 100:.2f}, more than the daily spend cap of ${caps.usd:.2f} for {provider} on its own"
         )
-    conditions, values = [], {
-        ":one": {"N": "1"},
-        ":cents": {"N": str(cents)},
-        ":provider": {"S": provider},
-        ":day": {"S": day},
-        ":ttl": {"N": str(int((now + timedelta(days=COUNTER_TTL_DAYS)).timestamp()))},
-    }
+    conditions, values = (
+        [],
+        {
+            ":one": {"N": "1"},
+            ":cents": {"N": str(cents)},
+            ":provider": {"S": provider},
+            ":day": {"S": day},
+            ":ttl": {"N": str(int((now + timedelta(days=COUNTER_TTL_DAYS)).timestamp()))},
+        },
+    )
     if caps.jobs:
         conditions.append("(attribute_not_exists(jobs) OR jobs < :job_cap)")
         values[":job_cap"] = {"N": str(caps.jobs)}
@@ -125,7 +128,9 @@ def admit(provider: str, cents: int, *, key: str, table: str, now: datetime, cap
 
 
 def today(table: str, key: str) -> dict:
-    item = client("dynamodb").get_item(TableName=table, Key={"job_key": {"S": key}}, ConsistentRead=True).get("Item") or {}
+    item = (
+        client("dynamodb").get_item(TableName=table, Key={"job_key": {"S": key}}, ConsistentRead=True).get("Item") or {}
+    )
     return {name: float(value["N"]) for name, value in item.items() if "N" in value}
 
 
@@ -156,7 +161,10 @@ def _add(table: str, key: str, *, jobs: int = 0, cents: int = 0, credits: float 
             values[f":{name}"] = {"N": _number(value)}
     if parts:
         client("dynamodb").update_item(
-            TableName=table, Key={"job_key": {"S": key}}, UpdateExpression="ADD " + ", ".join(parts), ExpressionAttributeValues=values
+            TableName=table,
+            Key={"job_key": {"S": key}},
+            UpdateExpression="ADD " + ", ".join(parts),
+            ExpressionAttributeValues=values,
         )
 
 

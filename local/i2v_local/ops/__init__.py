@@ -43,8 +43,12 @@ def _target_options() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     where = parent.add_argument_group("which stack (one of)")
     choice = where.add_mutually_exclusive_group(required=True)
-    choice.add_argument("--stack", metavar="NAME", help="a deployed stack: its CloudFormation outputs, with your AWS credentials")
-    choice.add_argument("--local", action="store_true", help="the `i2v local up` running in this directory (.i2v/local.json)")
+    choice.add_argument(
+        "--stack", metavar="NAME", help="a deployed stack: its CloudFormation outputs, with your AWS credentials"
+    )
+    choice.add_argument(
+        "--local", action="store_true", help="the `i2v local up` running in this directory (.i2v/local.json)"
+    )
     where.add_argument("--region", help="the deployed stack's region (default: your AWS configuration's)")
     where.add_argument("--profile", help="AWS profile for --stack")
     parent.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
@@ -57,7 +61,10 @@ def register(groups) -> None:
     fmt = argparse.RawDescriptionHelpFormatter
 
     submit = groups.add_parser(
-        "submit", parents=[parent], formatter_class=fmt, epilog=EPILOG,
+        "submit",
+        parents=[parent],
+        formatter_class=fmt,
+        epilog=EPILOG,
         help="upload images (or folders of them) to the input bucket, optionally wait for the videos",
         description=(
             "Upload each IMAGE (a folder: every .jpg/.jpeg/.png/.webp in it, keeping its name) under the\n"
@@ -69,34 +76,63 @@ def register(groups) -> None:
     )
     submit.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files or folders")
     submit.add_argument("--prompt", help="what should happen in the video (any language)")
-    submit.add_argument("--option", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
-                        help="a video option, e.g. duration=10, mode=hq, video_model=veo3 (repeatable)")
-    submit.add_argument("--provider", choices=["nohuman", "nanobanana"], help="the provider for these images (default: the stack's)")
+    submit.add_argument(
+        "--option",
+        type=_key_value,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a video option, e.g. duration=10, mode=hq, video_model=veo3 (repeatable)",
+    )
+    submit.add_argument(
+        "--provider", choices=["nohuman", "nanobanana"], help="the provider for these images (default: the stack's)"
+    )
     submit.add_argument("--prefix", default=None, help="upload under this prefix instead of the stack's InputPrefix")
     submit.add_argument("--wait", action="store_true", help="watch until every image has its outcome")
     submit.add_argument("--out", type=Path, metavar="DIR", help="with --wait: download each video into DIR")
-    submit.add_argument("--timeout", type=float, default=1800, help="with --wait: give up after this many seconds (default 1800)")
+    submit.add_argument(
+        "--timeout", type=float, default=1800, help="with --wait: give up after this many seconds (default 1800)"
+    )
     submit.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
 
     jobs = groups.add_parser(
-        "jobs", parents=[parent], formatter_class=fmt, epilog=EPILOG,
+        "jobs",
+        parents=[parent],
+        formatter_class=fmt,
+        epilog=EPILOG,
         help="list jobs, newest first, from the job records",
         description="List jobs newest first: source key, provider, status, time to video, cost (a Query on the jobs table's ByStatus index).",
     )
     jobs.add_argument("--status", choices=["running", "succeeded", "failed"], help="only jobs in this status")
-    jobs.add_argument("--since", metavar="T", help="created at or after T: 2026-12-01, 2026-12-01T10:00Z, or 30m / 24h / 7d")
+    jobs.add_argument(
+        "--since", metavar="T", help="created at or after T: 2026-12-01, 2026-12-01T10:00Z, or 30m / 24h / 7d"
+    )
     jobs.add_argument("--limit", type=_positive, default=20, metavar="N", help="at most N jobs (default 20)")
 
     show = groups.add_parser(
-        "show", parents=[parent], formatter_class=fmt, epilog=EPILOG,
+        "show",
+        parents=[parent],
+        formatter_class=fmt,
+        epilog=EPILOG,
         help="one job: record, execution steps with timings, notification, fresh download link",
         description="One job: its record, its execution's steps with timings, its notification, and a fresh presigned link to the video.",
     )
-    show.add_argument("job", metavar="JOB_KEY|S3_KEY", help="a job key (or 8+ leading characters) or the uploaded object's key")
-    show.add_argument("--expires", type=_positive, default=3600, metavar="S", help="download link lifetime in seconds (default 3600, at most 604800)")
+    show.add_argument(
+        "job", metavar="JOB_KEY|S3_KEY", help="a job key (or 8+ leading characters) or the uploaded object's key"
+    )
+    show.add_argument(
+        "--expires",
+        type=_positive,
+        default=3600,
+        metavar="S",
+        help="download link lifetime in seconds (default 3600, at most 604800)",
+    )
 
     redrive = groups.add_parser(
-        "redrive", parents=[parent], formatter_class=fmt, epilog=EPILOG,
+        "redrive",
+        parents=[parent],
+        formatter_class=fmt,
+        epilog=EPILOG,
         help="list (and with --apply re-drive) the submit failure and webhook dead-letter queues",
         description=(
             "List what sits in the dead-letter queues. With --apply: upload events are handed to the\n"
@@ -105,11 +141,16 @@ def register(groups) -> None:
             "more; what succeeds leaves its queue."
         ),
     )
-    redrive.add_argument("--queue", choices=["all", "submit", "webhook"], default="all", help="which dead-letter queue (default all)")
+    redrive.add_argument(
+        "--queue", choices=["all", "submit", "webhook"], default="all", help="which dead-letter queue (default all)"
+    )
     redrive.add_argument("--apply", action="store_true", help="re-drive the messages instead of only listing them")
 
     cost = groups.add_parser(
-        "cost", parents=[parent], formatter_class=fmt, epilog=EPILOG,
+        "cost",
+        parents=[parent],
+        formatter_class=fmt,
+        epilog=EPILOG,
         help="provider cost (USD, credits) and estimated AWS cost by day and provider",
         description="Provider cost (USD from NoHuman's price table, NanoBanana credits as reported) and an AWS cost estimate, by UTC day and provider, from the job records.",
     )

@@ -114,14 +114,21 @@ def execution_steps(target, key: str) -> tuple[dict | None, list[dict]]:
         entered = event.get("stateEnteredEventDetails")
         exited = event.get("stateExitedEventDetails")
         if entered:
-            step = {"step": entered["name"], "type": event["type"].replace("StateEntered", ""), "started": event["timestamp"], "seconds": None}
+            step = {
+                "step": entered["name"],
+                "type": event["type"].replace("StateEntered", ""),
+                "started": event["timestamp"],
+                "seconds": None,
+            }
             steps.append(step)
             open_steps[entered["name"]] = step
         elif exited and exited["name"] in open_steps:
             step = open_steps.pop(exited["name"])
             step["seconds"] = round((event["timestamp"] - step["started"]).total_seconds(), 2)
         elif event["type"].endswith("Failed") and event["type"] != "ExecutionFailed" and open_steps:
-            list(open_steps.values())[-1]["error"] = (event.get("taskFailedEventDetails") or event.get("lambdaFunctionFailedEventDetails") or {}).get("error")
+            list(open_steps.values())[-1]["error"] = (
+                event.get("taskFailedEventDetails") or event.get("lambdaFunctionFailedEventDetails") or {}
+            ).get("error")
     summary = {
         "execution_arn": arn,
         "status": execution["status"],
@@ -137,7 +144,9 @@ def presign(target, uri: str | None, expires: int) -> str | None:
     if not uri or not uri.startswith("s3://"):
         return None
     bucket, key = uri[5:].split("/", 1)
-    return target.client("s3").generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires)
+    return target.client("s3").generate_presigned_url(
+        "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires
+    )
 
 
 def cmd_show(target, args, out) -> int:
@@ -179,7 +188,10 @@ def cmd_show(target, args, out) -> int:
         return 0
     lines = [
         ("job", key),
-        ("source", f"s3://{record.get('source_bucket') or target.output('InputBucketName')}/{row['source_key'] or '?'}"),
+        (
+            "source",
+            f"s3://{record.get('source_bucket') or target.output('InputBucketName')}/{row['source_key'] or '?'}",
+        ),
         ("provider", row["provider"]),
         ("provider job", record.get("provider_job_id")),
         ("status", row["status"]),
@@ -188,19 +200,37 @@ def cmd_show(target, args, out) -> int:
         ("time to video", row["time_to_video"]),
         ("cost", row["cost"]),
         ("options", json.dumps((outcome or {}).get("options"), ensure_ascii=False) if outcome else None),
-        ("error", f"{row['error_code']}: {((outcome or {}).get('error') or {}).get('message')}" if row["error_code"] else None),
+        (
+            "error",
+            f"{row['error_code']}: {((outcome or {}).get('error') or {}).get('message')}"
+            if row["error_code"]
+            else None,
+        ),
         ("video", row["video_uri"]),
         ("execution", f"{execution['status']} {execution['execution_arn']}" if execution else "not started"),
     ]
     for name, value in lines:
         out.write(f"{name + ':':<15}{value if value not in (None, '') else '-'}\n")
     if steps:
-        out.write("\n" + table([{**s, "seconds": f"{s['seconds']:.2f}" if s["seconds"] is not None else "running"} for s in steps],
-                              [("step", "STEP"), ("type", "TYPE"), ("started", "STARTED"), ("seconds", "SECONDS"), ("error", "ERROR")]))
+        out.write(
+            "\n"
+            + table(
+                [{**s, "seconds": f"{s['seconds']:.2f}" if s["seconds"] is not None else "running"} for s in steps],
+                [
+                    ("step", "STEP"),
+                    ("type", "TYPE"),
+                    ("started", "STARTED"),
+                    ("seconds", "SECONDS"),
+                    ("error", "ERROR"),
+                ],
+            )
+        )
     out.write("\n")
     if notification:
-        out.write(f"notification:  {notification['status']}, SNS message {notification['sns_message_id'] or '-'}, "
-                  f"event {notification['event_id'] or '-'}, at {notification['notified_at'] or '-'}\n")
+        out.write(
+            f"notification:  {notification['status']}, SNS message {notification['sns_message_id'] or '-'}, "
+            f"event {notification['event_id'] or '-'}, at {notification['notified_at'] or '-'}\n"
+        )
     else:
         out.write("notification:  none yet\n")
     if link:
@@ -226,7 +256,10 @@ def _receive_all(sqs, url: str, hide_seconds: int) -> list[dict]:
     messages: dict[str, dict] = {}
     while True:
         page = sqs.receive_message(
-            QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=hide_seconds, WaitTimeSeconds=0,
+            QueueUrl=url,
+            MaxNumberOfMessages=10,
+            VisibilityTimeout=hide_seconds,
+            WaitTimeSeconds=0,
             AttributeNames=["All"],
         ).get("Messages", [])
         fresh = [m for m in page if m["MessageId"] not in messages]
@@ -260,9 +293,15 @@ def _submit_row(message: dict) -> dict:
         key = job_key(bucket, source_key, obj.get("versionId"), (obj.get("eTag") or "").strip('"') or None)
     response = record.get("responsePayload") or {}
     reason = ": ".join(x for x in (response.get("errorType"), response.get("errorMessage")) if x)
-    return {"queue": "submit", "message_id": message["MessageId"], "source_key": source_key, "job_key": key,
-            "job": key[:12] if key else None, "reason": reason or (record.get("requestContext") or {}).get("condition"),
-            "payload": payload}
+    return {
+        "queue": "submit",
+        "message_id": message["MessageId"],
+        "source_key": source_key,
+        "job_key": key,
+        "job": key[:12] if key else None,
+        "reason": reason or (record.get("requestContext") or {}).get("condition"),
+        "payload": payload,
+    }
 
 
 def _webhook_row(message: dict) -> dict:
@@ -273,9 +312,14 @@ def _webhook_row(message: dict) -> dict:
     except (ValueError, TypeError):
         outcome = {}
     key = outcome.get("job_key")
-    return {"queue": "webhook", "message_id": message["MessageId"], "source_key": (outcome.get("source") or {}).get("key"),
-            "job_key": key, "job": key[:12] if key else None,
-            "reason": f"{outcome.get('status')} outcome, {message.get('Attributes', {}).get('ApproximateReceiveCount', '?')} receives"}
+    return {
+        "queue": "webhook",
+        "message_id": message["MessageId"],
+        "source_key": (outcome.get("source") or {}).get("key"),
+        "job_key": key,
+        "job": key[:12] if key else None,
+        "reason": f"{outcome.get('status')} outcome, {message.get('Attributes', {}).get('ApproximateReceiveCount', '?')} receives",
+    }
 
 
 def _redrive_submit(target, row: dict) -> str:
@@ -283,7 +327,9 @@ def _redrive_submit(target, row: dict) -> str:
     usual retries and on-failure queue). The job record keeps it from paying twice: a create that
     was recorded is reused, one whose outcome is unknown is not re-sent."""
     answer = target.client("lambda").invoke(
-        FunctionName=target.output("SubmitFunctionName"), InvocationType="Event", Payload=json.dumps(row["payload"]).encode()
+        FunctionName=target.output("SubmitFunctionName"),
+        InvocationType="Event",
+        Payload=json.dumps(row["payload"]).encode(),
     )
     return "resubmitted" if answer.get("StatusCode") == 202 else f"invoke answered {answer.get('StatusCode')}"
 
@@ -291,14 +337,25 @@ def _redrive_submit(target, row: dict) -> str:
 def _redrive_webhook(target, row: dict, message: dict, queue_arn: str) -> str:
     """The delivery function again, with the dead-lettered message as its SQS event (the webhook
     queue accepts messages from the outcome topic only, so it cannot be sent back there)."""
-    event = {"Records": [{
-        "messageId": message["MessageId"], "receiptHandle": message["ReceiptHandle"], "body": message["Body"],
-        "attributes": {**message.get("Attributes", {}), "ApproximateReceiveCount": "1"}, "messageAttributes": {},
-        "md5OfBody": message.get("MD5OfBody", ""), "eventSource": "aws:sqs", "eventSourceARN": queue_arn,
-        "awsRegion": target.region,
-    }]}
+    event = {
+        "Records": [
+            {
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "attributes": {**message.get("Attributes", {}), "ApproximateReceiveCount": "1"},
+                "messageAttributes": {},
+                "md5OfBody": message.get("MD5OfBody", ""),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": target.region,
+            }
+        ]
+    }
     answer = target.client("lambda").invoke(
-        FunctionName=target.output("DeliverWebhookFunctionName"), InvocationType="RequestResponse", Payload=json.dumps(event).encode()
+        FunctionName=target.output("DeliverWebhookFunctionName"),
+        InvocationType="RequestResponse",
+        Payload=json.dumps(event).encode(),
     )
     payload = json.loads(answer["Payload"].read() or b"{}")
     if answer.get("FunctionError") or (payload or {}).get("batchItemFailures"):
@@ -397,7 +454,18 @@ COST_COLUMNS = [
 def cmd_cost(target, args, out) -> int:
     since = records.parse_since(args.since or "30d")
     found = records.query(target, statuses=("succeeded", "failed"), since=since, limit=None)
-    groups: dict[tuple[str, str], dict] = defaultdict(lambda: {"jobs": 0, "succeeded": 0, "failed": 0, "usd": 0.0, "credits": 0.0, "aws": 0.0, "priced": False, "credited": False})
+    groups: dict[tuple[str, str], dict] = defaultdict(
+        lambda: {
+            "jobs": 0,
+            "succeeded": 0,
+            "failed": 0,
+            "usd": 0.0,
+            "credits": 0.0,
+            "aws": 0.0,
+            "priced": False,
+            "credited": False,
+        }
+    )
     for record in found:
         day = (record.get("created_at") or "?")[:10]
         group = groups[(day, record.get("provider") or "?")]
@@ -414,11 +482,20 @@ def cmd_cost(target, args, out) -> int:
     for (day, provider), g in sorted(groups.items(), reverse=True):
         usd = round(g["usd"], 2) if g["priced"] else None
         credits = g["credits"] if g["credited"] else None
-        rows.append({
-            "day": day, "provider": provider, "jobs": g["jobs"], "succeeded": g["succeeded"], "failed": g["failed"],
-            "provider_usd": usd, "provider_credits": credits, "provider_cost": cost_text(usd, credits) or "$0.00",
-            "aws_usd_estimate": round(g["aws"], 6), "aws_cost": f"${g['aws']:.4f}",
-        })
+        rows.append(
+            {
+                "day": day,
+                "provider": provider,
+                "jobs": g["jobs"],
+                "succeeded": g["succeeded"],
+                "failed": g["failed"],
+                "provider_usd": usd,
+                "provider_credits": credits,
+                "provider_cost": cost_text(usd, credits) or "$0.00",
+                "aws_usd_estimate": round(g["aws"], 6),
+                "aws_cost": f"${g['aws']:.4f}",
+            }
+        )
     if args.json:
         for row in rows:
             row.pop("provider_cost")

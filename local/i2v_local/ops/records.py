@@ -14,7 +14,7 @@ def plain(item: dict) -> dict:
     """A DynamoDB item as plain values (numbers as floats, JSON attributes parsed)."""
     record = {}
     for name, typed in item.items():
-        (kind, value), = typed.items()
+        ((kind, value),) = typed.items()
         if kind == "N":
             value = float(value)
         elif kind == "NULL":
@@ -30,13 +30,17 @@ def plain(item: dict) -> dict:
 
 
 def get(target, job_key: str) -> dict | None:
-    item = target.client("dynamodb").get_item(
-        TableName=target.output("JobsTableName"), Key={"job_key": {"S": job_key}}, ConsistentRead=True
-    ).get("Item")
+    item = (
+        target.client("dynamodb")
+        .get_item(TableName=target.output("JobsTableName"), Key={"job_key": {"S": job_key}}, ConsistentRead=True)
+        .get("Item")
+    )
     return plain(item) if item else None
 
 
-def query(target, *, statuses=STATUSES, since: str | None = None, limit: int | None = 50, provider: str | None = None) -> list[dict]:
+def query(
+    target, *, statuses=STATUSES, since: str | None = None, limit: int | None = 50, provider: str | None = None
+) -> list[dict]:
     """Jobs newest first: one Query per status on the index, merged."""
     ddb = target.client("dynamodb")
     table = target.output("JobsTableName")

@@ -45,7 +45,7 @@ def seconds_text(seconds) -> str | None:
     seconds = float(seconds)
     if seconds < 90:
         return f"{seconds:.0f} s"
-    minutes, rest = divmod(int(round(seconds)), 60)
+    minutes, rest = divmod(round(seconds), 60)
     return f"{minutes} min {rest:02d} s"
 
 

@@ -53,9 +53,7 @@ def metadata_for(prompt: str | None, options: list[tuple[str, str]], provider: s
             raise UsageError(f"option name {key!r}: use letters, digits, '-' and '_'")
     size = sum(len(k.encode()) + len(v.encode()) for k, v in encoded.items())
     if size > METADATA_LIMIT:
-        raise UsageError(
-            f"the options take {size} bytes as S3 metadata (limit {METADATA_LIMIT}); shorten the prompt"
-        )
+        raise UsageError(f"the options take {size} bytes as S3 metadata (limit {METADATA_LIMIT}); shorten the prompt")
     return encoded
 
 
@@ -262,7 +260,10 @@ def run(target, args, out) -> int:
                 refresh(target, job)
         width = max(len(j.key) for j in jobs)
         progress.show(
-            {j.key: (j.phase, progress_line(j, predicted_seconds(target, j.provider, predictions), width)) for j in jobs}
+            {
+                j.key: (j.phase, progress_line(j, predicted_seconds(target, j.provider, predictions), width))
+                for j in jobs
+            }
         )
         if all(j.finished for j in jobs) or time.monotonic() >= deadline:
             break
@@ -273,7 +274,9 @@ def run(target, args, out) -> int:
             job.file = str(download(target, job.record["video_uri"], args.out))
     rows = [result_row(j) for j in jobs]
     for row in rows:
-        row["where"] = row["file"] or row["video_uri"] or (f"{row['error_code']}: {row['error']}" if row["error_code"] else None)
+        row["where"] = (
+            row["file"] or row["video_uri"] or (f"{row['error_code']}: {row['error']}" if row["error_code"] else None)
+        )
     if args.json:
         for row in rows:
             row.pop("where")

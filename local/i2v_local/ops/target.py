@@ -43,7 +43,11 @@ class Target:
         if service not in self._clients:
             if self.endpoint_url:
                 self._clients[service] = boto3.client(
-                    service, endpoint_url=self.endpoint_url, region_name=self.region, config=_CONFIG, **LOCAL_CREDENTIALS
+                    service,
+                    endpoint_url=self.endpoint_url,
+                    region_name=self.region,
+                    config=_CONFIG,
+                    **LOCAL_CREDENTIALS,
                 )
             else:
                 session = boto3.Session(profile_name=self.profile, region_name=self.region)
@@ -126,5 +130,8 @@ def from_local(path: Path | None = None) -> Target:
         except PermissionError:
             pass
     return Target(
-        name="local", outputs=dict(info.get("outputs") or {}), region=info.get("region", "us-east-1"), endpoint_url=info["endpoint_url"]
+        name="local",
+        outputs=dict(info.get("outputs") or {}),
+        region=info.get("region", "us-east-1"),
+        endpoint_url=info["endpoint_url"],
     )
