@@ -343,6 +343,29 @@ def test_failed_sns_publish_releases_the_claim_and_raises(aws, monkeypatch):
     assert notify.publish_outcome(_success())["published"] is True
 
 
+def test_a_throttled_record_of_the_sent_message_is_tried_again_so_no_retry_sends_twice(aws, monkeypatch):
+    """SNS took the message; recording that it did is throttled a few times. Were the lease
+    given up then, the workflow's retry would publish the success a second time."""
+    real_update = client("dynamodb").update_item
+    throttled = {"left": notify.REMEMBER_ATTEMPTS - 1}
+
+    def update_item(**params):
+        if "notified_sns_message_id" in params.get("UpdateExpression", "") and throttled["left"]:
+            throttled["left"] -= 1
+            raise ClientError(
+                {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}, "UpdateItem"
+            )
+        return real_update(**params)
+
+    monkeypatch.setattr(client("dynamodb"), "update_item", update_item)
+    monkeypatch.setattr(notify.time, "sleep", lambda seconds: None)
+
+    assert notify.publish_outcome(_success())["published"] is True
+    assert notify.publish_outcome(_success()) == {"published": False}
+    assert len(_receive(aws["raw"])) == 1
+    assert throttled["left"] == 0
+
+
 # --- the lease: a killed attempt never turns "exactly one" into zero ----------------------
 
 

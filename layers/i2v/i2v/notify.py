@@ -11,13 +11,15 @@ If sending fails the lease is released and the error re-raised for the state mac
 """
 
 import json
+import random
 import textwrap
+import time
 import unicodedata
 import uuid
 from datetime import datetime, timedelta, timezone
 
 from aws_lambda_powertools import Logger
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from i2v import jobs
 from i2v.aws import client
@@ -365,13 +367,28 @@ def _claim(table: str, job_key: str, status: str, token: str) -> dict | None:
     return answer.get("Attributes") or {}
 
 
+# Recording that a channel went out is what stops a retry from sending it again, so a throttled
+# write is tried harder here than the client's own attempts: about 6 s in all, well inside the
+# notifier's timeout, before the lease is given up (and a retry would publish a second time).
+REMEMBER_ATTEMPTS = 6
+REMEMBER_FIRST_DELAY = 0.2
+
+
 def _remember(table: str, job_key: str, field: str, value: str) -> None:
-    client("dynamodb").update_item(
-        TableName=table,
-        Key={"job_key": {"S": job_key}},
-        UpdateExpression=f"SET {field} = :value",
-        ExpressionAttributeValues={":value": {"S": value}},
-    )
+    for attempt in range(REMEMBER_ATTEMPTS):
+        try:
+            client("dynamodb").update_item(
+                TableName=table,
+                Key={"job_key": {"S": job_key}},
+                UpdateExpression=f"SET {field} = :value",
+                ExpressionAttributeValues={":value": {"S": value}},
+            )
+            return
+        except (ClientError, BotoCoreError):
+            if attempt == REMEMBER_ATTEMPTS - 1:
+                raise
+            logger.warning("Could not record a sent notification yet; trying again", extra={"job_key": job_key})
+            time.sleep(random.uniform(0, REMEMBER_FIRST_DELAY * 2**attempt))
 
 
 def _mark_done(table: str, job_key: str) -> None:
