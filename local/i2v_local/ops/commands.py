@@ -397,8 +397,16 @@ def cmd_redrive(target, args, out) -> int:
             rows.append(row)
         if not args.apply:
             _show_again(sqs, url, messages)
+    if not args.json:  # the whole reason is in --json
+        rows = [{**r, "reason": _shorten(r.get("reason"), 72)} for r in rows]
     emit(out, rows, REDRIVE_COLUMNS, args.json, empty="dead-letter queues are empty")
     return 1 if failed else 0
+
+
+def _shorten(text: str | None, width: int) -> str | None:
+    if not text or len(text) <= width:
+        return text
+    return text[: width - 1] + "…"
 
 
 def _source_queue_arn(target, dlq_url: str) -> str:
