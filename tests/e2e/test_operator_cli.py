@@ -39,7 +39,9 @@ def workdir(stack, tmp_path_factory):
 
 def i2v(workdir, *args, timeout=180):
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    return subprocess.run([str(I2V), *args], cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env, check=False)
+    return subprocess.run(
+        [str(I2V), *args], cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env, check=False
+    )
 
 
 def json_lines(text):
@@ -333,3 +335,33 @@ def test_redrive_hands_a_dead_lettered_webhook_delivery_back_to_the_delivery_fun
     delivered = stack.receiver.wait_for(before + 1, timeout=30)[before:]
     assert [d["body"]["job_key"] for d in delivered if d["verified"]] == ["f" * 64]
     assert "dead-letter queues are empty" in i2v(workdir, "redrive", "--local").stdout
+
+
+def test_a_deployed_stack_by_name_gives_the_same_output(stack, workdir):
+    """`--stack NAME` reads the outputs from CloudFormation (here moto's, at the local endpoint)."""
+    outputs = stack.stack_outputs()
+    template = {
+        "Resources": {"Placeholder": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {name: {"Value": value} for name, value in outputs.items() if value},
+    }
+    stack.client("cloudformation").create_stack(StackName="videos", TemplateBody=json.dumps(template))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_ENDPOINT_URL=stack.endpoint_url,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_CONFIG_FILE=os.devnull,
+        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+    )
+    for command in (["jobs", "--limit", "5"], ["cost", "--since", "2026-01-01"], ["redrive"]):
+        by_name = subprocess.run(
+            [str(I2V), *command, "--stack", "videos"], cwd=workdir, capture_output=True, text=True, env=env, check=False
+        )
+        local = i2v(workdir, *command, "--local")
+        assert by_name.returncode == local.returncode == 0, by_name.stderr
+        assert by_name.stdout == local.stdout
+    missing = subprocess.run(
+        [str(I2V), "jobs", "--stack", "nope"], cwd=workdir, capture_output=True, text=True, env=env, check=False
+    )
+    assert missing.returncode == 4 and "stack nope" in missing.stderr

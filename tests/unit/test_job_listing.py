@@ -39,7 +39,12 @@ def item(key):
 
 
 def test_the_claim_lists_the_job_as_running(settings):
-    assert jobs.claim_submission("j" * 64, provider="nohuman", settings=settings, now=NOW, source={"bucket": "in", "key": "a.jpg"}) is None
+    assert (
+        jobs.claim_submission(
+            "j" * 64, provider="nohuman", settings=settings, now=NOW, source={"bucket": "in", "key": "a.jpg"}
+        )
+        is None
+    )
     record = item("j" * 64)
     assert record["job_status"] == {"S": "running"} and record["created_at"] == {"S": "2026-12-01T10:00:00Z"}
     assert record["source_key"] == {"S": "a.jpg"} and record["source_bucket"] == {"S": "in"}
@@ -57,7 +62,13 @@ def test_the_outcome_lists_status_cost_and_time_without_the_signed_link(settings
 
 
 def test_a_failed_outcome_keeps_its_code_and_credits(settings):
-    failed = {**OUTCOME, "status": "failed", "output": None, "cost": {"credits": 6}, "error": {"code": "TimedOut", "message": "m"}}
+    failed = {
+        **OUTCOME,
+        "status": "failed",
+        "output": None,
+        "cost": {"credits": 6},
+        "error": {"code": "TimedOut", "message": "m"},
+    }
     jobs.claim_submission("k" * 64, provider="nanobanana", settings=settings, now=NOW)
     jobs.record_outcome(failed, settings=settings, now=NOW)
     record = item("k" * 64)
