@@ -41,17 +41,17 @@ def _positive(text: str) -> int:
 
 def _target_options() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
-    where = parent.add_argument_group("which stack (one of)")
-    choice = where.add_mutually_exclusive_group(required=True)
+    choice = parent.add_mutually_exclusive_group(required=True)
     choice.add_argument(
         "--stack", metavar="NAME", help="a deployed stack: its CloudFormation outputs, with your AWS credentials"
     )
     choice.add_argument(
         "--local", action="store_true", help="the `i2v local up` running in this directory (.i2v/local.json)"
     )
-    where.add_argument("--region", help="the deployed stack's region (default: your AWS configuration's)")
-    where.add_argument("--profile", help="AWS profile for --stack")
     parent.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
+    aws = parent.add_argument_group("with --stack")
+    aws.add_argument("--region", help="the stack's region (default: your AWS configuration's)")
+    aws.add_argument("--profile", help="the AWS profile to use (default: your AWS configuration's)")
     return parent
 
 
@@ -101,7 +101,10 @@ def register(groups) -> None:
         formatter_class=fmt,
         epilog=EPILOG,
         help="list jobs, newest first, from the job records",
-        description="List jobs newest first: source key, provider, status, time to video, cost (a Query on the jobs table's ByStatus index).",
+        description=(
+            "List jobs newest first: source key, provider, status, time to video and cost, from the\n"
+            "job records (a Query on the jobs table's ByStatus index, never a Scan)."
+        ),
     )
     jobs.add_argument("--status", choices=["running", "succeeded", "failed"], help="only jobs in this status")
     jobs.add_argument(
@@ -115,7 +118,10 @@ def register(groups) -> None:
         formatter_class=fmt,
         epilog=EPILOG,
         help="one job: record, execution steps with timings, notification, fresh download link",
-        description="One job: its record, its execution's steps with timings, its notification, and a fresh presigned link to the video.",
+        description=(
+            "One job: its record, its execution's steps with timings, its notification, and a fresh\n"
+            "presigned link to the video (signed with your credentials)."
+        ),
     )
     show.add_argument(
         "job", metavar="JOB_KEY|S3_KEY", help="a job key (or 8+ leading characters) or the uploaded object's key"
@@ -152,7 +158,11 @@ def register(groups) -> None:
         formatter_class=fmt,
         epilog=EPILOG,
         help="provider cost (USD, credits) and estimated AWS cost by day and provider",
-        description="Provider cost (USD from NoHuman's price table, NanoBanana credits as reported) and an AWS cost estimate, by UTC day and provider, from the job records.",
+        description=(
+            "Provider cost (USD from NoHuman's price table, NanoBanana credits as reported) and an\n"
+            "AWS cost estimate (list prices: transitions, GB-seconds, requests), by UTC day and\n"
+            "provider, from the job records."
+        ),
     )
     cost.add_argument("--since", metavar="T", help="from T (default 30d): 2026-12-01, an ISO time, or 24h / 7d")
 
