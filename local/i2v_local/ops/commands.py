@@ -150,6 +150,8 @@ def presign(target, uri: str | None, expires: int) -> str | None:
 
 
 def cmd_show(target, args, out) -> int:
+    if args.expires > 604800:
+        raise UsageError("--expires: presigned links live at most 604800 s (7 days, SigV4's limit)")
     key = resolve_job_key(target, args.job)
     record = records.get(target, key)
     execution, steps = execution_steps(target, key)
