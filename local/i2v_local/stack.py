@@ -241,6 +241,7 @@ class LocalStack:
         return self
 
     def stop(self) -> None:
+        self._stop_running_executions()
         for collector in (self.notifications, self.events):
             if collector:
                 collector.stop()
@@ -260,6 +261,24 @@ class LocalStack:
             os.environ.update(self._saved_env)
             self._saved_env = None
         self._reset_layer_clients()
+
+    def _stop_running_executions(self) -> None:
+        """Stop this stack's workflows before its server goes: moto runs them in threads of this
+        process, and one left waiting would wake into the next stack started here (the same
+        names, the same account) and publish into it."""
+        if self._server is None or self.template is None:
+            return
+        try:
+            sfn = self.client("stepfunctions")
+            for machine in sfn.list_state_machines()["stateMachines"]:
+                pages = sfn.get_paginator("list_executions").paginate(
+                    stateMachineArn=machine["stateMachineArn"], statusFilter="RUNNING"
+                )
+                for page in pages:
+                    for execution in page["executions"]:
+                        sfn.stop_execution(executionArn=execution["executionArn"], cause="the local stack stopped")
+        except (BotoCoreError, ClientError) as exc:  # stopping anyway: say so, do not hide it
+            log.warning("could not stop running executions: %s", exc)
 
     @staticmethod
     def _reset_layer_clients() -> None:
