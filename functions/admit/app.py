@@ -28,5 +28,7 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
         metrics.add_metric(name="AdmissionWaits", unit=MetricUnit.Count, value=1)
     elif job["created_at"]:
         metrics.add_metric(name="JobsSubmitted", unit=MetricUnit.Count, value=1)
+    elif (job["error"] or {}).get("code") == "SpendCapReached":
+        metrics.add_metric(name="SpendCapRejections", unit=MetricUnit.Count, value=1)
     logger.info("admission", extra={"status": job["status"], "wait_seconds": job["wait_seconds"], "provider_job_id": job["provider_job_id"]})
     return job

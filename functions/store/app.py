@@ -7,6 +7,7 @@ succeeded: nothing after it may fail the task, and a retried Store that finds th
 already published returns at once (a re-download could fail on a link that has expired since).
 """
 
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 from aws_lambda_powertools import Logger, Metrics
@@ -31,8 +32,10 @@ def _seconds_since(text: str | None, now: datetime) -> float | None:
 @logger.inject_lambda_context(correlation_id_path="job_key")
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    settings = Settings.from_env()
     job = state.parse(event)
+    # Results are fetched from the hosts of the job's own provider (one stack may use both).
+    base = Settings.from_env()
+    settings = replace(base, provider=job.get("provider") or base.provider)
     # The provider is done with this job: its in-flight slot is free (Admit or Poll released it
     # already; this is the backstop, and idempotent).
     steps.release_slot(job, settings)
@@ -78,6 +81,7 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
         # ClientError does not match: one name the state machine retries, the cause kept.
         raise notify.OutcomePublishError(f"publishing the success notification failed: {exc}") from exc
 
+    job["total_seconds"] = (manifest.get("timings") or {}).get("total_seconds")
     _after_publish(job, copied.video.size, output["video_uri"], settings)
     return {"job_key": job["job_key"], "status": "succeeded", "video_uri": output["video_uri"]}
 
@@ -122,6 +126,8 @@ def _poster_from_input(job: dict, bucket: str, key: str) -> str | None:
 
 def _record_metrics(job: dict) -> None:
     metrics.add_metric(name="JobsSucceeded", unit=MetricUnit.Count, value=1)
+    if job.get("total_seconds") is not None:  # upload to stored video: the dashboard's p50 / p90
+        metrics.add_metric(name="TimeToVideo", unit=MetricUnit.Seconds, value=job["total_seconds"])
     if job.get("render_seconds") is not None:
         metrics.add_metric(name="RenderSeconds", unit=MetricUnit.Seconds, value=job["render_seconds"])
     cost = job.get("cost") or {}

@@ -4,6 +4,7 @@
                    [--aws-fault SERVICE:Operation:ErrorCode:RATE ...] [--aws-fault-seed N]
     i2v local run  IMAGE [--provider ...] [--prompt TEXT] [--option key=value ...] [--out DIR] [--timeout S]
     i2v bucket purge NAME [--delete-bucket] [--endpoint-url URL]
+    i2v submit | jobs | show | redrive | cost  (--stack NAME | --local) [--json]   see i2v_local.ops
 
 Stdout carries machine-readable output only (the JSON line of `up`, then one JSON line per
 notification); handler logs and progress go to stderr.
@@ -21,8 +22,8 @@ import time
 from pathlib import Path
 
 EMULATOR_NOTICE = (
-    "NOTE: the provider is a local EMULATOR of the {provider} API (no account, no key, no cost); "
-    "it renders a simple zoom/pan video of your image with ffmpeg."
+    "NOTE: the providers are a local EMULATOR of the NoHuman Studio and NanoBanana Video APIs (default: {provider}; "
+    "no account, no key, no cost); it renders a simple zoom/pan video of your image with ffmpeg."
 )
 
 
@@ -43,8 +44,19 @@ def _aws_fault(text: str) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="i2v", description="Image-to-video pipeline tools.")
-    groups = parser.add_subparsers(dest="group", required=True)
+    from . import ops
+
+    parser = argparse.ArgumentParser(
+        prog="i2v",
+        description=(
+            "Image-to-video pipeline: the operator's tool against a deployed stack (--stack NAME) or the\n"
+            "local one (--local, started by `i2v local up` in the same directory). Run `i2v COMMAND --help`."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=ops.EPILOG,
+    )
+    groups = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
+    ops.register(groups)
     local = groups.add_parser("local", help="the embedded local stack (moto + provider emulator)")
     commands = local.add_subparsers(dest="command", required=True)
 
@@ -114,8 +126,14 @@ def cmd_up(args, out) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     started = time.monotonic()
+    from .ops.target import remove_local_file, write_local_file
+
     with _stack(args, out, on_notification=lambda n: _emit(out, {"notification": n})) as stack:
         info = stack.outputs()
+        # `i2v ... --local` finds the stack through this file (removed again on the way out).
+        local_file = write_local_file(
+            {"endpoint_url": stack.endpoint_url, "region": "us-east-1", "outputs": stack.stack_outputs()}
+        )
         _emit(out, info)
         err = sys.stderr
         err.write(EMULATOR_NOTICE.format(provider=args.provider) + "\n")
@@ -132,6 +150,8 @@ def cmd_up(args, out) -> int:
                 pass
         except KeyboardInterrupt:
             pass
+        finally:
+            remove_local_file(local_file)
         err.write("stopping the local stack\n")
     return 0
 
@@ -227,6 +247,8 @@ def cmd_bucket_purge(args, out) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from . import ops
+
     args = _parser().parse_args(argv)
     # Stdout is for machine-readable lines; handler logs (Powertools writes to stdout) go to stderr.
     out = sys.stdout
@@ -234,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.group == "bucket":
             return cmd_bucket_purge(args, out)
+        if args.group in ops.COMMANDS:
+            return ops.dispatch(args, out)
         if args.command == "up":
             return cmd_up(args, out)
         return cmd_run(args, out)

@@ -241,6 +241,7 @@ class LocalStack:
         return self
 
     def stop(self) -> None:
+        self._stop_running_executions()
         for collector in (self.notifications, self.events):
             if collector:
                 collector.stop()
@@ -260,6 +261,24 @@ class LocalStack:
             os.environ.update(self._saved_env)
             self._saved_env = None
         self._reset_layer_clients()
+
+    def _stop_running_executions(self) -> None:
+        """Stop this stack's workflows before its server goes: moto runs them in threads of this
+        process, and one left waiting would wake into the next stack started here (the same
+        names, the same account) and publish into it."""
+        if self._server is None or self.template is None:
+            return
+        try:
+            sfn = self.client("stepfunctions")
+            for machine in sfn.list_state_machines()["stateMachines"]:
+                pages = sfn.get_paginator("list_executions").paginate(
+                    stateMachineArn=machine["stateMachineArn"], statusFilter="RUNNING"
+                )
+                for page in pages:
+                    for execution in page["executions"]:
+                        sfn.stop_execution(executionArn=execution["executionArn"], cause="the local stack stopped")
+        except (BotoCoreError, ClientError) as exc:  # stopping anyway: say so, do not hide it
+            log.warning("could not stop running executions: %s", exc)
 
     @staticmethod
     def _reset_layer_clients() -> None:
@@ -353,7 +372,9 @@ class LocalStack:
         sm = self.client("secretsmanager")
         params = self.template.parameters
         if params.get("ProviderApiKeySecretName") and self.emulator is not None:
-            sm.create_secret(Name=params["ProviderApiKeySecretName"], SecretString=self.api_key)
+            # Both providers configured (the emulator speaks both APIs), as a JSON secret of keys.
+            keys = {"nohuman": self.api_key, "nanobanana": self.api_key}
+            sm.create_secret(Name=params["ProviderApiKeySecretName"], SecretString=json.dumps(keys))
         if self.receiver is not None and params.get("WebhookSecretName") == WEBHOOK_SECRET_NAME:
             sm.create_secret(Name=WEBHOOK_SECRET_NAME, SecretString=self.receiver.secret)
 
@@ -378,7 +399,15 @@ class LocalStack:
             attrs, schema = [{"AttributeName": key["Name"], "AttributeType": kind}], [{"AttributeName": key["Name"], "KeyType": "HASH"}]
         else:
             attrs, schema = props["AttributeDefinitions"], props["KeySchema"]
-        ddb.create_table(TableName=res.physical_name, AttributeDefinitions=attrs, KeySchema=schema, BillingMode="PAY_PER_REQUEST")
+        extra = {}
+        if props.get("GlobalSecondaryIndexes"):
+            extra["GlobalSecondaryIndexes"] = [
+                {"IndexName": i["IndexName"], "KeySchema": i["KeySchema"], "Projection": i["Projection"]}
+                for i in props["GlobalSecondaryIndexes"]
+            ]
+        ddb.create_table(
+            TableName=res.physical_name, AttributeDefinitions=attrs, KeySchema=schema, BillingMode="PAY_PER_REQUEST", **extra
+        )
         ttl = props.get("TimeToLiveSpecification")
         if ttl and ttl.get("Enabled"):
             ddb.update_time_to_live(TableName=res.physical_name, TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True})
@@ -609,6 +638,10 @@ class LocalStack:
             "lambda_invocations_url": self.runtime.invocations_url if self.runtime else None,
             "aws_faults_url": f"{self.endpoint_url}{AWS_FAULTS_PATH}",
         }
+
+    def stack_outputs(self) -> dict:
+        """The template's Outputs by name, resolved as CloudFormation would (`describe-stacks`)."""
+        return self._fix(dict(self.template.outputs))
 
     @property
     def input_bucket(self) -> str:

@@ -62,6 +62,7 @@ NOTHING_TO_DO_TYPES = {
     "AWS::Serverless::LayerVersion": "its ContentUri goes on each function's PYTHONPATH (as /opt/python)",
     "AWS::Lambda::LayerVersion": "the layer package is installed in the virtualenv",
     "AWS::CloudWatch::Alarm": "no CloudWatch alarms locally",
+    "AWS::CloudWatch::Dashboard": "no CloudWatch dashboards locally (`i2v jobs` / `i2v cost` read the records)",
     "AWS::KMS::Key": "moto does not encrypt",
     "AWS::KMS::Alias": "moto does not encrypt",
 }

@@ -1,6 +1,7 @@
 """Every command in README.md and docs/ that can run against the local stack is run here.
 
-A command in the docs is a promise: the `aws`, `curl` and `i2v bucket` lines of every shell
+A command in the docs is a promise: the `aws`, `curl`, `i2v bucket` and operator (`i2v submit`,
+`jobs`, `show`, `redrive`, `cost` with `--local`, found through `.i2v/local.json`) lines of every shell
 block are run through bash (so quoting is the shell's, as for a reader pasting them) against
 an embedded local stack. `<name>` placeholders take the values of `i2v local up`'s JSON line
 (and the README's `<InputBucketName>` / `<OutputBucketName>` the stack's buckets); an `aws`
@@ -17,13 +18,14 @@ from pathlib import Path
 
 import pytest
 
+from i2v_local.ops.target import write_local_file
 from i2v_local.stack import LocalStack
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 SAMPLE = REPO / "local" / "i2v_local" / "samples" / "harbour.jpg"
 VENV_BIN = Path(sys.executable).parent
-RUNNABLE = re.compile(r"^(aws|curl|(?:\.venv/bin/)?i2v bucket)\s")
+RUNNABLE = re.compile(r"^(aws|curl|(?:\.venv/bin/)?i2v (?:bucket|submit|jobs|show|redrive|cost))\s")
 README_UPLOAD_KEY = "uploads/photo.jpg"
 
 
@@ -58,6 +60,8 @@ def test_the_docs_have_the_commands_this_test_is_about():
     readme = ALL_COMMANDS["README.md"]
     assert any(c.startswith("aws s3 cp ") and "--metadata" in c for c in readme)
     assert any(c.startswith("i2v bucket purge ") for c in readme)
+    assert any(c.startswith("i2v submit --local ") and "--wait" in c for c in readme)
+    assert {c.split()[1] for c in readme if c.startswith("i2v ")} >= {"submit", "jobs", "show", "redrive", "cost"}
     assert any(c.startswith("aws ") for c in ALL_COMMANDS["docs/local-stack.md"])
     assert any(c.startswith("curl ") for c in ALL_COMMANDS["docs/emulator.md"])
 
@@ -94,6 +98,11 @@ def test_every_command_in_the_docs_runs_against_the_local_stack(stack, tmp_path)
     values.update(InputBucketName=info["input_bucket"], OutputBucketName=info["output_bucket"])
     shutil.copy(SAMPLE, tmp_path / "photo.jpg")
     shutil.copytree(REPO / "events", tmp_path / "events")
+    # The README's operator walk-through: a folder of photos, one more image, and the stack's file.
+    (tmp_path / "photos").mkdir()
+    for name in ("harbour.jpg", "lighthouse.jpg", "quay.jpg", "../bay.jpg"):
+        shutil.copy(SAMPLE, tmp_path / "photos" / name)
+    write_local_file({"endpoint_url": stack.endpoint_url, "region": "us-east-1", "outputs": stack.stack_outputs()}, tmp_path)
     env = {
         "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
         "HOME": str(tmp_path),
@@ -104,6 +113,7 @@ def test_every_command_in_the_docs_runs_against_the_local_stack(stack, tmp_path)
         "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
         "AWS_PAGER": "",
         "NOHUMAN_KEY": "key-from-the-provider-dashboard",
+        "NANOBANANA_KEY": "another-key-from-the-other-dashboard",
     }
     s3 = stack.client("s3")
     ran, purges = [], []

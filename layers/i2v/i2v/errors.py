@@ -25,6 +25,12 @@ class InvalidOptionError(PipelineError):
     code = "InvalidOption"
 
 
+class ProviderNotConfiguredError(InvalidOptionError):
+    """The image asks for a provider this stack has no key for: nothing was sent."""
+
+    code = "ProviderNotConfigured"
+
+
 class ImageError(PipelineError):
     """The uploaded object cannot become a provider input (empty, corrupt, wrong format, too big)."""
 
@@ -72,6 +78,12 @@ class ProviderJobFailedError(ProviderError):
     code = "ProviderJobFailed"
 
 
+class SpendCapReachedError(PipelineError):
+    """A daily cap of the stack (jobs, USD or credits per provider) would be passed: nothing was sent."""
+
+    code = "SpendCapReached"
+
+
 class ResultFetchError(PipelineError):
     """The provider's result could not be fetched safely (host, scheme, size, expiry)."""
 
@@ -91,6 +103,7 @@ CODES_BY_ERROR_NAME = {
     for cls in (
         PipelineError,
         InvalidOptionError,
+        ProviderNotConfiguredError,
         ImageError,
         ProviderError,
         ProviderAuthError,
@@ -101,5 +114,6 @@ CODES_BY_ERROR_NAME = {
         ResultFetchError,
         ResultDownloadTransientError,
         QueueTimeoutError,
+        SpendCapReachedError,
     )
 }

@@ -13,6 +13,11 @@ A retry that finds "submitted" reuses the recorded job; one that finds "submitti
 know whether the provider started a job, so it fails with SubmitOutcomeUnknownError instead
 of paying again. Other steps may add their own attributes to the record.
 
+For the operator (`i2v jobs`, `i2v show`, `i2v cost`) every record also carries a listing:
+`job_status` (running, then succeeded / failed) and `created_at`, the key of the table's
+`ByStatus` index, plus the source, and once the outcome is known its cost, time to video and
+the outcome itself (`record_outcome`).
+
 Result links often carry a signature in their query string (a credential until they expire).
 Everything that outlives the job (the job state, hence the execution's input and history,
 and the job record) carries them without their query. The links as given are kept only in a
@@ -23,6 +28,7 @@ and by DynamoDB's TTL after RESULT_LINK_HOURS otherwise), which Store reads to d
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
@@ -31,20 +37,22 @@ from typing import TYPE_CHECKING
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from i2v import options, storage
+from i2v import options, spend, storage
 from i2v import state as job_state
 from i2v.aws import client
 from i2v.config import Settings
 from i2v.errors import (
     ImageError,
+    InvalidOptionError,
     PipelineError,
     ProviderAuthError,
     ProviderJobFailedError,
     ProviderRejectedError,
     ProviderTransientError,
+    SpendCapReachedError,
     SubmitOutcomeUnknownError,
 )
-from i2v.providers import COMPLETED, FAILED, Provider, ProviderJob
+from i2v.providers import COMPLETED, FAILED, RUNNING, Provider, ProviderJob
 
 if TYPE_CHECKING:  # Powertools' event classes cost ~10 ms to import; only Submit needs them
     from aws_lambda_powertools.utilities.data_classes.s3_event import S3EventRecord
@@ -55,6 +63,9 @@ TIMED_OUT = "timed_out"
 SUBMITTING = "submitting"
 SUBMITTED = "submitted"
 RECORD_TTL_DAYS = 30
+# The jobs table's index for listing jobs newest first (partition job_status, sort created_at).
+STATUS_INDEX = "ByStatus"
+LISTED_STATUSES = ("running", "succeeded", "failed")
 # Providers keep result links from an hour to two days: no reason to keep them longer.
 RESULT_LINK_HOURS = 48
 RESULT_LINK_SUFFIX = "#result"
@@ -63,7 +74,7 @@ MAX_POLLS = 2000
 # Admission rounds (Wait, Admit, Route: about ten events each) are capped the same way.
 MAX_ADMITS = 2000
 # Errors that prove the provider started no job, so the claim can be released.
-NOTHING_CREATED = (ProviderAuthError, ProviderRejectedError, ProviderTransientError)
+NOTHING_CREATED = (ProviderAuthError, ProviderRejectedError, ProviderTransientError, SpendCapReachedError)
 
 
 # ---------------------------------------------------------------- identity
@@ -215,21 +226,29 @@ def get_record(key: str, settings: Settings) -> dict | None:
     return record
 
 
-def claim_submission(key: str, *, provider: str, settings: Settings, now: datetime) -> dict | None:
+def claim_submission(
+    key: str, *, provider: str, settings: Settings, now: datetime, source: dict | None = None
+) -> dict | None:
     """Claim the right to call the provider's create for this job.
 
     Returns None when the claim is ours, or the existing record when someone got there first.
     """
+    item = {
+        "job_key": {"S": key},
+        "state": {"S": SUBMITTING},
+        "provider": {"S": provider},
+        "created_at": {"S": isoformat(now)},
+        "expires_at": {"N": _ttl(now)},
+        # The listing (STATUS_INDEX): a job is "running" from the moment its create may be sent.
+        "job_status": {"S": RUNNING},
+    }
+    for name in ("bucket", "key"):
+        if source and source.get(name):
+            item[f"source_{name}"] = {"S": str(source[name])}
     try:
         client("dynamodb").put_item(
             TableName=settings.jobs_table,
-            Item={
-                "job_key": {"S": key},
-                "state": {"S": SUBMITTING},
-                "provider": {"S": provider},
-                "created_at": {"S": isoformat(now)},
-                "expires_at": {"N": _ttl(now)},
-            },
+            Item=item,
             ConditionExpression="attribute_not_exists(job_key)",
         )
         return None
@@ -306,14 +325,21 @@ def release_claim(key: str, *, settings: Settings) -> None:
 
 
 def ensure_provider_job(
-    key: str, provider: Provider, image_url: str, job_options: dict, *, settings: Settings, now: datetime
+    key: str,
+    provider: Provider,
+    image_url: str,
+    job_options: dict,
+    *,
+    settings: Settings,
+    now: datetime,
+    source: dict | None = None,
 ) -> ProviderJob:
     """The provider job for this upload: created at most once, reused on every retry."""
     # Read the key before claiming: a key that cannot be read (missing secret, throttling,
     # no permission) must fail this attempt for S3 to retry, not leave a claim that makes
     # the retry look like a create that was sent.
     provider.load_api_key()
-    existing = claim_submission(key, provider=provider.name, settings=settings, now=now)
+    existing = claim_submission(key, provider=provider.name, settings=settings, now=now, source=source)
     if existing is not None:
         if existing.get("state") == SUBMITTED and "provider_job" in existing:
             logger.info("reusing the provider job recorded by an earlier attempt")
@@ -323,13 +349,65 @@ def ensure_provider_job(
             "its outcome is unknown; nothing was resubmitted, to avoid paying twice"
         )
     try:
-        job = provider.create_job(image_url, job_options)
+        job = spend.create_within_caps(provider, image_url, job_options, table=settings.jobs_table, now=now)
     except NOTHING_CREATED:
         release_claim(key, settings=settings)
         raise
     keep_result_links(key, job, settings=settings, now=now)
     record_submission(key, job, settings=settings, now=now)
     return job
+
+
+def record_outcome(outcome: dict, *, settings: Settings, now: datetime | None = None) -> None:
+    """The listing attributes of a finished job, from its outcome notification body.
+
+    Idempotent (the same outcome writes the same values), so the notifier may call it on every
+    attempt. A job that failed before its create call has no record yet: this creates it.
+    """
+    now = now or datetime.now(timezone.utc)
+    source = outcome.get("source") or {}
+    durations = outcome.get("durations") or {}
+    cost = outcome.get("cost") or {}
+    stored = {key: value for key, value in outcome.items() if key != "output"}
+    output = dict(outcome.get("output") or {})
+    # A presigned link dies with the signer's credentials: `i2v show` signs a fresh one.
+    output.pop("download_url", None)
+    output.pop("download_url_expires_at", None)
+    stored["output"] = output or None
+    values = {
+        ":status": {"S": outcome["status"]},
+        ":created": {"S": outcome.get("submitted_at") or isoformat(now)},
+        ":finished": {"S": outcome.get("finished_at") or isoformat(now)},
+        ":outcome": {"S": json.dumps(stored, ensure_ascii=False)},
+        ":ttl": {"N": _ttl(now)},
+    }
+    sets = [
+        "job_status = :status",
+        "created_at = if_not_exists(created_at, :created)",
+        "finished_at = :finished",
+        "outcome = :outcome",
+        "expires_at = if_not_exists(expires_at, :ttl)",
+    ]
+    optional = {
+        "provider": ("S", outcome.get("provider")),
+        "source_bucket": ("S", source.get("bucket")),
+        "source_key": ("S", source.get("key")),
+        "total_seconds": ("N", durations.get("total_seconds")),
+        "cost_usd": ("N", cost.get("amount") if cost.get("currency") == "USD" else None),
+        "cost_credits": ("N", cost.get("credits")),
+        "error_code": ("S", (outcome.get("error") or {}).get("code")),
+        "video_uri": ("S", output.get("video_uri")),
+    }
+    for name, (kind, value) in optional.items():
+        if value is not None and value != "":
+            sets.append(f"{name} = :{name}")
+            values[f":{name}"] = {kind: str(value)}
+    client("dynamodb").update_item(
+        TableName=settings.jobs_table,
+        Key={"job_key": {"S": outcome["job_key"]}},
+        UpdateExpression="SET " + ", ".join(sets),
+        ExpressionAttributeValues=values,
+    )
 
 
 # ---------------------------------------------------------------- submit
@@ -375,7 +453,10 @@ def prepare_submission(state: dict, provider: Provider | type[Provider], *, sett
     """
     source = state["source"]
     head = _head(source["bucket"], source["key"], source["version_id"])
-    metadata = head.get("Metadata", {})
+    # `provider=` chose the provider (choose_provider); what remains are the options.
+    asked, metadata = options.split_provider(head.get("Metadata", {}), provider.name)
+    if asked != provider.name:
+        raise InvalidOptionError(f"this upload asks for provider {asked}, but was submitted to {provider.name}")
     # What was asked for stays in the state if validation fails, so the notification shows it.
     state["options"] = options.requested_options(provider.name, settings.default_options, metadata)
     state["options"], option_warnings = options.resolve_options_with_warnings(
@@ -412,6 +493,15 @@ def prepare_submission(state: dict, provider: Provider | type[Provider], *, sett
     state["warnings"] = option_warnings + list(prepared.warnings)
 
 
+def choose_provider(state: dict, default: str) -> str:
+    """The provider the upload's `provider=` metadata names (else ``default``); kept in the state."""
+    source = state["source"]
+    head = _head(source["bucket"], source["key"], source["version_id"])
+    name, _ = options.split_provider(head.get("Metadata", {}), default)
+    state["provider"] = name
+    return name
+
+
 def start_job(source: dict, *, settings: Settings, uploaded_at: datetime) -> dict:
     """Submit's whole job: the upload's job state, and its execution started.
 
@@ -435,6 +525,12 @@ def prepare_job(state: dict, provider: Provider | type[Provider], *, settings: S
     if state.get("status") != job_state.QUEUED:
         return state
     try:
+        # An image's `provider=` metadata may choose the stack's other provider.
+        name = choose_provider(state, state.get("provider") or settings.provider)
+        if name != provider.name:
+            from i2v.providers import provider_class
+
+            provider = provider_class(name)
         prepare_submission(state, provider, settings=settings)
     except PipelineError as error:
         logger.warning("upload failed before rendering", extra={"code": error.code, "reason": error.message})

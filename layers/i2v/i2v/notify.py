@@ -47,6 +47,7 @@ RECORD_TTL_DAYS = 30
 # and the codes the workflow and the failure notifier set themselves).
 ADVICE = {
     # The upload itself
+    "ProviderNotConfigured": "This stack has no API key for the provider the image asked for: upload it with provider= naming a configured provider (or none, for the stack's default), or ask the stack's operator to add the key to the provider key secret.",
     "InvalidOption": "Fix the options in the image's metadata (see the message above) and upload the image again.",
     "EmptyObject": "The file was empty (0 bytes): check that the upload finished, then upload the image again.",
     "CorruptImage": "The file could not be decoded: export the image again (JPEG, PNG or WebP) and upload the new file.",
@@ -66,6 +67,7 @@ ADVICE = {
     "TimedOut": "The provider did not finish in time: check the provider dashboard for the job, then upload again (or raise the stack's MaxWaitMinutes).",
     "ResultFetchFailed": "The video was rendered but could not be copied safely from the provider: check the provider dashboard, where it may still be available for a while.",
     # The stack
+    "SpendCapReached": "Nothing was charged: the stack's daily cap for this provider is reached. Upload the image again after midnight UTC, when the count starts again, or ask the stack's operator to raise the cap (DailyJobCap, DailySpendCapUsd, DailySpendCapCredits; 0 = no cap).",
     "SubmitFailed": "The job could not be started: upload the image again in a few minutes, and if it fails again, ask the stack's operator to look at the submit function's logs.",
     "InternalError": "Something went wrong inside the stack: upload the image again, and if it fails again, ask the stack's operator to look at its logs.",
 }
@@ -453,6 +455,8 @@ def publish_outcome(outcome: dict) -> dict:
     if not settings.jobs_table:
         raise ValueError("JOBS_TABLE is not set: without it a notification could be sent twice")
     job_key = outcome["job_key"]
+    # The job's listing first (idempotent): `i2v jobs` shows the outcome even if a channel fails.
+    jobs.record_outcome(outcome, settings=settings, now=_now())
     token = uuid.uuid4().hex  # recognises our own lease when releasing it
     old = _claim(settings.jobs_table, job_key, outcome["status"], token)
     if old is None:

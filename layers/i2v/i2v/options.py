@@ -82,6 +82,23 @@ def metadata_options(metadata: Mapping[str, str]) -> dict[str, tuple[str, str]]:
     return found
 
 
+PROVIDER_KEY = "provider"
+
+
+def split_provider(metadata: Mapping[str, str], default: str) -> tuple[str, dict]:
+    """The provider an upload asks for (metadata ``provider=``, else ``default``) and the rest of
+    its metadata, which are the options validated against that provider."""
+    rest = {key: value for key, value in metadata.items() if normalise_key(key) != PROVIDER_KEY}
+    asked = [decode_value(str(value)).strip().lower() for key, value in metadata.items() if normalise_key(key) == PROVIDER_KEY]
+    if not asked or not asked[0]:
+        return default, rest
+    if len(asked) > 1 or asked[0] not in PROVIDERS:
+        raise InvalidOptionError(
+            f"provider must be one of {', '.join(PROVIDERS)} (got {', '.join(map(repr, asked))})"
+        )
+    return asked[0], rest
+
+
 def resolve_options(provider: str, defaults: Mapping[str, str], metadata: Mapping[str, str]) -> dict:
     """The validated, typed options for one upload (see resolve_options_with_warnings)."""
     return resolve_options_with_warnings(provider, defaults, metadata)[0]

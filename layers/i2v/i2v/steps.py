@@ -117,7 +117,13 @@ def admit(
         image_url = storage.presign_get(state["image"]["bucket"], state["image"]["key"], settings.presign_expiry_seconds)
         created_at = clock()
         job = jobs.ensure_provider_job(
-            state["job_key"], provider, image_url, state["options"], settings=settings, now=datetime.now(timezone.utc)
+            state["job_key"],
+            provider,
+            image_url,
+            state["options"],
+            settings=settings,
+            now=datetime.now(timezone.utc),
+            source=state["source"],
         )
     except ProviderTransientError as exc:
         # Nothing was created (the claim is released): back to waiting, never to failure.
