@@ -150,7 +150,8 @@ def test_show_prints_the_record_steps_notification_and_a_fresh_link(stack, workd
     table = i2v(workdir, "show", "--local", f"uploads/{image.name}")
     assert table.returncode == 0, table.stderr
     assert f"job:           {row['job_key']}" in table.stdout
-    assert "WaitBeforePoll" in table.stdout and "Store" in table.stdout and "notification:  succeeded" in table.stdout
+    assert "Prepare" in table.stdout and "Admit" in table.stdout and "Store" in table.stdout
+    assert "notification:  succeeded" in table.stdout
     shown = json_lines(i2v(workdir, "show", "--local", row["job_key"][:12], "--json", "--expires", "600").stdout)[0]
     assert shown["status"] == "succeeded" and shown["execution"]["status"] == "SUCCEEDED"
     assert [s["step"] for s in shown["steps"]][-2:] == ["Store", "VideoStored"]
