@@ -198,9 +198,9 @@ def test_an_upload_over_the_daily_cap_costs_nothing_and_says_why(stack, workdir,
 def test_redrive_resubmits_a_dead_lettered_upload_without_paying_twice(stack, workdir):
     outputs = stack.stack_outputs()
     s3, sqs = stack.client("s3"), stack.client("sqs")
-    # An upload whose create call went out and was recorded, after which submit kept failing
-    # (StartExecution throttled) and its failure could not be notified either: its event is in
-    # the submit failure dead-letter queue, as Lambda's on-failure record.
+    # An upload whose submit kept failing (StartExecution throttled) and whose failure could not
+    # be notified either: its event is in the submit failure dead-letter queue, as Lambda's
+    # on-failure record. Submit only starts executions, so nothing was sent to the provider yet.
     key = f"staging/{unique('dlq')}.jpg"
     put = s3.put_object(Bucket=stack.input_bucket, Key=key, Body=jpeg(), ContentType="image/jpeg")
     etag = put["ETag"].strip('"')
@@ -234,7 +234,7 @@ def test_redrive_resubmits_a_dead_lettered_upload_without_paying_twice(stack, wo
         stack.set_aws_faults([])
     assert failed["FunctionError"]
     the_job = job_key(stack.input_bucket, key, put.get("VersionId"), etag)
-    assert len(creates_for(stack, the_job)) == 1
+    assert len(creates_for(stack, the_job)) == 0
     record = {
         "version": "1.0",
         "timestamp": "2026-12-01T10:00:05.000Z",
@@ -265,7 +265,7 @@ def test_redrive_resubmits_a_dead_lettered_upload_without_paying_twice(stack, wo
     assert [r["result"] for r in json_lines(applied.stdout) if r["source_key"] == key] == ["resubmitted"]
     note = stack.wait_for_notification(key, timeout=120)
     assert note["status"] == "succeeded"
-    assert len(creates_for(stack, the_job)) == 1  # reused, never created a second time
+    assert len(creates_for(stack, the_job)) == 1  # one create for the upload, never a second
     stack.settle(timeout=60)
     assert "dead-letter queues are empty" in i2v(workdir, "redrive", "--local").stdout
 

@@ -81,7 +81,7 @@ def _read(table: str, provider: str) -> tuple[dict, int | None]:
         "leases": leases,
         "blocked_until": float((item.get("blocked_until") or {}).get("N", 0)),
         "learned_limit": int(item["learned_limit"]["N"]) if "learned_limit" in item else None,
-    }, int(item["version"]["N"])
+    }, (int(item["version"]["N"]) if "version" in item else -1)
 
 
 def _number(value: float) -> dict:
@@ -94,7 +94,7 @@ def _write(table: str, provider: str, data: dict, version: int | None) -> bool:
         ":starts": {"L": [_number(t) for t in data["starts"]]},
         ":leases": {"M": {k: {"L": [_number(v[0]), _number(v[1])]} for k, v in data["leases"].items()}},
         ":blocked": _number(data["blocked_until"]),
-        ":next": {"N": str((version or 0) + 1)},
+        ":next": {"N": str(max(version or 0, 0) + 1)},
     }
     expression = "SET starts = :starts, leases = :leases, blocked_until = :blocked, version = :next"
     if data.get("learned_limit"):
@@ -102,6 +102,8 @@ def _write(table: str, provider: str, data: dict, version: int | None) -> bool:
         expression += ", learned_limit = :learned"
     if version is None:
         condition = "attribute_not_exists(pk)"
+    elif version < 0:  # an item some other write left without a version: claim it the same way
+        condition = "attribute_not_exists(version)"
     else:
         condition = "version = :seen"
         values[":seen"] = {"N": str(version)}
@@ -213,10 +215,10 @@ def release(*, table: str, provider: str, job_key: str) -> None:
         client("dynamodb").update_item(
             TableName=table,
             Key=item_key(provider),
-            UpdateExpression="REMOVE leases.#k SET version = version + :one",
+            UpdateExpression="REMOVE leases.#k SET version = if_not_exists(version, :zero) + :one",
             ConditionExpression="attribute_exists(leases.#k)",
             ExpressionAttributeNames={"#k": job_key},
-            ExpressionAttributeValues={":one": {"N": "1"}},
+            ExpressionAttributeValues={":one": {"N": "1"}, ":zero": {"N": "0"}},
         )
     except ClientError as exc:
         if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
@@ -230,12 +232,13 @@ def renew(*, table: str, provider: str, job_key: str, lease_seconds: float, expe
         client("dynamodb").update_item(
             TableName=table,
             Key=item_key(provider),
-            UpdateExpression="SET leases.#k = :lease, version = version + :one",
+            UpdateExpression="SET leases.#k = :lease, version = if_not_exists(version, :zero) + :one",
             ConditionExpression="attribute_exists(leases.#k)",
             ExpressionAttributeNames={"#k": job_key},
             ExpressionAttributeValues={
                 ":lease": {"L": [_number(now + lease_seconds), _number(expected_end)]},
                 ":one": {"N": "1"},
+                ":zero": {"N": "0"},
             },
         )
     except ClientError as exc:
