@@ -10,12 +10,11 @@ Either way the outcome goes out through i2v.notify, which publishes at most once
 
 import json
 from datetime import datetime
-
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from i2v import jobs, notify, steps

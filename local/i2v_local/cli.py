@@ -21,17 +21,12 @@ import threading
 import time
 from pathlib import Path
 
+from .ops import key_value
+
 EMULATOR_NOTICE = (
     "NOTE: the providers are a local EMULATOR of the NoHuman Studio and NanoBanana Video APIs (default: {provider}; "
     "no account, no key, no cost); it renders a simple zoom/pan video of your image with ffmpeg."
 )
-
-
-def _key_value(text: str) -> tuple[str, str]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
-    key, value = text.split("=", 1)
-    return key.strip(), value
 
 
 def _aws_fault(text: str) -> str:
@@ -63,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--provider", choices=["nohuman", "nanobanana"], default="nohuman")
         p.add_argument("--poll-interval", type=int, default=1, help="seconds between status checks (default 1)")
-        p.add_argument("--param", type=_key_value, action="append", default=[], metavar="Key=Value", help="template parameter override")
+        p.add_argument("--param", type=key_value, action="append", default=[], metavar="Key=Value", help="template parameter override")
         p.add_argument("--render-seconds", type=float, default=2.0, help="how long the emulator takes per job")
         p.add_argument("--template", default=None, help="template.yaml to run (default: the repository's)")
         p.add_argument("--verbose", action="store_true", help="show the handlers' logs")
@@ -84,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="one image through the pipeline; outputs into --out")
     run.add_argument("image", type=Path)
     run.add_argument("--prompt", default=None)
-    run.add_argument("--option", type=_key_value, action="append", default=[], metavar="key=value", help="video option (S3 metadata)")
+    run.add_argument("--option", type=key_value, action="append", default=[], metavar="key=value", help="video option (S3 metadata)")
     run.add_argument("--out", type=Path, default=Path("out"))
     run.add_argument("--timeout", type=float, default=300, help="seconds to wait for the outcome (default 300)")
     run.add_argument("--port", type=int, default=0)

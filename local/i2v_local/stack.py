@@ -39,7 +39,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from . import moto_internals
 from . import template as tpl
 from .aws_faults import ADMIN_PATH as AWS_FAULTS_PATH
-from .aws_faults import FaultInjector, FaultingMotoServer
+from .aws_faults import FaultingMotoServer, FaultInjector
 from .aws_limits import check_stack_limits
 from .lambda_runtime import DEFAULT_CONCURRENCY, FunctionSpec, LambdaRuntime
 

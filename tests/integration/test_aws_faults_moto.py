@@ -13,7 +13,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from i2v_local import moto_internals
-from i2v_local.aws_faults import ADMIN_PATH, FaultInjector, FaultingMotoServer
+from i2v_local.aws_faults import ADMIN_PATH, FaultingMotoServer, FaultInjector
 from i2v_local.aws_limits import EXECUTION_INPUT_MAX_BYTES, S3_USER_METADATA_MAX_BYTES
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/test"

@@ -2,7 +2,7 @@ import json
 import re
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,7 @@ from i2v.errors import (
     ProviderTransientError,
     SubmitOutcomeUnknownError,
 )
-from i2v.providers import COMPLETED, FAILED, RUNNING, ProviderJob
+from i2v.providers import COMPLETED, RUNNING, ProviderJob
 from tests.aws_resources import create_table
 
 NOW = datetime(2026, 11, 22, 10, 0, 0, tzinfo=timezone.utc)

@@ -221,8 +221,9 @@ def release(*, table: str, provider: str, job_key: str) -> None:
             ExpressionAttributeValues={":one": {"N": "1"}, ":zero": {"N": "0"}},
         )
     except ClientError as exc:
+        # ConditionalCheckFailed: already released (or never taken), nothing to do.
         if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-            raise  # already released (or never taken): nothing to do
+            raise
 
 
 def renew(*, table: str, provider: str, job_key: str, lease_seconds: float, expected_end: float, now: float | None = None) -> None:

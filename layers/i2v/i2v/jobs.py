@@ -28,11 +28,9 @@ and by DynamoDB's TTL after RESULT_LINK_HOURS otherwise), which Store reads to d
 import hashlib
 import json
 import math
-from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from urllib.parse import unquote_plus, urlsplit, urlunsplit
-
 from typing import TYPE_CHECKING
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError

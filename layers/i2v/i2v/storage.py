@@ -1,10 +1,10 @@
 """S3 helpers: presigned links, object names under the work/output prefixes, manifests, streaming uploads."""
 
 import json
-from datetime import datetime
 import os
 import re
 from collections.abc import Iterable
+from datetime import datetime
 from functools import lru_cache
 from pathlib import PurePosixPath
 

@@ -25,7 +25,8 @@ EPILOG = """exit codes: 0 ok; 1 a job failed (submit --wait) or a message could 
 2 usage (bad arguments, no such image or job); 3 still running at --timeout; 4 stack not reachable"""
 
 
-def _key_value(text: str) -> tuple[str, str]:
+def key_value(text: str) -> tuple[str, str]:
+    """argparse type for KEY=VALUE (the value may itself contain "=")."""
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
     key, value = text.split("=", 1)
@@ -78,7 +79,7 @@ def register(groups) -> None:
     submit.add_argument("--prompt", help="what should happen in the video (any language)")
     submit.add_argument(
         "--option",
-        type=_key_value,
+        type=key_value,
         action="append",
         default=[],
         metavar="KEY=VALUE",
