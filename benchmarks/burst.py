@@ -131,8 +131,14 @@ def single(stack: LocalStack) -> float:
 def run(provider: str, *, jobs: int, rate: int, cap: int, small: int, render_seconds: float, faults: dict) -> dict:
     params = {"ProviderRequestsPerMinute": str(rate), "MaxJobsInFlight": str(cap), "MaxQueueMinutes": "60"}
     # AWS's account concurrency (1000) is far above what a burst needs; the local default is 10.
-    with LocalStack(provider=provider, render_seconds=render_seconds, poll_interval=1, quiet=True, params=params,
-                    lambda_concurrency=max(20, min(cap, jobs) + 10)) as stack:
+    with LocalStack(
+        provider=provider,
+        render_seconds=render_seconds,
+        poll_interval=1,
+        quiet=True,
+        params=params,
+        lambda_concurrency=max(20, min(cap, jobs) + 10),
+    ) as stack:
         stack.set_faults({"nanobanana_rate_limit": rate})
         one = single(stack)
         small_run = burst(stack, provider, small, "small")
@@ -145,21 +151,31 @@ def run(provider: str, *, jobs: int, rate: int, cap: int, small: int, render_sec
 
 def report(result: dict, faults: str) -> None:
     big, small = result["big"], result["small"]
-    print(f"\n{result['provider']}: {big['jobs']} uploads at once, {result['rate']} creates/min, MaxJobsInFlight {result['cap']}; {faults}")
+    print(
+        f"\n{result['provider']}: {big['jobs']} uploads at once, {result['rate']} creates/min, MaxJobsInFlight {result['cap']}; {faults}"
+    )
     print(f"  one job alone (upload -> notification)  {result['one']:7.1f} s")
     print(f"  makespan                                 {big['makespan']:7.1f} s")
     print(f"  bound (ceil(N/L)-1) x 60 s + one job     {result['bound']:7.1f} s")
     print(f"  makespan / bound                         {big['makespan'] / result['bound']:7.2f}x")
-    ideal = (math.ceil(big['jobs'] / result['rate']) - 1) * 60
-    print(f"  last create sent after                   {big['last_create']:7.1f} s   (the rate allows {ideal} s at the earliest)")
-    print(f"  uploads failed                           {big['failed']:7d}   {dict(big['codes']) if big['failed'] else ''}")
+    ideal = (math.ceil(big["jobs"] / result["rate"]) - 1) * 60
+    print(
+        f"  last create sent after                   {big['last_create']:7.1f} s   (the rate allows {ideal} s at the earliest)"
+    )
+    print(
+        f"  uploads failed                           {big['failed']:7d}   {dict(big['codes']) if big['failed'] else ''}"
+    )
     for message in big["messages"][:5]:
         print(f"    {message[:150]}")
-    print(f"  duplicate creates                        {big['duplicates']:7d}   (creates refused by the provider: {big['rejected_creates']})")
+    print(
+        f"  duplicate creates                        {big['duplicates']:7d}   (creates refused by the provider: {big['rejected_creates']})"
+    )
     print(f"  most jobs in flight / cap                {big['in_flight']:4d} / {result['cap']}")
     print(f"  Lambda GB-s per job, N={big['jobs']:<4d}              {big['gbs_per_job']:7.3f}")
-    print(f"  Lambda GB-s per job, N={small['jobs']:<4d}              {small['gbs_per_job']:7.3f}   "
-          f"(ratio {big['gbs_per_job'] / small['gbs_per_job']:.2f}x)")
+    print(
+        f"  Lambda GB-s per job, N={small['jobs']:<4d}              {small['gbs_per_job']:7.3f}   "
+        f"(ratio {big['gbs_per_job'] / small['gbs_per_job']:.2f}x)"
+    )
     # On AWS every environment has its own CPU: durations do not stretch with the burst. Here 2
     # shared cores run every function and the emulator's renders, so wall-clock GB-s at N=120
     # mostly measure the machine. The AWS-like figure: invocations per job at N times each
@@ -169,9 +185,13 @@ def report(result: dict, faults: str) -> None:
         for name in small["gbs_by_function"]
         if small["calls_by_function"].get(name)
     )
-    print(f"  GB-s per job at N={big['jobs']}, durations of N={small['jobs']} {modelled:7.3f}   "
-          f"(ratio {modelled / small['gbs_per_job']:.2f}x: what waiting adds, without the machine's load)")
-    print(f"    {'per job, by function':<28} {'GB-s N=' + str(big['jobs']):>10} {'N=' + str(small['jobs']):>7}   invocations N={big['jobs']} N={small['jobs']}")
+    print(
+        f"  GB-s per job at N={big['jobs']}, durations of N={small['jobs']} {modelled:7.3f}   "
+        f"(ratio {modelled / small['gbs_per_job']:.2f}x: what waiting adds, without the machine's load)"
+    )
+    print(
+        f"    {'per job, by function':<28} {'GB-s N=' + str(big['jobs']):>10} {'N=' + str(small['jobs']):>7}   invocations N={big['jobs']} N={small['jobs']}"
+    )
     for name in sorted(set(big["gbs_by_function"]) | set(small["gbs_by_function"])):
         print(
             f"    {name:<28} {big['gbs_by_function'].get(name, 0.0):10.3f} {small['gbs_by_function'].get(name, 0.0):7.3f}"
@@ -189,12 +209,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", choices=["nanobanana", "nohuman"])
     parser.add_argument("--refusals", type=float, default=0.1, help="share of NoHuman creates answered 429")
     args = parser.parse_args(argv)
-    common = {"jobs": args.jobs, "rate": args.rate, "cap": args.cap, "small": args.small, "render_seconds": args.render_seconds}
+    common = {
+        "jobs": args.jobs,
+        "rate": args.rate,
+        "cap": args.cap,
+        "small": args.small,
+        "render_seconds": args.render_seconds,
+    }
     if args.only in (None, "nanobanana"):
         report(run("nanobanana", faults={}, **common), f"emulator rate limit {args.rate}/min")
     if args.only in (None, "nohuman"):
         faults = {"errors": {"nohuman.create": {"status": 429, "rate": args.refusals, "retry_after": 2}}, "seed": 9}
-        report(run("nohuman", faults=faults, **common), f"{args.refusals:.0%} of creates answered 429 (Retry-After 2 s)")
+        report(
+            run("nohuman", faults=faults, **common), f"{args.refusals:.0%} of creates answered 429 (Retry-After 2 s)"
+        )
 
 
 if __name__ == "__main__":

@@ -33,7 +33,14 @@ def import_seconds(module: str, runs: int) -> float:
     env.pop("PYTHONDONTWRITEBYTECODE")
     times = []
     for _ in range(runs):
-        out = subprocess.run([sys.executable, "-c", CODE.format(module=module)], cwd=REPO, env=env, capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", CODE.format(module=module)],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         times.append(float(out.stdout.strip().splitlines()[-1]))
     return statistics.median(times)
 

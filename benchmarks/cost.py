@@ -60,9 +60,9 @@ def records_for(stack: LocalStack, job_key: str, key: str) -> list[dict]:
     found = []
     for record in stack.runtime.invocations:
         event = record["event"]
-        if isinstance(event, dict) and event.get("job_key") == job_key:
-            found.append(record)
-        elif record["function"] == "SubmitFunction" and key.rsplit("/", 1)[-1] in str(event):
+        if (isinstance(event, dict) and event.get("job_key") == job_key) or (
+            record["function"] == "SubmitFunction" and key.rsplit("/", 1)[-1] in str(event)
+        ):
             found.append(record)
     return found
 
@@ -83,15 +83,21 @@ def run(provider: str, strategy: str, renders: list[float]) -> list[dict]:
                 time.sleep(0.2)  # this render time is read by its create: wait for it before the next
         notes = [stack.wait_for_notification(k, timeout=600) for k in keys]
         stack.settle(timeout=120)
-        by_image = {j["options"]["image_url"].split("?")[0]: j for j in stack.emulator_jobs() if j.get("http_status") == 200}
+        by_image = {
+            j["options"]["image_url"].split("?")[0]: j for j in stack.emulator_jobs() if j.get("http_status") == 200
+        }
         rows = []
-        for key, note, seconds in zip(keys, notes, renders):
+        for key, note, seconds in zip(keys, notes, renders, strict=False):
             job_key = note["job_key"]
             records = records_for(stack, job_key, key)
             created = next(j for url, j in by_image.items() if job_key in url)
             store = [r for r in records if r["function"] == "StoreFunction"]
             admit = [r for r in records if r["function"] == "AdmitFunction" and r["event"].get("status") == "queued"]
-            lag = _time(store[0]["start"]) - _time(created["finished_at"]) if store and created.get("finished_at") else None
+            lag = (
+                _time(store[0]["start"]) - _time(created["finished_at"])
+                if store and created.get("finished_at")
+                else None
+            )
             gbs = sum(r["duration_ms"] / 1000 * r["memory_mb"] / 1024 for r in records)
             count = transitions(stack, job_key)
             rows.append(
@@ -129,7 +135,9 @@ def table(title: str, rows: list[dict]) -> dict:
         "cost": statistics.mean(r["cost"] for r in rows),
         "lag": statistics.mean(lags) if lags else float("nan"),
     }
-    print(f"  {'mean':>8} {'':>9} {mean['transitions']:11.1f} {mean['gbs']:11.2f} {mean['cost']:12.6f} {mean['lag']:6.1f}")
+    print(
+        f"  {'mean':>8} {'':>9} {mean['transitions']:11.1f} {mean['gbs']:11.2f} {mean['cost']:12.6f} {mean['lag']:6.1f}"
+    )
     return mean
 
 
@@ -144,11 +152,15 @@ def main(argv: list[str] | None = None) -> None:
     rng = random.Random(args.seed)
     renders = [round(rng.uniform(args.low, args.high), 1) for _ in range(args.jobs)]
     print(f"Render times drawn from {args.low:g}-{args.high:g} s (seed {args.seed}): {renders}")
-    print("Prices (us-east-1, published): Step Functions Standard $0.025/1,000 transitions; "
-          "Lambda arm64 $0.0000133334/GB-s + $0.20/1M requests")
+    print(
+        "Prices (us-east-1, published): Step Functions Standard $0.025/1,000 transitions; "
+        "Lambda arm64 $0.0000133334/GB-s + $0.20/1M requests"
+    )
     if args.only in (None, "nohuman"):
         new = table("NoHuman, PollStrategy=predicted (estimate + check window)", run("nohuman", "predicted", renders))
-        old = table("NoHuman, PollStrategy=fixed (baseline: Wait 5 s, one check, Route)", run("nohuman", "fixed", renders))
+        old = table(
+            "NoHuman, PollStrategy=fixed (baseline: Wait 5 s, one check, Route)", run("nohuman", "fixed", renders)
+        )
         print("\n  NoHuman            predicted    fixed   ratio")
         for name, fmt in (("transitions", "{:9.1f}"), ("gbs", "{:9.2f}"), ("cost", "{:9.6f}"), ("lag", "{:9.1f}")):
             ratio = new[name] / old[name] if old[name] else float("nan")
@@ -157,8 +169,10 @@ def main(argv: list[str] | None = None) -> None:
         rows = run("nanobanana", "predicted", renders)
         new = table("NanoBanana (create inside the 128 MB Admit function)", rows)
         old_cost = statistics.mean(modelled_old_nanobanana(r) for r in rows)
-        print(f"\n  NanoBanana AWS $/video: {new['cost']:.6f} now, {old_cost:.6f} modelled for the design before "
-              f"(1024 MB create, 3 transitions): {new['cost'] / old_cost:.2f}x")
+        print(
+            f"\n  NanoBanana AWS $/video: {new['cost']:.6f} now, {old_cost:.6f} modelled for the design before "
+            f"(1024 MB create, 3 transitions): {new['cost'] / old_cost:.2f}x"
+        )
 
 
 if __name__ == "__main__":

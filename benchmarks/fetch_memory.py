@@ -25,7 +25,7 @@ _BLOCK = bytes(range(256)) * 4096  # 1 MiB of filler
 class _ResultHandler(http.server.BaseHTTPRequestHandler):
     """GET /<n> answers with n bytes, generated in 1 MiB blocks (the server holds no copy)."""
 
-    def do_GET(self):  # noqa: N802 (http.server's naming)
+    def do_GET(self):
         size = int(self.path.strip("/").split(".")[0])
         self.send_response(200)
         self.send_header("Content-Type", "video/mp4")
@@ -91,11 +91,17 @@ def main() -> None:
         reset_clients()
         client("s3").create_bucket(Bucket=BUCKET)
         settings = replace(
-            Settings.from_env(), provider="nohuman", output_bucket=BUCKET, allow_loopback_http=True, max_result_bytes=1024 * MB
+            Settings.from_env(),
+            provider="nohuman",
+            output_bucket=BUCKET,
+            allow_loopback_http=True,
+            max_result_bytes=1024 * MB,
         )
 
         def fetch(size: int, key: str):
-            return fetch_to_s3(f"{base_url}/{size}.mp4", bucket=BUCKET, key=key, content_type="video/mp4", settings=settings)
+            return fetch_to_s3(
+                f"{base_url}/{size}.mp4", bucket=BUCKET, key=key, content_type="video/mp4", settings=settings
+            )
 
         fetch(9 * MB, "warm-up.mp4")  # clients, connection pools and imports are not part of the figure
 
@@ -111,9 +117,7 @@ def main() -> None:
             tracemalloc.stop()
             if fetched.size != size_mb * MB:
                 raise RuntimeError(f"stored {fetched.size} bytes, expected {size_mb * MB}")
-            print(
-                f"{size_mb:>5} MB {peaks[size_mb] / MB:>17.1f} MB {elapsed:>7.2f} s {size_mb / elapsed:>8.1f} MB/s"
-            )
+            print(f"{size_mb:>5} MB {peaks[size_mb] / MB:>17.1f} MB {elapsed:>7.2f} s {size_mb / elapsed:>8.1f} MB/s")
         small, large = SIZES_MB
         print(
             f"size ratio {large / small:.0f}x -> peak memory ratio {peaks[large] / peaks[small]:.2f}x "

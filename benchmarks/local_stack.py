@@ -31,7 +31,7 @@ def measure(provider: str) -> tuple[float, list[float]]:
 
 def main() -> None:
     print("Embedded local stack (emulator render time 1 s, poll interval 1 s)")
-    print(f"{'provider':>11} {'stack start':>12} {'upload -> notification (median of %d)' % RUNS:>40}")
+    print(f"{'provider':>11} {'stack start':>12} {f'upload -> notification (median of {RUNS})':>40}")
     figures = {}
     for provider in ("nohuman", "nanobanana"):
         start_seconds, latencies = measure(provider)

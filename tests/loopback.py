@@ -14,8 +14,14 @@ from pathlib import Path
 class LoopbackServer:
     """A threaded HTTP server on ``address``; records each request's Host header and SNI name."""
 
-    def __init__(self, handler: Callable[[BaseHTTPRequestHandler], None], address: str = "127.0.0.1", port: int = 0,
-                 tls: tuple[str, str] | None = None, protocol: str = "HTTP/1.0"):
+    def __init__(
+        self,
+        handler: Callable[[BaseHTTPRequestHandler], None],
+        address: str = "127.0.0.1",
+        port: int = 0,
+        tls: tuple[str, str] | None = None,
+        protocol: str = "HTTP/1.0",
+    ):
         self.requests: list[dict] = []
         self.sni: list[str | None] = []
         server = self
@@ -29,7 +35,9 @@ class LoopbackServer:
             def _handle(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                server.requests.append({"method": self.command, "path": self.path, "headers": dict(self.headers), "body": body})
+                server.requests.append(
+                    {"method": self.command, "path": self.path, "headers": dict(self.headers), "body": body}
+                )
                 handler(self)
 
             do_GET = do_POST = _handle
@@ -100,7 +108,7 @@ def self_signed_certificate(directory: Path, hostname: str) -> tuple[str, str]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     certificate = (
         x509.CertificateBuilder()
         .subject_name(name)

@@ -22,7 +22,9 @@ metrics = Metrics()
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     settings = Settings.from_env()
     job = state.parse(event)
-    provider = get_provider(settings, name=job["provider"], remaining_ms=context.get_remaining_time_in_millis, create_attempts=1)
+    provider = get_provider(
+        settings, name=job["provider"], remaining_ms=context.get_remaining_time_in_millis, create_attempts=1
+    )
     job = steps.admit(job, provider, settings=settings)
     if job["status"] == state.QUEUED:
         metrics.add_metric(name="AdmissionWaits", unit=MetricUnit.Count, value=1)
@@ -30,5 +32,8 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
         metrics.add_metric(name="JobsSubmitted", unit=MetricUnit.Count, value=1)
     elif (job["error"] or {}).get("code") == "SpendCapReached":
         metrics.add_metric(name="SpendCapRejections", unit=MetricUnit.Count, value=1)
-    logger.info("admission", extra={"status": job["status"], "wait_seconds": job["wait_seconds"], "provider_job_id": job["provider_job_id"]})
+    logger.info(
+        "admission",
+        extra={"status": job["status"], "wait_seconds": job["wait_seconds"], "provider_job_id": job["provider_job_id"]},
+    )
     return job

@@ -45,7 +45,9 @@ def _postpone(record: SQSRecord, delay_seconds: int) -> None:
     timeout = webhooks.visibility_timeout(delay_seconds, time.monotonic() - _invocation_started)
     try:
         queue_url = sqs.get_queue_url(QueueName=queue_name, QueueOwnerAWSAccountId=account)["QueueUrl"]
-        sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=record.receipt_handle, VisibilityTimeout=timeout)
+        sqs.change_message_visibility(
+            QueueUrl=queue_url, ReceiptHandle=record.receipt_handle, VisibilityTimeout=timeout
+        )
     except ClientError:
         # Logged, not raised: the message still fails (the caller raises next) and comes back
         # after the queue's own visibility timeout instead of the backoff delay.

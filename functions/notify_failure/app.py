@@ -68,15 +68,21 @@ def error_for_job(job: dict) -> dict:
     if job.get("status") == jobs.TIMED_OUT:
         return {"code": "TimedOut", "message": f"timed out after {minutes} minutes"}
     if job.get("max_polls") and int(job.get("poll_count") or 0) >= int(job["max_polls"]):
-        return {"code": "TimedOut", "message": f"timed out after {job['poll_count']} status checks (limit {job['max_polls']})"}
-    return {"code": "InternalError", "message": f"the workflow ended with job status {job.get('status')!r} and no recorded error"}
+        return {
+            "code": "TimedOut",
+            "message": f"timed out after {job['poll_count']} status checks (limit {job['max_polls']})",
+        }
+    return {
+        "code": "InternalError",
+        "message": f"the workflow ended with job status {job.get('status')!r} and no recorded error",
+    }
 
 
 def _release_slot(job: dict) -> None:
     """The job is over: give its in-flight slot back (best effort: the lease also expires)."""
     try:
         steps.release_slot(job, Settings.from_env())
-    except Exception:  # noqa: BLE001 - the failure notification matters more than the slot
+    except Exception:
         logger.exception("Could not release the admission slot; its lease will expire")
 
 
@@ -150,5 +156,7 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
         # A record that cannot be published is returned for SQS to redeliver; the others are done.
         from aws_lambda_powertools.utilities.batch import process_partial_response
 
-        return process_partial_response(event=event, record_handler=handle_destination_record, processor=_processor(), context=context)
+        return process_partial_response(
+            event=event, record_handler=handle_destination_record, processor=_processor(), context=context
+        )
     return notify_job_failure(event)

@@ -8,7 +8,7 @@ already published returns at once (a re-download could fail on a link that has e
 """
 
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -56,7 +56,7 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
     thumbnail_uri = copied.thumbnail.uri if copied.thumbnail else _poster_from_input(job, bucket, keys["thumbnail"])
 
     # Whole seconds, as the manifest prints it: the notification's durations then agree with it.
-    finished = datetime.now(timezone.utc).replace(microsecond=0)
+    finished = datetime.now(UTC).replace(microsecond=0)
     output = {
         "video_uri": copied.video.uri,
         "thumbnail_uri": thumbnail_uri,
@@ -90,7 +90,7 @@ def _render_seconds(job: dict) -> float | None:
     created, finished = job.get("created_at"), job.get("provider_finished_at")
     if created and finished:
         return max(0.0, round((jobs.parse_time(finished) - jobs.parse_time(created)).total_seconds(), 1))
-    return _seconds_since(job.get("submitted_at"), datetime.now(timezone.utc))
+    return _seconds_since(job.get("submitted_at"), datetime.now(UTC))
 
 
 def _after_publish(job: dict, video_bytes: int, video_uri: str, settings: Settings) -> None:
@@ -98,17 +98,17 @@ def _after_publish(job: dict, video_bytes: int, video_uri: str, settings: Settin
     best effort, because the job has already succeeded (the links also expire with DynamoDB's TTL)."""
     try:
         steps.record_render_time(job, settings)
-    except Exception:  # noqa: BLE001 - deliberately broad: raising now would report a failure after the success
+    except Exception:
         logger.exception("Could not record the render time; the estimate keeps its older samples")
     try:
         jobs.forget_result_links(job["job_key"], settings=settings)
-    except Exception:  # noqa: BLE001 - deliberately broad: raising now would report a failure after the success
+    except Exception:
         logger.exception("Could not delete the kept result links; DynamoDB's TTL will")
     try:
         _record_metrics(job)
         details = {"video_uri": video_uri, "bytes": video_bytes, "warnings": len(job["warnings"])}
         logger.info("Video stored", extra=details)
-    except Exception:  # noqa: BLE001 - deliberately broad: raising now would report a failure after the success
+    except Exception:
         logger.exception("Recording the stored video's metrics failed; the job still succeeded")
 
 

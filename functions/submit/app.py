@@ -5,7 +5,7 @@ is a state of that execution. The execution name is a hash of the object's ident
 input depends only on the upload, so a duplicate delivery meets the same execution.
 """
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -23,7 +23,7 @@ def _event_time(s3_record) -> datetime:
     try:
         return datetime.fromisoformat(s3_record.event_time.replace("Z", "+00:00"))
     except (KeyError, TypeError, ValueError):
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
 
 @logger.inject_lambda_context
@@ -37,6 +37,8 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
         logger.set_correlation_id(source["job_key"])
         state = jobs.start_job(source, settings=settings, uploaded_at=_event_time(s3_record))
         metrics.add_metric(name="JobsStarted", unit=MetricUnit.Count, value=1)
-        results.append({"job_key": state["job_key"], "status": state["status"], "execution": jobs.execution_name(state["job_key"])})
+        results.append(
+            {"job_key": state["job_key"], "status": state["status"], "execution": jobs.execution_name(state["job_key"])}
+        )
     logger.info("uploads started", extra={"count": len(results)})
     return {"results": results}

@@ -36,9 +36,10 @@ import json
 import re
 import threading
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import Any, Callable, Iterable
+from functools import cache
+from typing import Any
 from urllib.parse import parse_qs, unquote
 
 ADMIN_PATH = "/_i2v/aws-faults"
@@ -116,7 +117,7 @@ class FaultSpecError(ValueError):
 # ---- specs ---------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=None)
+@cache
 def _service_model(signing_name: str):
     import botocore.session
 
@@ -145,7 +146,9 @@ def parse_spec(text: str) -> FaultSpec:
     service, operation, code, rate_text = (p.strip() for p in parts)
     service = SERVICE_ALIASES.get(service.lower(), service.lower())
     if service not in SERVICES:
-        raise FaultSpecError(f"fault spec {text!r}: unknown service {parts[0]!r} (one of {', '.join(sorted(SERVICES))})")
+        raise FaultSpecError(
+            f"fault spec {text!r}: unknown service {parts[0]!r} (one of {', '.join(sorted(SERVICES))})"
+        )
     operations = _service_model(service).operation_names
     if operation not in operations:
         close = [name for name in operations if name.lower() == operation.lower()]
@@ -184,15 +187,24 @@ class AwsFault:
     extra: dict = field(default_factory=dict)  # extra XML elements (S3) or JSON fields
 
     @classmethod
-    def for_code(cls, service: str, operation: str, code: str, message: str | None = None, status: int | None = None) -> "AwsFault":
+    def for_code(
+        cls, service: str, operation: str, code: str, message: str | None = None, status: int | None = None
+    ) -> AwsFault:
         modeled_status, sender = _modeled(service, code)
         status = status or modeled_status or STATUSES.get(code) or 400
         if modeled_status is None:
             sender = status < 500
-        return cls(service, operation, code, message or MESSAGES.get(code) or f"{code} (injected by the local stack)", status, sender)
+        return cls(
+            service,
+            operation,
+            code,
+            message or MESSAGES.get(code) or f"{code} (injected by the local stack)",
+            status,
+            sender,
+        )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _modeled(service: str, code: str) -> tuple[int | None, bool]:
     """(HTTP status, sender fault) from botocore's model of the error, if it models it."""
     for shape in _service_model(service).error_shapes:
@@ -379,7 +391,9 @@ def _s3_operation(environ: dict, bucket: str | None, key: str | None) -> str | N
         for sub in ("tagging", "acl", "retention", "legal-hold"):
             if sub in query:
                 name = {"legal-hold": "LegalHold", "retention": "Retention"}.get(sub, _S3_SUBRESOURCES.get(sub, ""))
-                return {"GET": f"GetObject{name}", "PUT": f"PutObject{name}", "DELETE": f"DeleteObject{name}"}.get(method)
+                return {"GET": f"GetObject{name}", "PUT": f"PutObject{name}", "DELETE": f"DeleteObject{name}"}.get(
+                    method
+                )
         if method == "POST" and "restore" in query:
             return "RestoreObject"
         return {
@@ -447,7 +461,9 @@ def _xml_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
 
 
-def error_response(fault: AwsFault, environ: dict, request_id: str | None = None) -> tuple[str, list[tuple[str, str]], bytes]:
+def error_response(
+    fault: AwsFault, environ: dict, request_id: str | None = None
+) -> tuple[str, list[tuple[str, str]], bytes]:
     """(status line, headers, body) of fault in its service's protocol."""
     from http import HTTPStatus
 
@@ -480,11 +496,17 @@ def error_response(fault: AwsFault, environ: dict, request_id: str | None = None
         if environ.get("REQUEST_METHOD") == "HEAD":
             body = b""  # S3 answers HEAD errors without a body
     elif protocol == "rest-json":
-        body = json.dumps({"Type": "User" if fault.sender_fault else "Service", "message": fault.message, **fault.extra}).encode()
+        body = json.dumps(
+            {"Type": "User" if fault.sender_fault else "Service", "message": fault.message, **fault.extra}
+        ).encode()
         headers += [("Content-Type", "application/json"), ("x-amzn-ErrorType", f"{fault.code}:")]
     else:  # json
         version = _service_model(fault.service).metadata.get("jsonVersion", "1.0")
-        payload = {"__type": JSON_NAMESPACES.get(fault.service, "") + fault.code, "message": fault.message, **fault.extra}
+        payload = {
+            "__type": JSON_NAMESPACES.get(fault.service, "") + fault.code,
+            "message": fault.message,
+            **fault.extra,
+        }
         body = json.dumps(payload).encode()
         headers.append(("Content-Type", f"application/x-amz-json-{version}"))
         if "awsQueryCompatible" in _service_model(fault.service).metadata:

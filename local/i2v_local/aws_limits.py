@@ -29,7 +29,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from .aws_faults import AwsFault, Call
 from .template import TemplateError
@@ -38,7 +39,30 @@ if TYPE_CHECKING:
     from .template import ResolvedTemplate
 
 ENVIRONMENT_LIMIT_BYTES = 4096
-LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
 ACCOUNT_CONCURRENCY = 1000
 MIN_UNRESERVED_CONCURRENCY = 100
 EXECUTION_NAME_MAX = 80
@@ -46,7 +70,7 @@ EXECUTION_INPUT_MAX_BYTES = 262144
 S3_USER_METADATA_MAX_BYTES = 2048
 SQS_MAX_VISIBILITY_TIMEOUT = 43200
 # What Step Functions refuses in execution names besides control characters.
-EXECUTION_NAME_FORBIDDEN = set(" \t\n\r<>{}[]?*\"#%\\^|~`$&,;:/")
+EXECUTION_NAME_FORBIDDEN = set(' \t\n\r<>{}[]?*"#%\\^|~`$&,;:/')
 
 
 class StackLimitError(TemplateError):
@@ -91,7 +115,7 @@ def _env_variables(props: dict) -> dict:
     return {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in env.items()}
 
 
-def check_stack_limits(resolved: "ResolvedTemplate") -> None:
+def check_stack_limits(resolved: ResolvedTemplate) -> None:
     """Raise StackLimitError with AWS's message for the first limit the template breaks."""
     for res in resolved.of_type("AWS::S3::Bucket"):
         problem = bucket_name_problem(res.physical_name)
@@ -147,7 +171,7 @@ def check_stack_limits(resolved: "ResolvedTemplate") -> None:
         if ACCOUNT_CONCURRENCY - reserved_total < MIN_UNRESERVED_CONCURRENCY:
             raise StackLimitError(
                 f"{res.logical_id} ({res.type}) CREATE_FAILED: Resource handler returned message: "
-                '"Specified ReservedConcurrentExecutions for function decreases account\'s '
+                "\"Specified ReservedConcurrentExecutions for function decreases account's "
                 f'UnreservedConcurrentExecution below its minimum value of [{MIN_UNRESERVED_CONCURRENCY}]." '
                 "(Service: Lambda, Status Code: 400, Error Code: InvalidParameterValueException; "
                 f"{reserved_total} reserved in all of the account's {ACCOUNT_CONCURRENCY})"
@@ -210,7 +234,11 @@ def check_s3_metadata(call: Call, environ: dict) -> AwsFault | None:
     if size <= S3_USER_METADATA_MAX_BYTES:
         return None
     fault = AwsFault.for_code(
-        "s3", call.operation, "MetadataTooLarge", "Your metadata headers exceed the maximum allowed metadata size.", status=400
+        "s3",
+        call.operation,
+        "MetadataTooLarge",
+        "Your metadata headers exceed the maximum allowed metadata size.",
+        status=400,
     )
     fault.extra = {"Size": size, "MaxSizeAllowed": S3_USER_METADATA_MAX_BYTES}
     return fault

@@ -35,7 +35,9 @@ def purge_bucket(s3, bucket: str, *, delete_bucket: bool = False) -> PurgeResult
         errors = answer.get("Errors") or []
         if errors:
             first = errors[0]
-            raise RuntimeError(f"could not delete {len(errors)} object(s) from {bucket}, e.g. {first.get('Key')}: {first.get('Code')} {first.get('Message')}")
+            raise RuntimeError(
+                f"could not delete {len(errors)} object(s) from {bucket}, e.g. {first.get('Key')}: {first.get('Code')} {first.get('Message')}"
+            )
         result.versions_deleted += len(batch)
         batch.clear()
 

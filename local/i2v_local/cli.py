@@ -58,7 +58,14 @@ def _parser() -> argparse.ArgumentParser:
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--provider", choices=["nohuman", "nanobanana"], default="nohuman")
         p.add_argument("--poll-interval", type=int, default=1, help="seconds between status checks (default 1)")
-        p.add_argument("--param", type=key_value, action="append", default=[], metavar="Key=Value", help="template parameter override")
+        p.add_argument(
+            "--param",
+            type=key_value,
+            action="append",
+            default=[],
+            metavar="Key=Value",
+            help="template parameter override",
+        )
         p.add_argument("--render-seconds", type=float, default=2.0, help="how long the emulator takes per job")
         p.add_argument("--template", default=None, help="template.yaml to run (default: the repository's)")
         p.add_argument("--verbose", action="store_true", help="show the handlers' logs")
@@ -70,7 +77,9 @@ def _parser() -> argparse.ArgumentParser:
             metavar="SERVICE:Operation:ErrorCode:RATE",
             help="answer that AWS operation with that AWS error at that rate, e.g. sns:Publish:Throttled:0.1 (repeatable)",
         )
-        p.add_argument("--aws-fault-seed", type=int, default=None, metavar="N", help="seed for --aws-fault (repeat a run)")
+        p.add_argument(
+            "--aws-fault-seed", type=int, default=None, metavar="N", help="seed for --aws-fault (repeat a run)"
+        )
 
     up = commands.add_parser("up", help="start the stack and run until Ctrl-C / SIGTERM")
     up.add_argument("--port", type=int, default=0, help="moto server port (default: a free port)")
@@ -79,7 +88,9 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="one image through the pipeline; outputs into --out")
     run.add_argument("image", type=Path)
     run.add_argument("--prompt", default=None)
-    run.add_argument("--option", type=key_value, action="append", default=[], metavar="key=value", help="video option (S3 metadata)")
+    run.add_argument(
+        "--option", type=key_value, action="append", default=[], metavar="key=value", help="video option (S3 metadata)"
+    )
     run.add_argument("--out", type=Path, default=Path("out"))
     run.add_argument("--timeout", type=float, default=300, help="seconds to wait for the outcome (default 300)")
     run.add_argument("--port", type=int, default=0)

@@ -41,6 +41,7 @@ memory size, peak memory, cold or warm, outcome.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -51,11 +52,12 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import quote_plus, unquote_plus
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -138,7 +140,7 @@ class RuntimeStopped(Exception):
 
 
 def _now_iso() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def _error(error_type: str, message: str) -> InvocationResult:
@@ -182,7 +184,7 @@ class _Invocation:
 class _Environment:
     """One execution environment: a runtime-interface-client process and its Runtime API."""
 
-    def __init__(self, runtime: "LambdaRuntime", spec: FunctionSpec):
+    def __init__(self, runtime: LambdaRuntime, spec: FunctionSpec):
         self.runtime, self.spec = runtime, spec
         self.id = uuid.uuid4().hex[:12]
         self.inbox: queue.Queue = queue.Queue()
@@ -194,7 +196,9 @@ class _Environment:
         self.server = _Server(("127.0.0.1", 0), _RuntimeAPIHandler)
         self.server.environment = self
         self.server.runtime = runtime
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.5}, name=f"rapi-{spec.logical_id}", daemon=True)
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.5}, name=f"rapi-{spec.logical_id}", daemon=True
+        )
         self._thread.start()
         self.address = f"127.0.0.1:{self.server.server_address[1]}"
         self.proc = subprocess.Popen(
@@ -243,7 +247,10 @@ class _Environment:
                 return InvocationResult(payload, True)
             if self.proc.poll() is not None:
                 self.kill()
-                return _error("Runtime.ExitError", f"RequestId: {invocation.request_id} Error: Runtime exited with error: exit status {self.proc.returncode}")
+                return _error(
+                    "Runtime.ExitError",
+                    f"RequestId: {invocation.request_id} Error: Runtime exited with error: exit status {self.proc.returncode}",
+                )
             if time.monotonic() > init_deadline:
                 self.kill()
                 return self._timed_out(invocation)
@@ -254,11 +261,17 @@ class _Environment:
                 return invocation.result
             if self.proc.poll() is not None:
                 self.kill()
-                return _error("Runtime.ExitError", f"RequestId: {invocation.request_id} Error: Runtime exited with error: exit status {self.proc.returncode}")
+                return _error(
+                    "Runtime.ExitError",
+                    f"RequestId: {invocation.request_id} Error: Runtime exited with error: exit status {self.proc.returncode}",
+                )
             rss = _proc_status_mb(self.proc.pid, "VmRSS")
             if rss is not None and rss > spec.memory_mb:
                 self.kill()
-                return _error("Runtime.OutOfMemory", f"RequestId: {invocation.request_id} Error: Runtime exited with error: signal: killed")
+                return _error(
+                    "Runtime.OutOfMemory",
+                    f"RequestId: {invocation.request_id} Error: Runtime exited with error: signal: killed",
+                )
             if time.monotonic() >= invocation.deadline:
                 self.kill()
                 return self._timed_out(invocation)
@@ -278,10 +291,8 @@ class _Environment:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 self.proc.kill()
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
         self.inbox.put(None)  # a handler thread blocked in /next returns
         if self.current is not None:
             self.current.finish(_error("Runtime.Stopped", "the execution environment was shut down"))
@@ -307,7 +318,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     environment: _Environment | None = None
-    runtime: "LambdaRuntime"
+    runtime: LambdaRuntime
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A killed environment's connection breaks mid-answer: expected, not worth a traceback.
@@ -322,7 +333,7 @@ class _RuntimeAPIHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug("runtime api: " + format, *args)
 
     def _send(self, status: int, body: bytes = b"", headers: dict | None = None) -> None:
@@ -343,7 +354,7 @@ class _RuntimeAPIHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_GET(self) -> None:
         env = self.server.environment
         if env is not None and self.path == f"{RUNTIME_PATH}/invocation/next":
             invocation = env.next_invocation()
@@ -355,7 +366,7 @@ class _RuntimeAPIHandler(BaseHTTPRequestHandler):
             return
         self._admin("GET", b"")
 
-    def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_POST(self) -> None:
         env = self.server.environment
         body = self._body()
         if env is not None and self.path.startswith(f"{RUNTIME_PATH}/"):
@@ -383,10 +394,10 @@ class _RuntimeAPIHandler(BaseHTTPRequestHandler):
             return
         self._admin("POST", body)
 
-    def do_PUT(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_PUT(self) -> None:
         self._admin("PUT", self._body())
 
-    def do_DELETE(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_DELETE(self) -> None:
         self._admin("DELETE", self._body())
 
     def _admin(self, method: str, body: bytes) -> None:
@@ -420,7 +431,7 @@ def _parse_error(body: bytes, headers: Any) -> dict:
 class _Pool:
     """The execution environments of one function, capped by its concurrency."""
 
-    def __init__(self, runtime: "LambdaRuntime", spec: FunctionSpec, limit: int):
+    def __init__(self, runtime: LambdaRuntime, spec: FunctionSpec, limit: int):
         self.runtime, self.spec, self.limit = runtime, spec, limit
         self.idle: list[_Environment] = []
         self.live: set[_Environment] = set()
@@ -558,7 +569,7 @@ class LambdaRuntime:
                 "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
                 "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
                 "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
-                "AWS_LAMBDA_LOG_STREAM_NAME": f"{datetime.now(timezone.utc):%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}",
+                "AWS_LAMBDA_LOG_STREAM_NAME": f"{datetime.now(UTC):%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}",
                 "AWS_REGION": REGION,
                 "AWS_DEFAULT_REGION": REGION,
             }
@@ -575,7 +586,9 @@ class LambdaRuntime:
         fault = self.fault_injector.pick("lambda", "Invoke")
         if fault is None:
             return None
-        return LambdaServiceError(fault.code, getattr(fault, "message", "") or fault.code, getattr(fault, "status", None))
+        return LambdaServiceError(
+            fault.code, getattr(fault, "message", "") or fault.code, getattr(fault, "status", None)
+        )
 
     def invoke(self, name_or_arn: str, event: Any, *, wait_for_capacity: bool = False) -> InvocationResult:
         """Run the function once and return its result (RequestResponse).
@@ -623,7 +636,9 @@ class LambdaRuntime:
             }
         )
         if result.error:
-            log.warning("%s failed: %s: %s", spec.logical_id, result.error_type, (result.payload or {}).get("errorMessage"))
+            log.warning(
+                "%s failed: %s: %s", spec.logical_id, result.error_type, (result.payload or {}).get("errorMessage")
+            )
         return result
 
     def _record(self, record: dict) -> None:
@@ -645,7 +660,9 @@ class LambdaRuntime:
         request_id = str(uuid.uuid4())
         with self._pending_lock:
             self._pending += 1
-        thread = threading.Thread(target=self._async_worker, args=(spec.name, event, request_id), name=f"async-{spec.logical_id}", daemon=True)
+        thread = threading.Thread(
+            target=self._async_worker, args=(spec.name, event, request_id), name=f"async-{spec.logical_id}", daemon=True
+        )
         thread.start()
         return request_id
 
@@ -669,7 +686,7 @@ class LambdaRuntime:
             except LambdaServiceError:
                 # Lambda keeps a throttled event and retries it (for up to the maximum event age).
                 throttled += 1
-                if self._stop.wait(min(2.0, 0.1 * 2**min(throttled, 5))):
+                if self._stop.wait(min(2.0, 0.1 * 2 ** min(throttled, 5))):
                     return
                 continue
             attempts += 1
@@ -696,7 +713,9 @@ class LambdaRuntime:
             }
             self._sqs().send_message(QueueUrl=spec.on_failure_queue_url, MessageBody=json.dumps(record))
         else:
-            log.error("async invocation of %s failed after %d attempts and has no destination", spec.logical_id, attempts)
+            log.error(
+                "async invocation of %s failed after %d attempts and has no destination", spec.logical_id, attempts
+            )
 
     def idle(self) -> bool:
         with self._pending_lock:
@@ -730,7 +749,9 @@ class LambdaRuntime:
             raise RuntimeError("the runtime has no SQS client factory")
         return self._sqs_client_factory()
 
-    def _poll_sqs(self, function_name: str, queue_url: str, queue_arn: str, batch_size: int, report_failures: bool) -> None:
+    def _poll_sqs(
+        self, function_name: str, queue_url: str, queue_arn: str, batch_size: int, report_failures: bool
+    ) -> None:
         sqs = self._sqs()
         slots = threading.BoundedSemaphore(self.concurrency_limit(function_name))
         while not self._stop.is_set():
@@ -763,7 +784,7 @@ class LambdaRuntime:
                 daemon=True,
             ).start()
 
-    def _run_batch(self, slots, sqs, function_name, queue_url, queue_arn, messages, report_failures) -> None:  # noqa: ANN001
+    def _run_batch(self, slots, sqs, function_name, queue_url, queue_arn, messages, report_failures) -> None:
         try:
             event = {"Records": [_sqs_record(m, queue_arn) for m in messages]}
             try:
@@ -820,7 +841,9 @@ class LambdaRuntime:
             self._install_patches()
         self._admin = _Server(("127.0.0.1", 0), _RuntimeAPIHandler)
         self._admin.runtime = self
-        threading.Thread(target=self._admin.serve_forever, kwargs={"poll_interval": 0.5}, name="lambda-admin", daemon=True).start()
+        threading.Thread(
+            target=self._admin.serve_forever, kwargs={"poll_interval": 0.5}, name="lambda-admin", daemon=True
+        ).start()
         self._started = True
         for thread in self._threads:
             if not thread.is_alive():

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import importlib
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 # (module, attribute path) for every internal used below.
 REQUIRED: list[tuple[str, str]] = [
@@ -31,11 +32,17 @@ REQUIRED: list[tuple[str, str]] = [
     ("moto.s3.notifications", "_invoke_awslambda"),
     ("moto.s3.notifications", "_get_s3_event"),
     ("moto.sns.models", "sns_backends"),
-    ("moto.stepfunctions.parser.asl.component.state.exec.state_task.lambda_eval_utils", "execute_lambda_function_integration"),
+    (
+        "moto.stepfunctions.parser.asl.component.state.exec.state_task.lambda_eval_utils",
+        "execute_lambda_function_integration",
+    ),
     ("moto.stepfunctions.parser.asl.component.common.error_name.failure_event", "FailureEvent"),
     ("moto.stepfunctions.parser.asl.component.common.error_name.failure_event", "FailureEventException"),
     ("moto.stepfunctions.parser.asl.component.common.error_name.states_error_name", "StatesErrorName"),
-    ("moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type", "StatesErrorNameType.StatesStatesDataLimitExceeded"),
+    (
+        "moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type",
+        "StatesErrorNameType.StatesStatesDataLimitExceeded",
+    ),
     ("moto.stepfunctions.parser.asl.eval.event.event_detail", "EventDetails"),
     ("moto.stepfunctions.parser.asl.component.common.error_name.error_equals_decl", "ErrorEqualsDecl._eval_body"),
     ("moto.stepfunctions.parser.api", "HistoryEventType.TaskFailed"),
@@ -144,15 +151,15 @@ def patch_lambda(
     import moto.s3.notifications as s3_notifications
     from moto.awslambda.models import LambdaFunction
 
-    def lambda_invoke(fn_self, body, request_headers, response_headers):  # noqa: ANN001 - moto's signature
+    def lambda_invoke(fn_self, body, request_headers, response_headers):
         return invoke(fn_self.function_name, body, request_headers, response_headers)
 
-    def s3_invoke(account_id, event_body, fn_arn, region_name):  # noqa: ANN001 - moto's signature
+    def s3_invoke(account_id, event_body, fn_arn, region_name):
         invoke_from_s3(fn_arn, event_body)
 
     original_s3_event = s3_notifications._get_s3_event
 
-    def get_s3_event(event_name, bucket, key, notification_id):  # noqa: ANN001 - moto's signature
+    def get_s3_event(event_name, bucket, key, notification_id):
         return s3_event(original_s3_event(event_name, bucket, key, notification_id), key)
 
     patches.set(LambdaFunction, "invoke", lambda_invoke)
@@ -177,7 +184,7 @@ def patch_state_data_limit(patches: Patches, limit: int = STATE_DATA_LIMIT) -> N
 
     original = lambda_eval_utils.execute_lambda_function_integration
 
-    def execute(env, parameters, region, state_credentials):  # noqa: ANN001 - moto's signature
+    def execute(env, parameters, region, state_credentials):
         original(env=env, parameters=parameters, region=region, state_credentials=state_credentials)
         result = env.stack[-1]
         size = len(json.dumps(result, default=str, separators=(",", ":")).encode())
@@ -211,7 +218,7 @@ def _terminal_data_limit(patches: Patches) -> None:
     terminal = StatesErrorNameType.StatesStatesDataLimitExceeded
     original = ErrorEqualsDecl._eval_body
 
-    def eval_body(self, env):  # noqa: ANN001 - moto's signature
+    def eval_body(self, env):
         error_name = env.stack[-1] if env.stack else None
         if isinstance(error_name, StatesErrorName) and error_name.typ == terminal:
             named = any(isinstance(n, StatesErrorName) and n.typ == terminal for n in self.error_names)

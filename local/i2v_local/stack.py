@@ -28,8 +28,9 @@ import secrets
 import threading
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, ClassVar
 
 import boto3
 import requests
@@ -180,7 +181,7 @@ class LocalStack:
 
     # ---- lifecycle -------------------------------------------------------------------
 
-    def __enter__(self) -> "LocalStack":
+    def __enter__(self) -> LocalStack:
         try:
             self.start()
         except BaseException:
@@ -191,7 +192,7 @@ class LocalStack:
     def __exit__(self, *exc_info) -> None:
         self.stop()
 
-    def start(self) -> "LocalStack":
+    def start(self) -> LocalStack:
 
         self._saved_env = dict(os.environ)
         os.environ.update(FAKE_CREDENTIALS)
@@ -302,7 +303,7 @@ class LocalStack:
         self.receiver.start()
 
     def _parameter_overrides(self) -> dict:
-        declared = (tpl.load_yaml(self.template_path.read_text()).get("Parameters") or {})
+        declared = tpl.load_yaml(self.template_path.read_text()).get("Parameters") or {}
         wanted = {
             "Provider": self.provider,
             "ResultAllowedHosts": "127.0.0.1",
@@ -341,7 +342,16 @@ class LocalStack:
         role_arn = iam.create_role(
             RoleName=ROLE_NAME,
             AssumeRolePolicyDocument=json.dumps(
-                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "lambda.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                }
             ),
         )["Role"]["Arn"]
         self._provision_secrets()
@@ -396,7 +406,10 @@ class LocalStack:
         if res.type == "AWS::Serverless::SimpleTable":
             key = props.get("PrimaryKey") or {"Name": "id", "Type": "String"}
             kind = {"String": "S", "Number": "N", "Binary": "B"}[key.get("Type", "String")]
-            attrs, schema = [{"AttributeName": key["Name"], "AttributeType": kind}], [{"AttributeName": key["Name"], "KeyType": "HASH"}]
+            attrs, schema = (
+                [{"AttributeName": key["Name"], "AttributeType": kind}],
+                [{"AttributeName": key["Name"], "KeyType": "HASH"}],
+            )
         else:
             attrs, schema = props["AttributeDefinitions"], props["KeySchema"]
         extra = {}
@@ -406,11 +419,18 @@ class LocalStack:
                 for i in props["GlobalSecondaryIndexes"]
             ]
         ddb.create_table(
-            TableName=res.physical_name, AttributeDefinitions=attrs, KeySchema=schema, BillingMode="PAY_PER_REQUEST", **extra
+            TableName=res.physical_name,
+            AttributeDefinitions=attrs,
+            KeySchema=schema,
+            BillingMode="PAY_PER_REQUEST",
+            **extra,
         )
         ttl = props.get("TimeToLiveSpecification")
         if ttl and ttl.get("Enabled"):
-            ddb.update_time_to_live(TableName=res.physical_name, TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True})
+            ddb.update_time_to_live(
+                TableName=res.physical_name,
+                TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True},
+            )
 
     def _queues(self) -> None:
         sqs = self.client("sqs")
@@ -419,7 +439,13 @@ class LocalStack:
         queues.sort(key=lambda r: 1 if "RedrivePolicy" in r.properties else 0)
         for res in queues:
             attributes = {}
-            for key in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "ReceiveMessageWaitTimeSeconds", "MaximumMessageSize"):
+            for key in (
+                "VisibilityTimeout",
+                "MessageRetentionPeriod",
+                "DelaySeconds",
+                "ReceiveMessageWaitTimeSeconds",
+                "MaximumMessageSize",
+            ):
                 if key in res.properties:
                     attributes[key] = str(res.properties[key])
             if "RedrivePolicy" in res.properties:
@@ -444,7 +470,11 @@ class LocalStack:
         if "RedrivePolicy" in props:
             attributes["RedrivePolicy"] = json.dumps(props["RedrivePolicy"])
         self.client("sns").subscribe(
-            TopicArn=props["TopicArn"], Protocol=props["Protocol"], Endpoint=props["Endpoint"], Attributes=attributes, ReturnSubscriptionArn=True
+            TopicArn=props["TopicArn"],
+            Protocol=props["Protocol"],
+            Endpoint=props["Endpoint"],
+            Attributes=attributes,
+            ReturnSubscriptionArn=True,
         )
 
     def _function(self, res: tpl.Resource, role_arn: str) -> None:
@@ -468,7 +498,9 @@ class LocalStack:
         invoke_config = props.get("EventInvokeConfig") or {}
         destinations = invoke_config.get("DestinationConfig") or {}
         if destinations.get("OnSuccess"):
-            raise tpl.TemplateError(f"{res.logical_id}: EventInvokeConfig OnSuccess destinations are not supported locally")
+            raise tpl.TemplateError(
+                f"{res.logical_id}: EventInvokeConfig OnSuccess destinations are not supported locally"
+            )
         on_failure = destinations.get("OnFailure") or {}
         on_failure_url = None
         if on_failure:
@@ -519,7 +551,9 @@ class LocalStack:
         for layer in layers:
             res = by_ref.get(layer)
             if res is None:
-                raise tpl.TemplateError(f"{logical_id}: layer {layer} is not declared in the template (only local layers run locally)")
+                raise tpl.TemplateError(
+                    f"{logical_id}: layer {layer} is not declared in the template (only local layers run locally)"
+                )
             content = res.properties.get("ContentUri") or (res.properties.get("Content") or {})
             if not isinstance(content, str):
                 raise tpl.TemplateError(f"{logical_id}: layer {res.logical_id} needs a local ContentUri")
@@ -554,19 +588,31 @@ class LocalStack:
                     continue
                 ep = event["Properties"]
                 events = ep["Events"] if isinstance(ep["Events"], list) else [ep["Events"]]
-                config = {"Id": f"{res.logical_id}{event_id}", "LambdaFunctionArn": res.attributes["Arn"], "Events": events}
+                config = {
+                    "Id": f"{res.logical_id}{event_id}",
+                    "LambdaFunctionArn": res.attributes["Arn"],
+                    "Events": events,
+                }
                 rules = ((ep.get("Filter") or {}).get("S3Key") or {}).get("Rules") or []
                 if rules:
-                    config["Filter"] = {"Key": {"FilterRules": [{"Name": r["Name"], "Value": r["Value"]} for r in rules]}}
+                    config["Filter"] = {
+                        "Key": {"FilterRules": [{"Name": r["Name"], "Value": r["Value"]} for r in rules]}
+                    }
                 by_bucket.setdefault(ep["Bucket"], []).append(config)
         s3 = self.client("s3")
         for bucket, configs in by_bucket.items():
-            s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={"LambdaFunctionConfigurations": configs})
+            s3.put_bucket_notification_configuration(
+                Bucket=bucket, NotificationConfiguration={"LambdaFunctionConfigurations": configs}
+            )
 
     def _rule(self, res: tpl.Resource) -> None:
         props = self._fix(res.properties)
         events = self.client("events")
-        kwargs = {"Name": res.physical_name, "EventBusName": props.get("EventBusName", "default"), "State": props.get("State", "ENABLED")}
+        kwargs = {
+            "Name": res.physical_name,
+            "EventBusName": props.get("EventBusName", "default"),
+            "State": props.get("State", "ENABLED"),
+        }
         if "EventPattern" in props:
             kwargs["EventPattern"] = json.dumps(props["EventPattern"])
         events.put_rule(**kwargs)
@@ -579,7 +625,9 @@ class LocalStack:
                 )
             extra = sorted(set(target) - {"Id", "Arn"})
             if extra:
-                raise tpl.TemplateError(f"{res.logical_id}: rule target settings {', '.join(extra)} are not supported locally")
+                raise tpl.TemplateError(
+                    f"{res.logical_id}: rule target settings {', '.join(extra)} are not supported locally"
+                )
             targets.append({"Id": target["Id"], "Arn": target["Arn"]})
         if targets:
             events.put_targets(Rule=res.physical_name, EventBusName=kwargs["EventBusName"], Targets=targets)
@@ -598,12 +646,19 @@ class LocalStack:
         arn = {name: f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{name}" for name in urls}
         for topic in self.template.of_type("AWS::SNS::Topic"):
             for name in (NOTIFICATIONS_QUEUE, COLLECTOR_NOTIFICATIONS_QUEUE):
-                sns.subscribe(TopicArn=topic.ref, Protocol="sqs", Endpoint=arn[name], Attributes={"RawMessageDelivery": "true"})
+                sns.subscribe(
+                    TopicArn=topic.ref, Protocol="sqs", Endpoint=arn[name], Attributes={"RawMessageDelivery": "true"}
+                )
         events.put_rule(Name=EVENTS_QUEUE, EventPattern=json.dumps({"source": [EVENT_SOURCE]}), State="ENABLED")
-        rule_targets = [{"Id": "local-events", "Arn": arn[EVENTS_QUEUE]}, {"Id": "local-collector", "Arn": arn[COLLECTOR_EVENTS_QUEUE]}]
+        rule_targets = [
+            {"Id": "local-events", "Arn": arn[EVENTS_QUEUE]},
+            {"Id": "local-collector", "Arn": arn[COLLECTOR_EVENTS_QUEUE]},
+        ]
         events.put_targets(Rule=EVENTS_QUEUE, Targets=rule_targets)
         self.queue_urls.update(urls)
-        self.notifications = Collector(sqs, urls[COLLECTOR_NOTIFICATIONS_QUEUE], lambda m: json.loads(m["Body"]), self.on_notification)
+        self.notifications = Collector(
+            sqs, urls[COLLECTOR_NOTIFICATIONS_QUEUE], lambda m: json.loads(m["Body"]), self.on_notification
+        )
         self.events = Collector(self.client("sqs"), urls[COLLECTOR_EVENTS_QUEUE], lambda m: json.loads(m["Body"]))
 
     # ---- what the stack offers its users ---------------------------------------------
@@ -612,7 +667,7 @@ class LocalStack:
         return self.template.resources[logical_id]
 
     # The template's Outputs that name what `i2v local up` reports (see template.yaml).
-    OUTPUT_NAMES = {
+    OUTPUT_NAMES: ClassVar[dict[str, str]] = {
         "input_bucket": "InputBucketName",
         "input_prefix": "InputPrefix",
         "output_bucket": "OutputBucketName",
@@ -658,13 +713,19 @@ class LocalStack:
     def upload(self, body: bytes, key: str, metadata: dict | None = None, content_type: str = "image/jpeg") -> dict:
         """Put an object into the input bucket (the S3 notification starts the pipeline)."""
         return self.client("s3").put_object(
-            Bucket=self.input_bucket, Key=key, Body=body, Metadata={k: str(v) for k, v in (metadata or {}).items()}, ContentType=content_type
+            Bucket=self.input_bucket,
+            Key=key,
+            Body=body,
+            Metadata={k: str(v) for k, v in (metadata or {}).items()},
+            ContentType=content_type,
         )
 
     def invoke(self, logical_id: str, event: Any, invocation_type: str = "RequestResponse") -> dict:
         """Invoke a function through moto's Lambda API (the same path `aws lambda invoke` takes)."""
         response = self.client("lambda").invoke(
-            FunctionName=self.function_names[logical_id], InvocationType=invocation_type, Payload=json.dumps(event).encode()
+            FunctionName=self.function_names[logical_id],
+            InvocationType=invocation_type,
+            Payload=json.dumps(event).encode(),
         )
         payload = response["Payload"].read()
         return {
@@ -698,7 +759,11 @@ class LocalStack:
                         continue
                     try:
                         structured = json.loads(message)
-                        body = structured.get("email", structured.get("default")) if isinstance(structured, dict) else message
+                        body = (
+                            structured.get("email", structured.get("default"))
+                            if isinstance(structured, dict)
+                            else message
+                        )
                     except ValueError:
                         body = message
                     out.append({"endpoint": sub.endpoint, "subject": subject, "body": body, "attributes": attributes})
@@ -723,10 +788,16 @@ class LocalStack:
     def settle(self, timeout: float = 30) -> None:
         """Wait until no execution runs and no async invocation is queued (for exact counts)."""
         sfn = self.client("stepfunctions")
-        arns = [r.ref for r in self.template.of_type("AWS::Serverless::StateMachine", "AWS::StepFunctions::StateMachine")]
+        arns = [
+            r.ref for r in self.template.of_type("AWS::Serverless::StateMachine", "AWS::StepFunctions::StateMachine")
+        ]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            running = [e for arn in arns for e in sfn.list_executions(stateMachineArn=arn, statusFilter="RUNNING")["executions"]]
+            running = [
+                e
+                for arn in arns
+                for e in sfn.list_executions(stateMachineArn=arn, statusFilter="RUNNING")["executions"]
+            ]
             if not running and self.runtime.idle():
                 return
             time.sleep(0.5)

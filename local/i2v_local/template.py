@@ -93,7 +93,7 @@ _Loader.add_multi_constructor("!", _construct_tag)
 
 
 def load_yaml(text: str) -> dict:
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    return yaml.load(text, Loader=_Loader)
 
 
 @dataclass
@@ -206,7 +206,7 @@ class _Resolver:
         """Rules allow parameter Refs and a few functions of their own, and nothing else."""
         if not isinstance(expression, dict) or len(expression) != 1:
             return expression if not isinstance(expression, list) else [self._rule_value(e) for e in expression]
-        (key, arg), = expression.items()
+        ((key, arg),) = expression.items()
         if key == "Ref":
             if arg not in self.parameters and arg not in PSEUDO_PARAMETERS:
                 raise TemplateError(f"rules may only refer to parameters (Ref {arg})")
@@ -278,7 +278,10 @@ class _Resolver:
             ref, attrs = url, {"Arn": _arn("sqs", name), "QueueName": name, "QueueUrl": url}
         elif rtype in ("AWS::DynamoDB::Table", "AWS::Serverless::SimpleTable"):
             name = named("TableName", generated)
-            ref, attrs = name, {"Arn": _arn("dynamodb", f"table/{name}"), "StreamArn": _arn("dynamodb", f"table/{name}/stream/local")}
+            ref, attrs = (
+                name,
+                {"Arn": _arn("dynamodb", f"table/{name}"), "StreamArn": _arn("dynamodb", f"table/{name}/stream/local")},
+            )
         elif rtype == "AWS::SecretsManager::Secret":
             # Ref is an ARN on AWS; the name works everywhere the ARN does and needs no random suffix.
             name = named("Name", generated)
@@ -345,7 +348,7 @@ class _Resolver:
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
-            (key, arg), = value.items()
+            ((key, arg),) = value.items()
             if key == "Ref":
                 return self._NO_VALUE if arg == "AWS::NoValue" else self.ref(arg)
             if key == "Condition" and isinstance(arg, str):

@@ -21,7 +21,7 @@ import secrets as secrets_module
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from standardwebhooks.webhooks import Webhook
@@ -165,7 +165,7 @@ class WebhookReceiver:
         except UnicodeDecodeError:
             return Verdict(False, 401, "body is not UTF-8")
 
-        when = datetime.fromtimestamp(sent_at, tz=timezone.utc)
+        when = datetime.fromtimestamp(sent_at, tz=UTC)
         offered = [part.split(",", 1)[1].encode() for part in signature.split() if part.startswith("v1,")]
         with self._lock:
             known = list(self._secrets)
@@ -224,7 +224,7 @@ class _Handler(BaseHTTPRequestHandler):
             "status": verdict.status,
             "error": verdict.error,
             "body": parsed,
-            "received_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "received_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
         with owner._lock:
             owner.deliveries.append(record)

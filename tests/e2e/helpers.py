@@ -61,7 +61,9 @@ def outcome(stack: LocalStack, key: str, timeout: float = OUTCOME_TIMEOUT) -> di
 def redeliver_upload_event(stack: LocalStack, key: str, times: int = 2) -> None:
     """Invoke the submit function again with the very S3 event it got for key (S3 delivers at least once)."""
     name = key.rsplit("/", 1)[-1]
-    delivered = [i["event"] for i in stack.runtime.invocations if i["function"] == "SubmitFunction" and name in str(i["event"])]
+    delivered = [
+        i["event"] for i in stack.runtime.invocations if i["function"] == "SubmitFunction" and name in str(i["event"])
+    ]
     assert len(delivered) == 1, delivered
     for _ in range(times):
         response = stack.invoke("SubmitFunction", delivered[0])

@@ -24,8 +24,18 @@ pytestmark = pytest.mark.e2e
 
 SAMPLE = Path(cli.__file__).parent / "samples" / "harbour.jpg"
 UP_KEYS = {
-    "endpoint_url", "input_bucket", "input_prefix", "output_bucket", "topic_arn", "notifications_queue_url",
-    "state_machine_arn", "functions", "emulator_url", "webhook_url", "webhook_secret", "events_queue_url",
+    "endpoint_url",
+    "input_bucket",
+    "input_prefix",
+    "output_bucket",
+    "topic_arn",
+    "notifications_queue_url",
+    "state_machine_arn",
+    "functions",
+    "emulator_url",
+    "webhook_url",
+    "webhook_secret",
+    "events_queue_url",
     "lambda_invocations_url",
 }
 UP_KEYS |= {"aws_faults_url"}
@@ -41,7 +51,19 @@ def test_sample_image_is_small_and_1280x720():
 
 def test_run_writes_video_thumbnail_manifest_and_notification(tmp_path, capsys):
     out = tmp_path / "out"
-    code = cli.main(["local", "run", str(SAMPLE), "--out", str(out), "--prompt", "gulls circle the lighthouse", "--render-seconds", "1"])
+    code = cli.main(
+        [
+            "local",
+            "run",
+            str(SAMPLE),
+            "--out",
+            str(out),
+            "--prompt",
+            "gulls circle the lighthouse",
+            "--render-seconds",
+            "1",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "EMULATOR" in captured.err
@@ -100,9 +122,18 @@ def test_up_prints_one_json_line_serves_uploads_and_stops_on_sigterm(tmp_path):
     with stderr_path.open("w") as stderr:
         proc = subprocess.Popen(
             [
-                sys.executable, "-m", "i2v_local.cli", "local", "up", "--render-seconds", "1",
+                sys.executable,
+                "-m",
+                "i2v_local.cli",
+                "local",
+                "up",
+                "--render-seconds",
+                "1",
                 # A fault on a call the pipeline never makes: the flags reach the stack, the upload is unaffected.
-                "--aws-fault", "s3:ListBuckets:SlowDown:1", "--aws-fault-seed", "7",
+                "--aws-fault",
+                "s3:ListBuckets:SlowDown:1",
+                "--aws-fault-seed",
+                "7",
             ],
             stdout=subprocess.PIPE,
             stderr=stderr,
@@ -119,13 +150,21 @@ def test_up_prints_one_json_line_serves_uploads_and_stops_on_sigterm(tmp_path):
         assert faults["faults"] == ["s3:ListBuckets:SlowDown:1"] and faults["seed"] == 7
         no_retries = Config(retries={"mode": "standard", "total_max_attempts": 1})
         listing = boto3.client(
-            "s3", endpoint_url=info["endpoint_url"], region_name="us-east-1", aws_access_key_id="testing",
-            aws_secret_access_key="testing", config=no_retries,
+            "s3",
+            endpoint_url=info["endpoint_url"],
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            config=no_retries,
         )
         with pytest.raises(ClientError, match="SlowDown"):
             listing.list_buckets()
         s3 = boto3.client(
-            "s3", endpoint_url=info["endpoint_url"], region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+            "s3",
+            endpoint_url=info["endpoint_url"],
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
         )
         key = f"{info['input_prefix']}from the cli.jpg"
         s3.put_object(Bucket=info["input_bucket"], Key=key, Body=jpeg(), Metadata={"prompt": "drift"})
@@ -134,9 +173,15 @@ def test_up_prints_one_json_line_serves_uploads_and_stops_on_sigterm(tmp_path):
         assert line["notification"]["status"] == "succeeded"
         # The documented queue is the user's: it holds the notification `up` just printed.
         sqs = boto3.client(
-            "sqs", endpoint_url=info["endpoint_url"], region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+            "sqs",
+            endpoint_url=info["endpoint_url"],
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
         )
-        received = sqs.receive_message(QueueUrl=info["notifications_queue_url"], WaitTimeSeconds=5, MaxNumberOfMessages=10)
+        received = sqs.receive_message(
+            QueueUrl=info["notifications_queue_url"], WaitTimeSeconds=5, MaxNumberOfMessages=10
+        )
         assert [json.loads(m["Body"])["source"]["key"] for m in received.get("Messages", [])] == [key]
         # Every Lambda invocation is recorded, with what GB-seconds need.
         deadline = time.monotonic() + 20  # the store function's record lands once it has returned
@@ -161,7 +206,16 @@ def test_up_prints_one_json_line_serves_uploads_and_stops_on_sigterm(tmp_path):
 
 def test_aws_fault_flags_are_checked_before_anything_starts(capsys):
     args = cli._parser().parse_args(
-        ["local", "up", "--aws-fault", "sns:Publish:Throttled:0.1", "--aws-fault", "stepfunctions:StartExecution:ThrottlingException:0.05", "--aws-fault-seed", "3"]
+        [
+            "local",
+            "up",
+            "--aws-fault",
+            "sns:Publish:Throttled:0.1",
+            "--aws-fault",
+            "stepfunctions:StartExecution:ThrottlingException:0.05",
+            "--aws-fault-seed",
+            "3",
+        ]
     )
     assert args.aws_fault == ["sns:Publish:Throttled:0.1", "states:StartExecution:ThrottlingException:0.05"]
     assert args.aws_fault_seed == 3

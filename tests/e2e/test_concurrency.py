@@ -41,7 +41,11 @@ def _drain(sqs, url: str) -> list[dict]:
 def test_twenty_uploads_at_once_each_get_exactly_one_notification(stack):
     info = stack.outputs()
     user_sqs = boto3.client(
-        "sqs", endpoint_url=info["endpoint_url"], region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+        "sqs",
+        endpoint_url=info["endpoint_url"],
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
     )
     _drain(user_sqs, info["notifications_queue_url"])  # start from an empty queue
     body = jpeg()
@@ -66,7 +70,11 @@ def test_twenty_uploads_at_once_each_get_exactly_one_notification(stack):
     assert sorted(key for key in on_user_queue if key in keys) == sorted(keys)
 
     # Exactly one submit per upload and one Step Functions execution per upload.
-    submits = [i for i in stack.runtime.invocations if i["function"] == "SubmitFunction" and any(k.rsplit("/", 1)[-1] in json.dumps(i["event"]) for k in keys)]
+    submits = [
+        i
+        for i in stack.runtime.invocations
+        if i["function"] == "SubmitFunction" and any(k.rsplit("/", 1)[-1] in json.dumps(i["event"]) for k in keys)
+    ]
     assert len(submits) == UPLOADS
     sfn = stack.client("stepfunctions")
     executions = sfn.list_executions(stateMachineArn=info["state_machine_arn"], maxResults=1000)["executions"]

@@ -70,7 +70,9 @@ def test_the_docs_have_the_commands_this_test_is_about():
 def stack():
     # The README stores the provider key under the template's default name: the local stack
     # seeds its emulator key under another, so the README's create-secret can run as written.
-    with LocalStack(provider="nohuman", render_seconds=1, quiet=True, params={"ProviderApiKeySecretName": "i2v-local/provider-key"}) as s:
+    with LocalStack(
+        provider="nohuman", render_seconds=1, quiet=True, params={"ProviderApiKeySecretName": "i2v-local/provider-key"}
+    ) as s:
         yield s
 
 
@@ -87,8 +89,12 @@ def substitute(command, values):
 
 
 def run(command, cwd, env):
-    result = subprocess.run(["bash", "-c", "set -eo pipefail\n" + command], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, f"{command}\nexit {result.returncode}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+    result = subprocess.run(
+        ["bash", "-c", "set -eo pipefail\n" + command], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, (
+        f"{command}\nexit {result.returncode}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+    )
     return result
 
 
@@ -102,7 +108,9 @@ def test_every_command_in_the_docs_runs_against_the_local_stack(stack, tmp_path)
     (tmp_path / "photos").mkdir()
     for name in ("harbour.jpg", "lighthouse.jpg", "quay.jpg", "../bay.jpg"):
         shutil.copy(SAMPLE, tmp_path / "photos" / name)
-    write_local_file({"endpoint_url": stack.endpoint_url, "region": "us-east-1", "outputs": stack.stack_outputs()}, tmp_path)
+    write_local_file(
+        {"endpoint_url": stack.endpoint_url, "region": "us-east-1", "outputs": stack.stack_outputs()}, tmp_path
+    )
     env = {
         "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
         "HOME": str(tmp_path),
@@ -159,6 +167,8 @@ def test_the_old_shorthand_upload_splits_the_prompt(stack, tmp_path):
     old = 'aws s3 cp photo.jpg "s3://<InputBucketName>/uploads/" --metadata prompt="slow push in, golden hour",duration=10'
     values = {"endpoint_url": stack.endpoint_url, "InputBucketName": "i2v-docs-shorthand"}
     stack.client("s3").create_bucket(Bucket="i2v-docs-shorthand")
-    result = subprocess.run(["bash", "-c", substitute(old, values)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        ["bash", "-c", substitute(old, values)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode != 0
     assert "prompt" in result.stderr  # the shorthand turned "slow push in, golden hour" into a list

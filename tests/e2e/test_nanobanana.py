@@ -17,7 +17,13 @@ def stack():
 
 def test_success_mp4_matches_the_requested_options(stack, tmp_path):
     key = f"{stack.input_prefix}{unique('square.jpg')}"
-    metadata = {"video_model": "seedance2", "resolution": "480p", "duration": "4", "aspect_ratio": "1:1", "motion_intensity": "low"}
+    metadata = {
+        "video_model": "seedance2",
+        "resolution": "480p",
+        "duration": "4",
+        "aspect_ratio": "1:1",
+        "motion_intensity": "low",
+    }
     stack.upload(jpeg(1024, 1024), key, metadata)
     note = outcome(stack, key)
     assert note["status"] == "succeeded", note

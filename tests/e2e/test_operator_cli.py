@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -165,7 +165,7 @@ def test_show_prints_the_record_steps_notification_and_a_fresh_link(stack, workd
 
 def test_an_upload_over_the_daily_cap_costs_nothing_and_says_why(stack, workdir, tmp_path):
     jobs_table = stack.stack_outputs()["JobsTableName"]
-    counter = {"job_key": {"S": f"spend#nohuman#{datetime.now(timezone.utc):%Y-%m-%d}"}}
+    counter = {"job_key": {"S": f"spend#nohuman#{datetime.now(UTC):%Y-%m-%d}"}}
     ddb = stack.client("dynamodb")
     before = ddb.get_item(TableName=jobs_table, Key=counter).get("Item")
     # Today's count stands at the stack's DailyJobCap (1000).

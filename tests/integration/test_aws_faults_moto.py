@@ -84,7 +84,12 @@ def test_dynamodb_writes_raise_provisionedthroughputexceededexception(server, fa
     faults.set([f"dynamodb:{operation}:ProvisionedThroughputExceededException:1"])
     call = {
         "PutItem": lambda: ddb.put_item(TableName="t", Item={"k": {"S": "v"}}),
-        "UpdateItem": lambda: ddb.update_item(TableName="t", Key={"k": {"S": "v"}}, UpdateExpression="SET a = :a", ExpressionAttributeValues={":a": {"S": "1"}}),
+        "UpdateItem": lambda: ddb.update_item(
+            TableName="t",
+            Key={"k": {"S": "v"}},
+            UpdateExpression="SET a = :a",
+            ExpressionAttributeValues={":a": {"S": "1"}},
+        ),
     }[operation]
     error = _raised(call)
     assert isinstance(error, ddb.exceptions.ProvisionedThroughputExceededException)
@@ -161,9 +166,9 @@ def test_faults_are_set_at_run_time_through_the_admin_surface(server, faults):
 @pytest.fixture(scope="module")
 def machine(server):
     url, _ = server
-    return _client(url, "stepfunctions").create_state_machine(name="limits-machine", definition=PASS_MACHINE, roleArn=ROLE_ARN)[
-        "stateMachineArn"
-    ]
+    return _client(url, "stepfunctions").create_state_machine(
+        name="limits-machine", definition=PASS_MACHINE, roleArn=ROLE_ARN
+    )["stateMachineArn"]
 
 
 def test_execution_name_over_80_characters_is_refused(server, faults, machine):
@@ -184,7 +189,9 @@ def test_execution_name_with_a_forbidden_character_is_invalidname(server, faults
 def test_execution_input_over_256_kb_is_invalidexecutioninput(server, faults, machine):
     sfn = _client(server[0], "stepfunctions")
     padding = EXECUTION_INPUT_MAX_BYTES - len('{"p":""}')
-    assert sfn.start_execution(stateMachineArn=machine, name="fits", input=json.dumps({"p": "x" * padding}, separators=(",", ":")))["executionArn"]
+    assert sfn.start_execution(
+        stateMachineArn=machine, name="fits", input=json.dumps({"p": "x" * padding}, separators=(",", ":"))
+    )["executionArn"]
     # Counted in UTF-8 bytes: 'é' is two.
     too_big = json.dumps({"p": "é" * (padding // 2 + 1)}, ensure_ascii=False, separators=(",", ":"))
     error = _raised(lambda: sfn.start_execution(stateMachineArn=machine, name="too-big", input=too_big))
@@ -231,7 +238,9 @@ def test_sqs_visibility_beyond_12_hours_is_refused(server, faults):
     queue = sqs.create_queue(QueueName="limits-queue")["QueueUrl"]
     sqs.send_message(QueueUrl=queue, MessageBody="m")
     receipt = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=1)["Messages"][0]["ReceiptHandle"]
-    error = _raised(lambda: sqs.change_message_visibility(QueueUrl=queue, ReceiptHandle=receipt, VisibilityTimeout=43201))
+    error = _raised(
+        lambda: sqs.change_message_visibility(QueueUrl=queue, ReceiptHandle=receipt, VisibilityTimeout=43201)
+    )
     assert error.response["Error"]["Code"] == "InvalidParameterValue"
     sqs.change_message_visibility(QueueUrl=queue, ReceiptHandle=receipt, VisibilityTimeout=43000)
     batch = sqs.change_message_visibility_batch(

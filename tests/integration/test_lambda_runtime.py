@@ -330,7 +330,9 @@ def test_timeout_kills_the_environment_and_is_reported_as_sandbox_timedout(stack
 def _run_execution(stack, machine: str, execution_input: dict, timeout: float = 60) -> dict:
     sfn = stack.client("stepfunctions")
     arn = stack.resource(machine).ref
-    execution = sfn.start_execution(stateMachineArn=arn, name=uuid.uuid4().hex, input=json.dumps(execution_input))["executionArn"]
+    execution = sfn.start_execution(stateMachineArn=arn, name=uuid.uuid4().hex, input=json.dumps(execution_input))[
+        "executionArn"
+    ]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         result = sfn.describe_execution(executionArn=execution)
@@ -349,9 +351,13 @@ def test_step_functions_catch_sees_sandbox_timedout(stack):
 
 
 def test_a_task_result_over_256_kb_fails_with_states_data_limit_exceeded(stack):
-    under = _run_execution(stack, "OneTaskFlow", {"function": stack.function_names["BigFunction"], "payload": {"size": 200_000}})
+    under = _run_execution(
+        stack, "OneTaskFlow", {"function": stack.function_names["BigFunction"], "payload": {"size": 200_000}}
+    )
     assert under["status"] == "SUCCEEDED" and len(json.loads(under["output"])["blob"]) == 200_000
-    over = _run_execution(stack, "OneTaskFlow", {"function": stack.function_names["BigFunction"], "payload": {"size": 270_000}})
+    over = _run_execution(
+        stack, "OneTaskFlow", {"function": stack.function_names["BigFunction"], "payload": {"size": 270_000}}
+    )
     # A terminal error on AWS: the task's Catch on States.ALL does not catch it, the execution fails.
     assert over["status"] == "FAILED", over
     assert over.get("error") == "States.DataLimitExceeded", over
@@ -424,7 +430,9 @@ def test_concurrent_invocations_of_one_function_run_in_parallel(stack):
     name = stack.function_names["CappedFunction"]
     client.invoke(FunctionName=name, Payload=b"{}")  # at least one warm environment
     with ThreadPoolExecutor(max_workers=2) as pool:
-        responses = list(pool.map(lambda _: client.invoke(FunctionName=name, Payload=json.dumps({"sleep": 1.5}).encode()), range(2)))
+        responses = list(
+            pool.map(lambda _: client.invoke(FunctionName=name, Payload=json.dumps({"sleep": 1.5}).encode()), range(2))
+        )
     runs = [json.loads(r["Payload"].read()) for r in responses]
     assert max(r["started"] for r in runs) < min(r["ended"] for r in runs), runs  # the two handlers overlapped
     assert runs[0]["pid"] != runs[1]["pid"]
@@ -557,8 +565,6 @@ def test_state_machine_runs_real_handlers_and_catches_by_error_name(stack):
     assert output["caught"]["Error"] == "ProviderJobFailedError"
 
 
-
-
 # --- the runtime on its own: stop() ends every environment --------------------------------------
 
 SLEEPY = """
@@ -581,7 +587,9 @@ def test_stop_kills_running_environments_and_refuses_new_invocations(tmp_path):
     runtime.start(patch_moto=False)
     pid_file = tmp_path / "pid"
     results = []
-    thread = threading.Thread(target=lambda: results.append(runtime.invoke("sleepy", {"pid_file": str(pid_file)})), daemon=True)
+    thread = threading.Thread(
+        target=lambda: results.append(runtime.invoke("sleepy", {"pid_file": str(pid_file)})), daemon=True
+    )
     thread.start()
     deadline = time.monotonic() + 20
     while not pid_file.exists() or not pid_file.read_text():

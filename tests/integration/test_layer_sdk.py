@@ -41,7 +41,18 @@ def test_the_layer_pins_boto3_botocore_and_s3transfer_together():
 
 def pip_install(target, *args):
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile", "--target", str(target), *args],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-compile",
+            "--target",
+            str(target),
+            *args,
+        ],
         capture_output=True,
         text=True,
         timeout=900,

@@ -34,10 +34,21 @@ def test_provisioned_and_nothing_to_do_tables_do_not_overlap():
 def test_template_yaml_resolves_with_local_overrides():
     resolved = tpl.load(
         TEMPLATE,
-        {"Provider": "nanobanana", "ProviderBaseUrl": "http://127.0.0.1:9999", "WebhookUrl": "http://127.0.0.1:1/hook", "WebhookSecretName": "s"},
+        {
+            "Provider": "nanobanana",
+            "ProviderBaseUrl": "http://127.0.0.1:9999",
+            "WebhookUrl": "http://127.0.0.1:1/hook",
+            "WebhookSecretName": "s",
+        },
     )
     functions = {r.logical_id: r for r in resolved.of_type("AWS::Serverless::Function")}
-    assert {"SubmitFunction", "PollFunction", "StoreFunction", "NotifyFailureFunction", "DeliverWebhookFunction"} <= set(functions)
+    assert {
+        "SubmitFunction",
+        "PollFunction",
+        "StoreFunction",
+        "NotifyFailureFunction",
+        "DeliverWebhookFunction",
+    } <= set(functions)
     for fn in functions.values():
         env = fn.properties["Environment"]["Variables"]
         # Globals merged in, and every intrinsic resolved to a plain string.
@@ -127,7 +138,10 @@ def test_intrinsics_globals_and_conditions(tmp_path):
     env = fn["Environment"]["Variables"]
     assert env["A"] == "global" and env["B"] == "own"
     assert fn["Timeout"] == 5 and fn["MemorySize"] == "256"
-    assert fn["Layers"] == ["arn:aws:lambda:us-east-1:123456789012:layer:base:1", "arn:aws:lambda:us-east-1:123456789012:layer:extra:1"]
+    assert fn["Layers"] == [
+        "arn:aws:lambda:us-east-1:123456789012:layer:base:1",
+        "arn:aws:lambda:us-east-1:123456789012:layer:extra:1",
+    ]
     assert env["BUCKET_ARN"] == "arn:aws:s3:::i2v-local-dev-123456789012"
     assert env["QUEUE_ARN"] == "arn:aws:sqs:us-east-1:123456789012:i2v-local-Queue"
     assert env["TOPIC"] == "arn:aws:sns:us-east-1:123456789012:i2v-local-Topic"

@@ -116,7 +116,9 @@ def test_older_waiters_retry_sooner():
 def test_a_429_blocks_everyone_until_retry_after_and_frees_the_slot(table):
     clock = Clock()
     assert take(table, "a", clock, rate=100).admitted
-    admission.rate_limited(table=table, provider="nanobanana", job_key="a", retry_after=20, clock=clock, pause=lambda s: None)
+    admission.rate_limited(
+        table=table, provider="nanobanana", job_key="a", retry_after=20, clock=clock, pause=lambda s: None
+    )
     snapshot = admission.snapshot(table=table, provider="nanobanana")
     assert snapshot["leases"] == {} and snapshot["blocked_until"] == pytest.approx(T0 + 20)
     b = take(table, "b", clock, rate=100)
@@ -126,7 +128,11 @@ def test_a_429_blocks_everyone_until_retry_after_and_frees_the_slot(table):
 def test_the_providers_own_limit_lowers_the_configured_one(table):
     clock = Clock()
     admission.learn_limit(
-        table=table, provider="nanobanana", rate_limit={"count": 1, "limit": 1, "remaining": 5}, clock=clock, pause=lambda s: None
+        table=table,
+        provider="nanobanana",
+        rate_limit={"count": 1, "limit": 1, "remaining": 5},
+        clock=clock,
+        pause=lambda s: None,
     )
     assert take(table, "a", clock, rate=30).admitted
     assert not take(table, "b", clock, rate=30).admitted

@@ -33,6 +33,6 @@ def test_an_aws_call_gives_up_well_inside_the_shortest_function_timeout():
     assert config.connect_timeout == 3 and config.read_timeout == 8
     assert config.retries == {"mode": "standard", "total_max_attempts": 3}  # the first attempt included
     attempts = config.retries["total_max_attempts"]
-    backoff = sum(2 ** retry for retry in range(attempts - 1))  # standard mode: up to 1 s, then 2 s
+    backoff = sum(2**retry for retry in range(attempts - 1))  # standard mode: up to 1 s, then 2 s
     worst = attempts * (config.connect_timeout + config.read_timeout) + backoff
     assert worst == 36 and worst <= 60 - 20  # 20 s left for the function's own work

@@ -89,8 +89,12 @@ def test_another_seed_fails_other_calls():
 
 def test_calls_of_other_operations_do_not_change_which_calls_fail():
     # Repeatable under concurrency: the n-th Publish fails or not whatever else was called.
-    quiet = FaultInjector(["sns:Publish:Throttled:0.3", "dynamodb:PutItem:ProvisionedThroughputExceededException:0.5"], seed=3)
-    busy = FaultInjector(["sns:Publish:Throttled:0.3", "dynamodb:PutItem:ProvisionedThroughputExceededException:0.5"], seed=3)
+    quiet = FaultInjector(
+        ["sns:Publish:Throttled:0.3", "dynamodb:PutItem:ProvisionedThroughputExceededException:0.5"], seed=3
+    )
+    busy = FaultInjector(
+        ["sns:Publish:Throttled:0.3", "dynamodb:PutItem:ProvisionedThroughputExceededException:0.5"], seed=3
+    )
     expected = _pattern(quiet, 50)
     seen = []
     for _ in range(50):
@@ -115,9 +119,21 @@ def test_only_the_named_operation_is_faulted():
     ("spec", "service", "operation", "status", "message"),
     [
         ("sns:Publish:Throttled:1", "sns", "Publish", 429, "Rate exceeded"),
-        ("dynamodb:PutItem:ProvisionedThroughputExceededException:1", "dynamodb", "PutItem", 400, "provisioned throughput"),
+        (
+            "dynamodb:PutItem:ProvisionedThroughputExceededException:1",
+            "dynamodb",
+            "PutItem",
+            400,
+            "provisioned throughput",
+        ),
         ("s3:GetObject:SlowDown:1", "s3", "GetObject", 503, "Please reduce your request rate."),
-        ("secretsmanager:GetSecretValue:ThrottlingException:1", "secretsmanager", "GetSecretValue", 400, "Rate exceeded"),
+        (
+            "secretsmanager:GetSecretValue:ThrottlingException:1",
+            "secretsmanager",
+            "GetSecretValue",
+            400,
+            "Rate exceeded",
+        ),
         ("states:StartExecution:ThrottlingException:1", "states", "StartExecution", 400, "Rate exceeded"),
         ("lambda:Invoke:TooManyRequestsException:1", "lambda", "Invoke", 429, "Rate Exceeded."),
     ],
@@ -206,7 +222,9 @@ def test_query_protocol_action_is_read_and_the_body_left_for_moto():
     ],
 )
 def test_json_protocol_target_names_the_operation(target, service, operation):
-    environ = _environ(service=service, body=b"{}", headers={"X-Amz-Target": target}, content_type="application/x-amz-json-1.0")
+    environ = _environ(
+        service=service, body=b"{}", headers={"X-Amz-Target": target}, content_type="application/x-amz-json-1.0"
+    )
     call = recognise(environ)
     assert (call.service, call.operation) == (service, operation)
 
@@ -243,7 +261,9 @@ def test_s3_virtual_host_addressing_names_the_bucket():
 
 
 def test_lambda_invoke_path_is_invoke():
-    call = recognise(_environ(path="/2015-03-31/functions/arn:aws:lambda:us-east-1:1:function:f/invocations", service="lambda"))
+    call = recognise(
+        _environ(path="/2015-03-31/functions/arn:aws:lambda:us-east-1:1:function:f/invocations", service="lambda")
+    )
     assert (call.service, call.operation) == ("lambda", "Invoke")
     assert recognise(_environ(method="GET", path="/2015-03-31/functions/f", service="lambda")).operation is None
 
@@ -253,7 +273,7 @@ def test_lambda_invoke_path_is_invoke():
 
 def test_sns_answer_is_a_query_protocol_error_response():
     fault = AwsFault.for_code("sns", "Publish", "Throttled")
-    status, headers, body = error_response(fault, _environ(content_type="application/x-www-form-urlencoded"))
+    status, _headers, body = error_response(fault, _environ(content_type="application/x-www-form-urlencoded"))
     assert status.startswith("429")
     assert b"<ErrorResponse" in body and b"<Code>Throttled</Code>" in body and b"<Type>Sender</Type>" in body
 
@@ -304,7 +324,12 @@ def test_admin_surface_sets_reads_and_clears_faults():
 
 
 def test_presigned_requests_are_recognised_and_not_faulted():
-    environ = _environ(method="GET", path="/bucket/key.jpg", service="s3", query="X-Amz-Credential=testing%2F20260101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature=x")
+    environ = _environ(
+        method="GET",
+        path="/bucket/key.jpg",
+        service="s3",
+        query="X-Amz-Credential=testing%2F20260101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature=x",
+    )
     del environ["HTTP_AUTHORIZATION"]
     call = recognise(environ)
     assert (call.service, call.operation, call.presigned) == ("s3", "GetObject", True)

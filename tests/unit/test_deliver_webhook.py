@@ -53,7 +53,8 @@ def aws(monkeypatch):
         monkeypatch.setenv("ALLOW_INSECURE_WEBHOOK", "false")
         visibility_changes = []
         sqs.meta.events.register(
-            "provide-client-params.sqs.ChangeMessageVisibility", lambda params, **kwargs: visibility_changes.append(params["VisibilityTimeout"])
+            "provide-client-params.sqs.ChangeMessageVisibility",
+            lambda params, **kwargs: visibility_changes.append(params["VisibilityTimeout"]),
         )
         yield {"queue": queue_url, "dlq": dlq_url, "visibility_changes": visibility_changes}
     parameters.clear_caches()
@@ -67,7 +68,9 @@ def _receive_event(queue_url: str) -> dict:
     """Receive what is visible and shape it as Lambda's SQS event."""
     sqs = client("sqs")
     arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, AttributeNames=["All"]).get("Messages", [])
+    messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, AttributeNames=["All"]).get(
+        "Messages", []
+    )
     return {
         "Records": [
             {
@@ -87,7 +90,13 @@ def _receive_event(queue_url: str) -> dict:
 
 
 def _outcome(job_key: str = "b" * 64, status: str = "failed") -> dict:
-    return dict(SAMPLE_OUTCOME, job_key=job_key, status=status, output=None, error={"code": "TimedOut", "message": "timed out after 30 minutes"})
+    return dict(
+        SAMPLE_OUTCOME,
+        job_key=job_key,
+        status=status,
+        output=None,
+        error={"code": "TimedOut", "message": "timed out after 30 minutes"},
+    )
 
 
 @responses.activate
@@ -107,7 +116,12 @@ def test_sample_event_is_delivered_signed(aws, lambda_context, capsys):
 @responses.activate
 def test_sns_envelope_form_is_accepted(aws, lambda_context):
     responses.post(URL, status=204)
-    envelope = {"Type": "Notification", "MessageId": "m-1", "TopicArn": "arn:aws:sns:us-east-1:123456789012:outcomes", "Message": json.dumps(_outcome())}
+    envelope = {
+        "Type": "Notification",
+        "MessageId": "m-1",
+        "TopicArn": "arn:aws:sns:us-east-1:123456789012:outcomes",
+        "Message": json.dumps(_outcome()),
+    }
     _send(aws["queue"], json.dumps(envelope))
 
     assert app.lambda_handler(_receive_event(aws["queue"]), lambda_context) == {"batchItemFailures": []}
@@ -164,12 +178,16 @@ def test_partial_batch_reports_only_the_failed_message(aws, lambda_context):
 def test_not_an_outcome_is_a_failure(aws, lambda_context):
     _send(aws["queue"], json.dumps({"hello": "world"}))
     event = _receive_event(aws["queue"])
-    assert app.lambda_handler(event, lambda_context)["batchItemFailures"] == [{"itemIdentifier": event["Records"][0]["messageId"]}]
+    assert app.lambda_handler(event, lambda_context)["batchItemFailures"] == [
+        {"itemIdentifier": event["Records"][0]["messageId"]}
+    ]
     assert len(responses.calls) == 0
 
 
 @responses.activate
-def test_unreachable_receiver_is_retried_with_growing_delays_then_lands_in_the_dlq(aws, lambda_context, highest_jitter, monkeypatch):
+def test_unreachable_receiver_is_retried_with_growing_delays_then_lands_in_the_dlq(
+    aws, lambda_context, highest_jitter, monkeypatch
+):
     responses.post(URL, status=502)
     _send(aws["queue"], json.dumps(_outcome()))
     # Make every hidden message visible again at once, so the test need not wait out the delays.
@@ -280,7 +298,9 @@ def test_refused_queue_url_lookup_is_logged_and_the_failure_still_reported(aws, 
 def test_body_that_is_not_json_is_a_failure(aws, lambda_context):
     _send(aws["queue"], "not json at all")
     event = _receive_event(aws["queue"])
-    assert app.lambda_handler(event, lambda_context)["batchItemFailures"] == [{"itemIdentifier": event["Records"][0]["messageId"]}]
+    assert app.lambda_handler(event, lambda_context)["batchItemFailures"] == [
+        {"itemIdentifier": event["Records"][0]["messageId"]}
+    ]
 
 
 @responses.activate

@@ -128,7 +128,9 @@ def test_each_provider_has_default_hosts(settings):
         allowed_result_hosts(replace(settings, provider="other"))
 
 
-@pytest.mark.parametrize("address", ["169.254.169.254", "10.0.0.8", "127.0.0.1", "192.168.1.1", "::1", "fd00::1", "224.0.0.1"])
+@pytest.mark.parametrize(
+    "address", ["169.254.169.254", "10.0.0.8", "127.0.0.1", "192.168.1.1", "::1", "fd00::1", "224.0.0.1"]
+)
 def test_provider_host_resolving_to_a_non_public_address_is_refused(s3, http, dns, settings, address):
     dns["cdn.nanobananavideo.com"] = address
 
@@ -337,7 +339,9 @@ def test_a_thumbnail_that_is_not_an_image_is_refused(s3, http, dns, settings):
     http.get(VIDEO_URL, body=b"<html>nope</html>")
 
     with pytest.raises(ResultFetchError, match="not a JPEG, PNG or WebP"):
-        fetch_to_s3(VIDEO_URL, bucket=BUCKET, key="t.jpg", content_type="image/jpeg", settings=settings, what="thumbnail")
+        fetch_to_s3(
+            VIDEO_URL, bucket=BUCKET, key="t.jpg", content_type="image/jpeg", settings=settings, what="thumbnail"
+        )
 
 
 def _trickle(size: int, step: int, pause: float):
@@ -429,7 +433,17 @@ KEYS = {"video": "videos/v.mp4", "thumbnail": "videos/v.jpg"}
 JPEG = b"\xff\xd8\xff\xe0" + b"j" * 100
 
 
-@pytest.mark.parametrize("reply", [{"status": 500}, {"status": 503}, {"status": 429}, {"status": 408}, {"body": requests.ConnectionError("reset")}, {"body": requests.ReadTimeout("slow")}])
+@pytest.mark.parametrize(
+    "reply",
+    [
+        {"status": 500},
+        {"status": 503},
+        {"status": 429},
+        {"status": 408},
+        {"body": requests.ConnectionError("reset")},
+        {"body": requests.ReadTimeout("slow")},
+    ],
+)
 def test_transient_download_failures_are_retried_then_succeed(s3, http, dns, settings, reply):
     http.get(VIDEO_URL, **reply)
     http.get(VIDEO_URL, **reply)
@@ -459,7 +473,12 @@ def test_an_expired_link_is_final_and_not_retried(s3, http, dns, settings, statu
 
 def test_a_refused_host_is_final_and_not_retried(s3, http, dns, settings):
     with pytest.raises(ResultFetchError) as caught:
-        copy_results({"video_url": "https://evil.example.com/v.mp4"}, KEYS, replace(settings, output_bucket=BUCKET), sleep=lambda s: None)
+        copy_results(
+            {"video_url": "https://evil.example.com/v.mp4"},
+            KEYS,
+            replace(settings, output_bucket=BUCKET),
+            sleep=lambda s: None,
+        )
     assert not isinstance(caught.value, ResultDownloadTransientError) and len(http.calls) == 0
 
 
@@ -467,7 +486,12 @@ def test_a_thumbnail_is_retried_too_and_only_then_a_warning(s3, http, dns, setti
     http.get(VIDEO_URL, body=mp4(900))
     http.get(THUMB_URL, status=502)
     http.get(THUMB_URL, body=JPEG)
-    copied = copy_results({"video_url": VIDEO_URL, "thumbnail_url": THUMB_URL}, KEYS, replace(settings, output_bucket=BUCKET), sleep=lambda s: None)
+    copied = copy_results(
+        {"video_url": VIDEO_URL, "thumbnail_url": THUMB_URL},
+        KEYS,
+        replace(settings, output_bucket=BUCKET),
+        sleep=lambda s: None,
+    )
     assert copied.thumbnail is not None and copied.warnings == []
 
 

@@ -1,7 +1,7 @@
 """The listing attributes of a job record (what `i2v jobs`, `show` and `cost` read)."""
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import boto3
 import pytest
@@ -11,7 +11,7 @@ from i2v import jobs
 from i2v.config import Settings
 from tests.aws_resources import create_table
 
-NOW = datetime(2026, 12, 1, 10, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 12, 1, 10, 0, 0, tzinfo=UTC)
 OUTCOME = {
     "status": "succeeded",
     "job_key": "k" * 64,

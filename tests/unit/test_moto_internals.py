@@ -21,9 +21,16 @@ def test_a_moved_internal_is_reported_by_module_and_attribute(monkeypatch):
     monkeypatch.setattr(
         moto_internals,
         "REQUIRED",
-        [*moto_internals.REQUIRED, ("moto.awslambda.models", "LambdaFunction.invoke_moved"), ("moto.no_such_module", "thing")],
+        [
+            *moto_internals.REQUIRED,
+            ("moto.awslambda.models", "LambdaFunction.invoke_moved"),
+            ("moto.no_such_module", "thing"),
+        ],
     )
-    assert moto_internals.missing() == ["moto.awslambda.models:LambdaFunction.invoke_moved", "moto.no_such_module:thing"]
+    assert moto_internals.missing() == [
+        "moto.awslambda.models:LambdaFunction.invoke_moved",
+        "moto.no_such_module:thing",
+    ]
 
 
 def test_nothing_else_imports_moto_internals():

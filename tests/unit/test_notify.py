@@ -2,7 +2,7 @@
 
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from botocore.exceptions import ClientError
@@ -14,16 +14,29 @@ from i2v.errors import CODES_BY_ERROR_NAME
 from tests.aws_resources import create_queue, create_table
 
 JOB_KEY = "3f1c" + "a" * 60
-FIXED_NOW = datetime(2026, 11, 22, 10, 0, 41, 500000, tzinfo=timezone.utc)
+FIXED_NOW = datetime(2026, 11, 22, 10, 0, 41, 500000, tzinfo=UTC)
 
 
 def _job(**changes) -> dict:
     job = {
         "job_key": JOB_KEY,
-        "source": {"bucket": "in-bucket", "key": "uploads/harbour.jpg", "version_id": None, "etag": "abc123", "size": 123456},
+        "source": {
+            "bucket": "in-bucket",
+            "key": "uploads/harbour.jpg",
+            "version_id": None,
+            "etag": "abc123",
+            "size": 123456,
+        },
         "provider": "nohuman",
         "options": {"prompt": "Boats drift at dawn", "mode": "fast", "duration": 5, "aspect_ratio": "16:9"},
-        "image": {"bucket": "out-bucket", "key": f"work/{JOB_KEY}/input.jpg", "width": 1024, "height": 768, "format": "JPEG", "reencoded": False},
+        "image": {
+            "bucket": "out-bucket",
+            "key": f"work/{JOB_KEY}/input.jpg",
+            "width": 1024,
+            "height": 768,
+            "format": "JPEG",
+            "reencoded": False,
+        },
         "provider_job_id": "gen_123",
         "status": "completed",
         "result": {"video_url": "https://cdn.example/v.mp4", "thumbnail_url": None},
@@ -60,7 +73,9 @@ def _success() -> dict:
 
 
 def _failure(code="InvalidOption", message="duration must be one of 5, 10 for nohuman (got 7)", **job_changes) -> dict:
-    return notify.outcome_from_job(_job(**job_changes), status="failed", output=None, error={"code": code, "message": message})
+    return notify.outcome_from_job(
+        _job(**job_changes), status="failed", output=None, error={"code": code, "message": message}
+    )
 
 
 # --- the body ----------------------------------------------------------------------------
@@ -72,7 +87,13 @@ def test_success_body_follows_schema_version_1():
         "schema_version": "1",
         "status": "succeeded",
         "job_key": JOB_KEY,
-        "source": {"bucket": "in-bucket", "key": "uploads/harbour.jpg", "version_id": None, "etag": "abc123", "uri": "s3://in-bucket/uploads/harbour.jpg"},
+        "source": {
+            "bucket": "in-bucket",
+            "key": "uploads/harbour.jpg",
+            "version_id": None,
+            "etag": "abc123",
+            "uri": "s3://in-bucket/uploads/harbour.jpg",
+        },
         "provider": "nohuman",
         "provider_job_id": "gen_123",
         "options": {"prompt": "Boats drift at dawn", "mode": "fast", "duration": 5, "aspect_ratio": "16:9"},
@@ -95,19 +116,26 @@ def test_failure_body_has_no_output_and_an_error():
 
 
 def test_failure_without_an_error_falls_back_to_the_job_error_then_a_generic_one():
-    from_job = notify.outcome_from_job(_job(error={"code": "TimedOut", "message": "timed out after 30 minutes"}), status="failed", output=None, error=None)
+    from_job = notify.outcome_from_job(
+        _job(error={"code": "TimedOut", "message": "timed out after 30 minutes"}),
+        status="failed",
+        output=None,
+        error=None,
+    )
     assert from_job["error"]["code"] == "TimedOut"
     generic = notify.outcome_from_job(_job(), status="failed", output=None, error=None)
     assert generic["error"]["code"] == "InternalError"
 
 
 def test_a_submit_time_after_now_never_gives_a_negative_duration():
-    body = notify.outcome_from_job(_job(submitted_at="2026-11-22T10:05:00Z"), status="succeeded", output=OUTPUT, error=None)
+    body = notify.outcome_from_job(
+        _job(submitted_at="2026-11-22T10:05:00Z"), status="succeeded", output=OUTPUT, error=None
+    )
     assert body["durations"]["total_seconds"] == 0.0
 
 
 def test_finish_time_can_be_given_by_the_caller():
-    finished = datetime(2026, 11, 22, 10, 1, 30, tzinfo=timezone.utc)
+    finished = datetime(2026, 11, 22, 10, 1, 30, tzinfo=UTC)
     body = notify.outcome_from_job(_job(), status="succeeded", output=OUTPUT, error=None, finished_at=finished)
     assert body["finished_at"] == "2026-11-22T10:01:30Z"  # not FIXED_NOW
     assert body["durations"]["total_seconds"] == 90.0
@@ -142,7 +170,17 @@ def test_subject_is_short_printable_ascii_whatever_the_file_name():
     assert subject.endswith("... (InvalidOption)")
 
 
-@pytest.mark.parametrize("seconds, text", [(3600, "1 hour"), (7200, "2 hours"), (5400, "1 hour 30 minutes"), (604800, "7 days"), (90, "1 minute 30 seconds"), (45, "45 seconds")])
+@pytest.mark.parametrize(
+    "seconds, text",
+    [
+        (3600, "1 hour"),
+        (7200, "2 hours"),
+        (5400, "1 hour 30 minutes"),
+        (604800, "7 days"),
+        (90, "1 minute 30 seconds"),
+        (45, "45 seconds"),
+    ],
+)
 def test_human_span(seconds, text):
     assert notify.human_span(seconds) == text
 
@@ -171,7 +209,9 @@ def test_success_email_says_what_where_how_long_and_how_much():
 def test_email_shows_credits_and_computes_expiry_when_not_given():
     output = dict(OUTPUT, download_url_expires_at=None)
     options = {"video_model": "seedance2", "motion_intensity": "low", "sound": False}
-    body = notify.outcome_from_job(_job(provider="nanobanana", cost={"credits": 6}, options=options), status="succeeded", output=output, error=None)
+    body = notify.outcome_from_job(
+        _job(provider="nanobanana", cost={"credits": 6}, options=options), status="succeeded", output=output, error=None
+    )
     text = notify.email_text(body, presign_expiry_seconds=86400)
     assert re.search(r"video model: +seedance2\n", text) and re.search(r"motion intensity: +low\n", text)
     assert re.search(r"sound: +no\n", text)
@@ -209,9 +249,20 @@ def test_failure_email_says_what_failed_and_what_to_do(code, advice):
 
 # Every failure code the pipeline sets (grep `code=` in layers/ and functions/, and errors.py).
 RAISED_CODES = [
-    "EmptyObject", "CorruptImage", "UnsupportedFormat", "ImageTooLarge", "SourceMissing",
-    "InvalidOption", "ProviderAuthRejected", "ProviderRejectedRequest", "ProviderUnavailable",
-    "SubmitOutcomeUnknown", "ProviderJobFailed", "TimedOut", "ResultFetchFailed", "SubmitFailed",
+    "EmptyObject",
+    "CorruptImage",
+    "UnsupportedFormat",
+    "ImageTooLarge",
+    "SourceMissing",
+    "InvalidOption",
+    "ProviderAuthRejected",
+    "ProviderRejectedRequest",
+    "ProviderUnavailable",
+    "SubmitOutcomeUnknown",
+    "ProviderJobFailed",
+    "TimedOut",
+    "ResultFetchFailed",
+    "SubmitFailed",
     "InternalError",
 ]
 
@@ -238,7 +289,9 @@ def aws(monkeypatch):
         topic_arn = client("sns").create_topic(Name="outcomes")["TopicArn"]
         queues = {name: create_queue(name) for name in ("raw", "envelope", "failures-only", "events")}
         sns = client("sns")
-        sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queues["raw"][1], Attributes={"RawMessageDelivery": "true"})
+        sns.subscribe(
+            TopicArn=topic_arn, Protocol="sqs", Endpoint=queues["raw"][1], Attributes={"RawMessageDelivery": "true"}
+        )
         sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queues["envelope"][1])
         sns.subscribe(
             TopicArn=topic_arn,
@@ -503,7 +556,9 @@ def test_publish_error_wins_over_a_failed_release(aws, monkeypatch):
 
     def refuse_release(**kwargs):
         if kwargs["UpdateExpression"].startswith("REMOVE"):
-            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}, "UpdateItem")
+            raise ClientError(
+                {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}, "UpdateItem"
+            )
         return real_update(**kwargs)
 
     monkeypatch.setattr(dynamodb, "update_item", refuse_release)

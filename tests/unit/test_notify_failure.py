@@ -71,10 +71,25 @@ def test_failed_job_from_the_provider_keeps_its_error(aws, event, lambda_context
 @pytest.mark.parametrize(
     ("name", "cause", "code", "message"),
     [
-        ("ProviderAuthError", {"errorMessage": "the provider rejected the API key", "errorType": "ProviderAuthError"}, "ProviderAuthRejected", "the provider rejected the API key"),
-        ("ProviderTransientError", {"errorMessage": "503 after 3 attempts", "errorType": "ProviderTransientError"}, "ProviderUnavailable", "503 after 3 attempts"),
+        (
+            "ProviderAuthError",
+            {"errorMessage": "the provider rejected the API key", "errorType": "ProviderAuthError"},
+            "ProviderAuthRejected",
+            "the provider rejected the API key",
+        ),
+        (
+            "ProviderTransientError",
+            {"errorMessage": "503 after 3 attempts", "errorType": "ProviderTransientError"},
+            "ProviderUnavailable",
+            "503 after 3 attempts",
+        ),
         ("KeyError", {"errorMessage": "'result'", "errorType": "KeyError"}, "InternalError", "'result'"),
-        ("Lambda.Unknown", "The cause could not be determined because Lambda did not return an error type.", "InternalError", "The cause could not be determined because Lambda did not return an error type."),
+        (
+            "Lambda.Unknown",
+            "The cause could not be determined because Lambda did not return an error type.",
+            "InternalError",
+            "The cause could not be determined because Lambda did not return an error type.",
+        ),
         ("States.Timeout", "", "InternalError", "a step of the workflow failed with States.Timeout"),
     ],
 )
@@ -134,7 +149,9 @@ def test_submit_on_failure_record_notifies_each_upload(aws, event, lambda_contex
     key = "uploads/2026/my photo+1 été.jpg"  # decoded from my+photo%2B1+%C3%A9t%C3%A9.jpg
     assert outcome["source"]["key"] == key
     assert outcome["source"]["bucket"] == "i2v-input-123456789012-us-east-1"
-    assert outcome["job_key"] == jobs.job_key("i2v-input-123456789012-us-east-1", key, None, "9b2cf535f27731c974343645a3985328")
+    assert outcome["job_key"] == jobs.job_key(
+        "i2v-input-123456789012-us-east-1", key, None, "9b2cf535f27731c974343645a3985328"
+    )
     assert outcome["provider"] == "nohuman"
     assert outcome["error"]["code"] == "SubmitFailed"
     message = outcome["error"]["message"]
@@ -149,13 +166,20 @@ def test_destination_record_with_several_uploads_and_a_test_event(aws, event, la
     second = json.loads(json.dumps(body["requestPayload"]["Records"][0]))
     second["s3"]["object"]["key"] = "uploads/second.png"
     body["requestPayload"]["Records"].append(second)
-    test_event = dict(sqs_event["Records"][0], messageId="test-event", body=json.dumps(dict(body, requestPayload={"Event": "s3:TestEvent"})))
+    test_event = dict(
+        sqs_event["Records"][0],
+        messageId="test-event",
+        body=json.dumps(dict(body, requestPayload={"Event": "s3:TestEvent"})),
+    )
     sqs_event["Records"] = [dict(sqs_event["Records"][0], body=json.dumps(body)), test_event]
 
     result = app.lambda_handler(sqs_event, lambda_context)
 
     assert result == {"batchItemFailures": []}
-    assert sorted(outcome["source"]["key"] for outcome in published(aws)) == ["uploads/2026/my photo+1 été.jpg", "uploads/second.png"]
+    assert sorted(outcome["source"]["key"] for outcome in published(aws)) == [
+        "uploads/2026/my photo+1 été.jpg",
+        "uploads/second.png",
+    ]
 
 
 def test_when_no_record_can_be_published_the_whole_batch_fails(aws, event, lambda_context):

@@ -279,7 +279,9 @@ def test_prompts_with_control_characters_are_refused(char):
         nh(negative_prompt=f"blurry{char}grainy")
 
 
-@pytest.mark.parametrize("char", ["\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2066", "\u2067", "\u2068", "\u2069", "\u200f"])
+@pytest.mark.parametrize(
+    "char", ["\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2066", "\u2067", "\u2068", "\u2069", "\u200f"]
+)
 def test_prompts_with_bidi_controls_are_refused(char):
     with pytest.raises(InvalidOptionError, match="bidirectional"):
         nb(prompt=f"harbour {char}at dusk")

@@ -1,4 +1,4 @@
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
@@ -38,7 +38,7 @@ def app(monkeypatch):
 def state():
     """The sample running state, with a deadline still ahead."""
     sample = load_event("poll_running.json")
-    sample["deadline"] = (datetime.now(timezone.utc) + timedelta(minutes=20)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    sample["deadline"] = (datetime.now(UTC) + timedelta(minutes=20)).strftime("%Y-%m-%dT%H:%M:%SZ")
     return sample
 
 
@@ -105,13 +105,17 @@ def test_rejected_key_is_final(app, state, lambda_context):
 
 
 @responses.activate
-def test_a_signed_result_link_is_kept_aside_and_the_state_carries_it_without_its_query(app, state, lambda_context, monkeypatch):
+def test_a_signed_result_link_is_kept_aside_and_the_state_carries_it_without_its_query(
+    app, state, lambda_context, monkeypatch
+):
     signed = "https://cdn.nohuman.studio/v.mp4?X-Amz-Signature=SECRETSIG&X-Amz-Expires=3600"
     responses.get(STATUS_URL, json={"id": "gen_img2v_x7y8z9", "status": "completed", "result": {"url": signed}})
 
     result = app.lambda_handler(state, lambda_context)
 
     assert result["result"] == {"video_url": "https://cdn.nohuman.studio/v.mp4", "thumbnail_url": None}
-    kept = boto3.client("dynamodb").get_item(TableName="jobs", Key={"job_key": {"S": state["job_key"] + "#result"}})["Item"]
+    kept = boto3.client("dynamodb").get_item(TableName="jobs", Key={"job_key": {"S": state["job_key"] + "#result"}})[
+        "Item"
+    ]
     assert kept["video_url"]["S"] == signed
     assert not hasattr(app, "tracer")  # no X-Ray SDK: nothing records the returned job state

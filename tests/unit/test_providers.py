@@ -1,4 +1,5 @@
 import json
+from datetime import UTC
 
 import boto3
 import pytest
@@ -69,7 +70,12 @@ def nanobanana(sleeps):
 def test_nohuman_create_sends_options_and_bearer_key(nohuman):
     responses.post(
         NH_CREATE,
-        json={"id": "gen_img2v_x7y8z9", "model": "nohuman-x33", "status": "created", "poll_url": "/v1/videos/generations/gen_img2v_x7y8z9"},
+        json={
+            "id": "gen_img2v_x7y8z9",
+            "model": "nohuman-x33",
+            "status": "created",
+            "poll_url": "/v1/videos/generations/gen_img2v_x7y8z9",
+        },
     )
     job = nohuman.create_job(IMAGE_URL, NH_OPTIONS)
     assert job.id == "gen_img2v_x7y8z9"
@@ -108,7 +114,11 @@ def test_nohuman_get_running(nohuman, status):
 def test_nohuman_get_completed(nohuman):
     responses.get(
         NH + "/v1/videos/generations/gen_1",
-        json={"id": "gen_1", "status": "completed", "result": {"url": "https://cdn.nohuman.studio/v.mp4", "thumbnail_url": "https://cdn.nohuman.studio/t.jpg"}},
+        json={
+            "id": "gen_1",
+            "status": "completed",
+            "result": {"url": "https://cdn.nohuman.studio/v.mp4", "thumbnail_url": "https://cdn.nohuman.studio/t.jpg"},
+        },
     )
     job = nohuman.get_job("gen_1")
     assert job.status == COMPLETED
@@ -118,7 +128,10 @@ def test_nohuman_get_completed(nohuman):
 
 @responses.activate
 def test_nohuman_completed_without_thumbnail(nohuman):
-    responses.get(NH + "/v1/videos/generations/gen_1", json={"id": "gen_1", "status": "completed", "result": {"url": "https://cdn.nohuman.studio/v.mp4"}})
+    responses.get(
+        NH + "/v1/videos/generations/gen_1",
+        json={"id": "gen_1", "status": "completed", "result": {"url": "https://cdn.nohuman.studio/v.mp4"}},
+    )
     job = nohuman.get_job("gen_1")
     assert job.status == COMPLETED and job.thumbnail_url is None
 
@@ -399,11 +412,11 @@ def test_poll_validation_failure_is_final(nohuman):
 
 
 def test_retry_after_as_http_date():
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     response = requests.Response()
     response.headers["Retry-After"] = "Sun, 22 Nov 2026 10:00:30 GMT"
-    assert retry_after_seconds(response, now=datetime(2026, 11, 22, 10, 0, 0, tzinfo=timezone.utc)) == 30.0
+    assert retry_after_seconds(response, now=datetime(2026, 11, 22, 10, 0, 0, tzinfo=UTC)) == 30.0
     response.headers["Retry-After"] = "soon"
     assert retry_after_seconds(response) is None
 
@@ -593,7 +606,9 @@ def test_a_numeric_credits_string_is_read_as_a_number(nanobanana):
 
 @responses.activate
 def test_rate_limit_keeps_only_readable_counts(nanobanana):
-    responses.post(NB_CREATE, json={**NB_SUCCESS, "rate_limit": {"count": 2, "limit": "x", "remaining": 28, "extra": "y"}})
+    responses.post(
+        NB_CREATE, json={**NB_SUCCESS, "rate_limit": {"count": 2, "limit": "x", "remaining": 28, "extra": "y"}}
+    )
     assert nanobanana.create_job(IMAGE_URL, NB_OPTIONS).rate_limit == {"count": 2, "remaining": 28}
 
 

@@ -1,6 +1,6 @@
 """Daily spend caps: atomic, per provider and UTC day, nothing sent once a cap is reached."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import boto3
 import pytest
@@ -11,8 +11,8 @@ from i2v.errors import ProviderTransientError, SpendCapReachedError
 from i2v.providers import RUNNING, ProviderJob
 from tests.aws_resources import create_table
 
-NOW = datetime(2026, 12, 1, 23, 59, 0, tzinfo=timezone.utc)
-TOMORROW = datetime(2026, 12, 2, 0, 0, 1, tzinfo=timezone.utc)
+NOW = datetime(2026, 12, 1, 23, 59, 0, tzinfo=UTC)
+TOMORROW = datetime(2026, 12, 2, 0, 0, 1, tzinfo=UTC)
 NOHUMAN_OPTIONS = {"mode": "fast", "duration": 5}
 
 

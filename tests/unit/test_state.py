@@ -15,7 +15,9 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "architecture.md"
 def test_the_documented_table_is_the_generated_one():
     text = DOCS.read_text()
     table = re.search(r"<!-- state-table:start -->\n(.*?)\n<!-- state-table:end -->", text, re.S).group(1)
-    assert table.strip() == state.markdown_table().strip(), "run `python -m i2v.state` and paste it into docs/architecture.md"
+    assert table.strip() == state.markdown_table().strip(), (
+        "run `python -m i2v.state` and paste it into docs/architecture.md"
+    )
 
 
 def test_an_older_state_gains_every_field_with_its_default():
@@ -51,5 +53,10 @@ def test_new_knows_only_model_fields():
 
 
 def test_every_sample_event_for_a_task_parses():
-    for name in ("poll_running.json", "store_completed.json", "notify_failure_caught.json", "notify_failure_timed_out.json"):
+    for name in (
+        "poll_running.json",
+        "store_completed.json",
+        "notify_failure_caught.json",
+        "notify_failure_timed_out.json",
+    ):
         state.parse(load_event(name))

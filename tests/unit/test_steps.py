@@ -1,6 +1,6 @@
 """The workflow steps with a hand-driven clock: Admit (slot + create) and Poll (one check window)."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import pytest
@@ -12,7 +12,7 @@ from i2v.errors import ProviderAuthError, ProviderTransientError, SubmitOutcomeU
 from i2v.providers import COMPLETED, FAILED, RUNNING, ProviderJob
 from tests.aws_resources import create_table
 
-T0 = datetime(2026, 11, 22, 10, 0, 0, tzinfo=timezone.utc).timestamp()
+T0 = datetime(2026, 11, 22, 10, 0, 0, tzinfo=UTC).timestamp()
 
 
 class Clock:
@@ -84,7 +84,7 @@ def queued(settings, key="k", provider="nohuman"):
         source={"bucket": "in", "key": "a.jpg"},
         provider=provider,
         settings=settings,
-        now=datetime.fromtimestamp(T0, timezone.utc),
+        now=datetime.fromtimestamp(T0, UTC),
     )
     job["options"] = {"mode": "fast", "duration": 5}
     job["image"] = {"bucket": "out", "key": "work/x/input.jpg"}
@@ -167,14 +167,19 @@ def test_queue_timeout_has_its_own_code(settings):
     for key in ("a", "b"):
         admit(queued(settings, key), provider, settings, clock)
     job = queued(settings, "c")
-    job["queued_at"] = jobs.isoformat(datetime.fromtimestamp(T0 - 9.5 * 60, timezone.utc))
+    job["queued_at"] = jobs.isoformat(datetime.fromtimestamp(T0 - 9.5 * 60, UTC))
     job = admit(job, provider, settings, clock)  # its turn (62 s away) is past its 10 minutes
     assert job["status"] == FAILED and job["error"]["code"] == "QueueTimeout"
     assert "10" in job["error"]["message"]
 
 
 def test_nanobanana_completes_in_admit_and_frees_its_slot(settings):
-    done = ProviderJob(id="vid_1", status=COMPLETED, video_url="https://nanobananavideo.com/v.mp4", rate_limit={"count": 1, "limit": 1, "remaining": 0})
+    done = ProviderJob(
+        id="vid_1",
+        status=COMPLETED,
+        video_url="https://nanobananavideo.com/v.mp4",
+        rate_limit={"count": 1, "limit": 1, "remaining": 0},
+    )
     job = admit(queued(settings, provider="nanobanana"), FakeProvider("nanobanana", create=done), settings, Clock())
     assert job["status"] == COMPLETED and job["provider_finished_at"]
     snapshot = admission.snapshot(table="control", provider="nanobanana")
@@ -205,7 +210,14 @@ def running(settings, clock, provider):
 
 def poll(job, provider, settings, clock, remaining=105.0):
     return state.parse(
-        steps.poll(state.parse(job), provider, settings=settings, remaining_seconds=lambda: remaining, clock=clock, sleep=clock.sleep)
+        steps.poll(
+            state.parse(job),
+            provider,
+            settings=settings,
+            remaining_seconds=lambda: remaining,
+            clock=clock,
+            sleep=clock.sleep,
+        )
     )
 
 
@@ -215,7 +227,7 @@ def test_the_window_keeps_the_cadence_and_returns_on_completion(settings):
     job = running(settings, clock, provider)
     job = poll(job, provider, settings, clock)
     assert job["status"] == COMPLETED and job["poll_count"] == 1
-    gaps = [b - a for a, b in zip(provider.checks, provider.checks[1:])]
+    gaps = [b - a for a, b in zip(provider.checks, provider.checks[1:], strict=False)]
     assert gaps and all(gap >= 5 for gap in gaps)
     assert provider.checks[0] <= T0 + 30  # never a first check past the predicted low
     assert provider.checks[-1] - (T0 + 47) < 5  # found within one cadence
@@ -235,7 +247,7 @@ def test_the_window_ends_within_the_invocation_and_falls_back_to_a_cheap_wait(se
     clock.now += job["wait_seconds"]
     job = poll(job, provider, settings, clock, remaining=60.0)
     assert len(provider.checks) > checks_so_far and job["poll_count"] == 2
-    gaps = [b - a for a, b in zip(provider.checks, provider.checks[1:])]
+    gaps = [b - a for a, b in zip(provider.checks, provider.checks[1:], strict=False)]
     assert all(gap >= 5 for gap in gaps)  # across invocations too
 
 
@@ -255,7 +267,11 @@ def test_the_deadline_times_the_job_out(settings):
 def test_transient_status_errors_are_no_news(settings):
     clock = Clock()
     provider = FakeProvider(clock=clock)
-    provider.answers = [ProviderTransientError("503"), ProviderTransientError("429"), ProviderJob(id="gen_1", status=FAILED, error="bad")]
+    provider.answers = [
+        ProviderTransientError("503"),
+        ProviderTransientError("429"),
+        ProviderJob(id="gen_1", status=FAILED, error="bad"),
+    ]
     job = running(settings, clock, provider)
     job = poll(job, provider, settings, clock)
     assert job["status"] == FAILED and job["error"] == {"code": "ProviderJobFailed", "message": "bad"}

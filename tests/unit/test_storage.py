@@ -2,6 +2,7 @@
 
 import json
 from dataclasses import replace
+from datetime import UTC
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
@@ -66,7 +67,12 @@ def test_output_keys_are_readable_and_unique_per_job(settings):
 
 @pytest.mark.parametrize(
     ("source_key", "name"),
-    [("uploads/café.png", "café"), ("uploads/...", "image"), ("a/../../etc/passwd", "passwd"), ("x" * 300 + ".jpg", "x" * 80)],
+    [
+        ("uploads/café.png", "café"),
+        ("uploads/...", "image"),
+        ("a/../../etc/passwd", "passwd"),
+        ("x" * 300 + ".jpg", "x" * 80),
+    ],
 )
 def test_readable_name_is_safe(source_key, name):
     assert storage.readable_name(source_key) == name
@@ -119,7 +125,7 @@ def test_build_manifest_carries_source_cost_timings_and_warnings():
 
 
 def test_the_manifest_and_the_notification_describe_source_and_durations_alike():
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from i2v import notify
 
@@ -132,13 +138,21 @@ def test_the_manifest_and_the_notification_describe_source_and_durations_alike()
     finished = "2026-11-22T10:00:41Z"
     manifest = storage.build_manifest(job, output={}, finished_at=finished, warnings=[])
     outcome = notify.outcome_from_job(
-        job, status="succeeded", output={}, error=None, finished_at=datetime(2026, 11, 22, 10, 0, 41, tzinfo=timezone.utc)
+        job,
+        status="succeeded",
+        output={},
+        error=None,
+        finished_at=datetime(2026, 11, 22, 10, 0, 41, tzinfo=UTC),
     )
     assert {k: v for k, v in manifest["source"].items() if k != "size"} == outcome["source"]
-    assert {k: manifest["timings"][k] for k in outcome["durations"]} == outcome["durations"] == {
-        "total_seconds": 41.0,
-        "render_seconds": 30.5,
-    }
+    assert (
+        {k: manifest["timings"][k] for k in outcome["durations"]}
+        == outcome["durations"]
+        == {
+            "total_seconds": 41.0,
+            "render_seconds": 30.5,
+        }
+    )
 
 
 def test_upload_chunks_small_body_is_one_put(s3):

@@ -3,7 +3,7 @@
 import io
 import json
 import socket
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
@@ -64,7 +64,7 @@ def test_stores_video_thumbnail_and_manifest_then_notifies(aws, http, public_dns
     http.get(VIDEO_URL, body=VIDEO, content_type="video/mp4")
     http.get(THUMB_URL, body=THUMB, content_type="image/jpeg")
     job = event("store_completed.json")
-    submitted = datetime.now(timezone.utc) - timedelta(minutes=2)
+    submitted = datetime.now(UTC) - timedelta(minutes=2)
     job["submitted_at"] = submitted.strftime("%Y-%m-%dT%H:%M:%SZ")
 
     result = app.lambda_handler(job, lambda_context)
@@ -99,7 +99,9 @@ def test_stores_video_thumbnail_and_manifest_then_notifies(aws, http, public_dns
     assert outcome["output"]["download_url_expires_at"] > manifest["timings"]["finished_at"]
     assert outcome["durations"]["render_seconds"] >= 119
     assert "X-Amz-Expires=7200" in outcome["output"]["download_url"]
-    assert outcome["output"]["download_url"].startswith(f"https://{OUTPUT_BUCKET}.s3.us-east-1.amazonaws.com/{base}.mp4?")
+    assert outcome["output"]["download_url"].startswith(
+        f"https://{OUTPUT_BUCKET}.s3.us-east-1.amazonaws.com/{base}.mp4?"
+    )
 
     emitted = capsys.readouterr().out
     assert '"JobsSucceeded"' in emitted and '"CreditsUsed"' in emitted and '"RenderSeconds"' in emitted
@@ -110,10 +112,10 @@ def test_manifest_and_notification_agree_on_the_finish(aws, http, public_dns, ev
     http.get(VIDEO_URL, body=VIDEO, content_type="video/mp4")
     http.get(THUMB_URL, body=THUMB, content_type="image/jpeg")
     # A notifier clock an hour ahead: only the finish time Store hands over can make them agree.
-    later = datetime.now(timezone.utc) + timedelta(hours=1)
+    later = datetime.now(UTC) + timedelta(hours=1)
     monkeypatch.setattr(notify, "_now", lambda: later)
     job = event("store_completed.json")
-    job["submitted_at"] = (datetime.now(timezone.utc) - timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    job["submitted_at"] = (datetime.now(UTC) - timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     app.lambda_handler(job, lambda_context)
 
@@ -201,10 +203,14 @@ def test_a_retried_store_does_not_notify_twice(aws, http, public_dns, event, lam
     assert len(published(aws)) == 1
 
 
-def test_without_a_provider_thumbnail_a_poster_is_made_from_the_input(aws, http, public_dns, event, lambda_context, monkeypatch):
+def test_without_a_provider_thumbnail_a_poster_is_made_from_the_input(
+    aws, http, public_dns, event, lambda_context, monkeypatch
+):
     monkeypatch.setenv("PROVIDER", "nohuman")
     job = event("store_completed.json")
-    job.update(provider="nohuman", result={"video_url": "https://files.nohuman.studio/gen_1.mp4", "thumbnail_url": None})
+    job.update(
+        provider="nohuman", result={"video_url": "https://files.nohuman.studio/gen_1.mp4", "thumbnail_url": None}
+    )
     source = io.BytesIO()
     Image.new("RGB", (1280, 720), (200, 120, 40)).save(source, "JPEG")
     aws["s3"].put_object(Bucket=job["image"]["bucket"], Key=job["image"]["key"], Body=source.getvalue())
@@ -223,7 +229,9 @@ def test_without_a_provider_thumbnail_a_poster_is_made_from_the_input(aws, http,
 def test_a_missing_input_leaves_no_thumbnail_and_says_so(aws, http, public_dns, event, lambda_context, monkeypatch):
     monkeypatch.setenv("PROVIDER", "nohuman")
     job = event("store_completed.json")
-    job.update(provider="nohuman", result={"video_url": "https://files.nohuman.studio/gen_1.mp4", "thumbnail_url": None})
+    job.update(
+        provider="nohuman", result={"video_url": "https://files.nohuman.studio/gen_1.mp4", "thumbnail_url": None}
+    )
     http.get("https://files.nohuman.studio/gen_1.mp4", body=VIDEO)
 
     app.lambda_handler(job, lambda_context)
@@ -274,12 +282,18 @@ def test_a_retry_after_the_success_went_out_does_not_download_again(aws, http, p
 
     result = app.lambda_handler(job, lambda_context)
 
-    assert result == {"job_key": job["job_key"], "status": "succeeded", "video_uri": f"s3://{OUTPUT_BUCKET}/videos/harbour-5b2d8e0f4c7a.mp4"}
+    assert result == {
+        "job_key": job["job_key"],
+        "status": "succeeded",
+        "video_uri": f"s3://{OUTPUT_BUCKET}/videos/harbour-5b2d8e0f4c7a.mp4",
+    }
     assert len(http.calls) == downloads
     assert len(published(aws)) == 1
 
 
-def test_a_throttled_publish_raises_the_name_the_state_machine_retries(aws, http, public_dns, event, lambda_context, monkeypatch):
+def test_a_throttled_publish_raises_the_name_the_state_machine_retries(
+    aws, http, public_dns, event, lambda_context, monkeypatch
+):
     from botocore.exceptions import ClientError
 
     http.get(VIDEO_URL, body=VIDEO)
@@ -329,8 +343,10 @@ def test_downloads_from_the_kept_signed_link_then_forgets_it(aws, http, public_d
 
     job = event("store_completed.json")
     signed_video = VIDEO_URL + "?Expires=1800000000&Signature=SECRETSIG"
-    provider_job = ProviderJob(id="vid_1", status=COMPLETED, video_url=signed_video, thumbnail_url=THUMB_URL + "?sig=S2")
-    jobs.keep_result_links(job["job_key"], provider_job, settings=Settings.from_env(), now=datetime.now(timezone.utc))
+    provider_job = ProviderJob(
+        id="vid_1", status=COMPLETED, video_url=signed_video, thumbnail_url=THUMB_URL + "?sig=S2"
+    )
+    jobs.keep_result_links(job["job_key"], provider_job, settings=Settings.from_env(), now=datetime.now(UTC))
     http.get(VIDEO_URL, body=VIDEO)
     http.get(THUMB_URL, body=THUMB)
     app.lambda_handler(job, lambda_context)
@@ -349,6 +365,8 @@ def test_an_expired_kept_link_is_not_used(aws, http, public_dns, event, lambda_c
 
     job = event("store_completed.json")
     stale = ProviderJob(id="vid_1", status=COMPLETED, video_url=VIDEO_URL + "?sig=OLD", thumbnail_url=None)
-    jobs.keep_result_links(job["job_key"], stale, settings=Settings.from_env(), now=datetime.now(timezone.utc) - timedelta(days=3))
+    jobs.keep_result_links(
+        job["job_key"], stale, settings=Settings.from_env(), now=datetime.now(UTC) - timedelta(days=3)
+    )
 
     assert jobs.result_links(job, settings=Settings.from_env()) == job["result"]

@@ -1,7 +1,7 @@
 import base64
 import io
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from unittest import mock
 from urllib.parse import quote_plus
 
@@ -118,11 +118,22 @@ def executions():
     sfn = boto3.client("stepfunctions")
     found = sfn.list_executions(stateMachineArn=MACHINE_ARN)["executions"]
     final = WORKFLOWS[0].final if WORKFLOWS else {}
-    return [final.get(e["name"]) or json.loads(sfn.describe_execution(executionArn=e["executionArn"])["input"]) for e in found]
+    return [
+        final.get(e["name"]) or json.loads(sfn.describe_execution(executionArn=e["executionArn"])["input"])
+        for e in found
+    ]
 
 
 def nohuman_created():
-    responses.post(NH_CREATE, json={"id": "gen_img2v_x7y8z9", "model": "nohuman-x33", "status": "created", "poll_url": "/v1/videos/generations/gen_img2v_x7y8z9"})
+    responses.post(
+        NH_CREATE,
+        json={
+            "id": "gen_img2v_x7y8z9",
+            "model": "nohuman-x33",
+            "status": "created",
+            "poll_url": "/v1/videos/generations/gen_img2v_x7y8z9",
+        },
+    )
 
 
 def count_calls(operation):
@@ -142,7 +153,11 @@ def test_nohuman_upload_starts_a_running_execution(aws, app, lambda_context):
     result = app.lambda_handler(event, lambda_context)
 
     [state] = executions()
-    assert result == {"results": [{"job_key": state["job_key"], "status": "running", "execution": jobs.execution_name(state["job_key"])}]}
+    assert result == {
+        "results": [
+            {"job_key": state["job_key"], "status": "running", "execution": jobs.execution_name(state["job_key"])}
+        ]
+    }
     assert state["status"] == "running"
     assert state["provider_job_id"] == "gen_img2v_x7y8z9"
     assert state["options"]["prompt"] == "boats drift" and state["options"]["mode"] == "hq"
@@ -275,11 +290,11 @@ def test_crash_mid_create_fails_with_unknown_outcome_and_no_new_create(aws, app,
     event = event_for(aws, "uploads/harbour.jpg")
     s3_object = event["Records"][0]["s3"]["object"]
     key = jobs.job_key(INPUT, "uploads/harbour.jpg", None, s3_object["eTag"])
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from i2v.config import Settings
 
-    jobs.claim_submission(key, provider="nohuman", settings=Settings.from_env(), now=datetime.now(timezone.utc))
+    jobs.claim_submission(key, provider="nohuman", settings=Settings.from_env(), now=datetime.now(UTC))
     nohuman_created()
 
     app.lambda_handler(event, lambda_context)
@@ -333,7 +348,9 @@ def test_provider_unavailable_goes_back_to_waiting_without_sleeping(aws, app, la
     responses.post(NH_CREATE, status=503)
     slept = []
     real_get_provider = app.admit.get_provider
-    monkeypatch.setattr(app.admit, "get_provider", lambda settings, **kw: real_get_provider(settings, sleep=slept.append, **kw))
+    monkeypatch.setattr(
+        app.admit, "get_provider", lambda settings, **kw: real_get_provider(settings, sleep=slept.append, **kw)
+    )
     app.lambda_handler(event, lambda_context)
     [state] = executions()
     assert state["status"] == "queued" and state["error"] is None and state["wait_seconds"] >= 1
@@ -472,7 +489,9 @@ def test_read_timeout_fails_with_unknown_outcome_after_exactly_one_request(aws, 
 
 
 def test_s3_test_event_is_ignored(aws, app, lambda_context):
-    assert app.lambda_handler({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": INPUT}, lambda_context) == {"results": []}
+    assert app.lambda_handler({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": INPUT}, lambda_context) == {
+        "results": []
+    }
 
 
 def test_unexpected_errors_raise_for_s3_retries(aws, app, lambda_context, monkeypatch):
@@ -526,4 +545,4 @@ def test_signed_result_links_stay_out_of_the_execution_and_the_job_record(aws, a
     kept = dynamodb.get_item(TableName="i2v-jobs", Key={"job_key": {"S": state["job_key"] + "#result"}})["Item"]
     assert kept["video_url"]["S"] == signed["video_url"]
     assert kept["thumbnail_url"]["S"] == signed["thumbnail_url"]
-    assert int(kept["expires_at"]["N"]) <= datetime.now(timezone.utc).timestamp() + 48 * 3600 + 5
+    assert int(kept["expires_at"]["N"]) <= datetime.now(UTC).timestamp() + 48 * 3600 + 5

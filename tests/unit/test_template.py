@@ -44,7 +44,7 @@ def test_every_task_catches_everything_and_retries_transient_lambda_errors(name)
     catch_all = [c for c in state.get("Catch", []) if "States.ALL" in c["ErrorEquals"]]
     assert catch_all, f"Task {name} has no Catch for States.ALL"
     retried = {e for r in state.get("Retry", []) for e in r["ErrorEquals"]}
-    assert TRANSIENT_LAMBDA_ERRORS <= retried or "States.ALL" in retried
+    assert retried >= TRANSIENT_LAMBDA_ERRORS or "States.ALL" in retried
     for retry in state.get("Retry", []):
         assert retry.get("JitterStrategy") == "FULL", f"{name} retries without jitter"
         assert retry["MaxAttempts"] <= 6
@@ -58,16 +58,18 @@ def test_failures_inside_the_workflow_end_in_the_failure_notifier():
         assert targets == {"NotifyFailure"}, f"{name} can end without a notification"
 
 
-@pytest.mark.parametrize("wait, task, cap", [("WaitForRender", "Poll", "$.max_polls"), ("WaitForSlot", "Admit", "$.max_admits")])
+@pytest.mark.parametrize(
+    "wait, task, cap", [("WaitForRender", "Poll", "$.max_polls"), ("WaitForSlot", "Admit", "$.max_admits")]
+)
 def test_every_loop_waits_in_a_wait_state_by_the_job_state_and_is_capped(wait, task, cap):
     state = ASL["States"][wait]
     assert state["Type"] == "Wait" and state["SecondsPath"] == "$.wait_seconds" and state["Next"] == task
     assert ASL["States"][task]["Next"] == "Route"
     route = ASL["States"]["Route"]
     cap_rules = [c for c in route["Choices"] if "And" in c]
-    assert any(
-        rule.get("NumericGreaterThanEqualsPath") == cap for choice in cap_rules for rule in choice["And"]
-    ), f"the {task} loop has no cap"
+    assert any(rule.get("NumericGreaterThanEqualsPath") == cap for choice in cap_rules for rule in choice["And"]), (
+        f"the {task} loop has no cap"
+    )
 
 
 def test_the_happy_path_of_a_polled_job_enters_at_most_eight_states():
@@ -140,9 +142,7 @@ def test_buckets_are_private_encrypted_and_tls_only(name):
     props = RESOURCES[name]["Properties"]
     assert all(props["PublicAccessBlockConfiguration"].values())
     assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
-    policies = [
-        r for r in resources_of("AWS::S3::BucketPolicy").values() if r["Properties"]["Bucket"] == {"Ref": name}
-    ]
+    policies = [r for r in resources_of("AWS::S3::BucketPolicy").values() if r["Properties"]["Bucket"] == {"Ref": name}]
     (policy,) = policies
     (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
     assert statement["Effect"] == "Deny"

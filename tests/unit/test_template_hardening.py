@@ -67,7 +67,9 @@ def test_bucket_names_are_new_for_every_stack(monkeypatch):
     names = []
     for _ in range(2):
         monkeypatch.setitem(
-            tpl.PSEUDO_PARAMETERS, "AWS::StackId", f"arn:aws:cloudformation:us-east-1:123456789012:stack/i2v/{uuid.uuid4()}"
+            tpl.PSEUDO_PARAMETERS,
+            "AWS::StackId",
+            f"arn:aws:cloudformation:us-east-1:123456789012:stack/i2v/{uuid.uuid4()}",
         )
         names.append({b.physical_name for b in tpl.load(REPO / "template.yaml").of_type("AWS::S3::Bucket")})
     assert not names[0] & names[1]
@@ -96,7 +98,7 @@ ASCII_PROBES = ["a", "0", "0.5", "12", "uploads/", "https://a.example", "image-t
 
 def _ascii_only(pattern):
     """True when the pattern refuses a non-ASCII character wherever it is put in a valid value."""
-    for probe in ASCII_PROBES + [""]:
+    for probe in [*ASCII_PROBES, ""]:
         if re.fullmatch(pattern, probe) is None:
             continue
         for i in range(len(probe) + 1):
@@ -124,7 +126,7 @@ def worst_bytes(value):
         return len(json.dumps(value, ensure_ascii=False).encode()) - 2
     if isinstance(value, (int, float)):
         return len(str(value))
-    (key, arg), = value.items()
+    ((key, arg),) = value.items()
     if key == "Ref":
         if arg in PARAMETERS:
             return worst_parameter_bytes(arg)
@@ -194,7 +196,13 @@ def transient_error_names(service):
         if not metadata.get("exception"):
             continue
         status = (metadata.get("error") or {}).get("httpStatusCode") or 0
-        if metadata.get("retryable") or metadata.get("fault") or status >= 500 or status == 429 or TRANSIENT_NAME.search(shape_name):
+        if (
+            metadata.get("retryable")
+            or metadata.get("fault")
+            or status >= 500
+            or status == 429
+            or TRANSIENT_NAME.search(shape_name)
+        ):
             names.add(shape_name)
     return names
 
@@ -252,12 +260,16 @@ def test_every_task_retries_every_transient_aws_error_its_function_can_raise(nam
 
 
 def test_the_curated_error_names_are_real_exception_classes():
-    for name in CONNECTION_ERRORS + ["ClientError"]:
+    for name in [*CONNECTION_ERRORS, "ClientError"]:
         assert issubclass(getattr(botocore.exceptions, name), Exception)
     assert parameter_exceptions.GetParameterError.__name__ == "GetParameterError"
     # The derivation finds what the SNS throttling bug was about.
     assert {"ThrottledException", "InternalErrorException", "KMSThrottlingException"} <= transient_error_names("sns")
-    assert {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"} <= transient_error_names("dynamodb")
+    assert {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+    } <= transient_error_names("dynamodb")
 
 
 def test_poll_retries_secret_reads_and_its_own_timeouts():
@@ -292,7 +304,9 @@ def test_every_log_level_maps_to_a_lambda_level_powertools_reads_back(level):
     lambda_level = TEMPLATE["Mappings"]["ApplicationLogLevels"][level]["Level"]
     assert lambda_level in LAMBDA_APPLICATION_LOG_LEVELS
     # Powertools gives AWS_LAMBDA_LOG_LEVEL precedence over LOG_LEVEL: it must mean the same level.
-    assert powertools_constants.LAMBDA_ADVANCED_LOGGING_LEVELS[lambda_level] == logging.getLevelName(getattr(logging, level))
+    assert powertools_constants.LAMBDA_ADVANCED_LOGGING_LEVELS[lambda_level] == logging.getLevelName(
+        getattr(logging, level)
+    )
 
 
 # ------------------------------------------------------------------ A8: email filter
@@ -360,7 +374,7 @@ def test_both_dead_letter_queues_alarm_on_any_message(queue):
         for name, a in alarms().items()
         if a["Properties"].get("Dimensions") == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}]
     ]
-    (name, alarm), = matching
+    ((_name, alarm),) = matching
     assert alarm["Properties"]["Namespace"] == "AWS/SQS"
     assert alarm["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
     assert alarm.get("Condition") == RESOURCES[queue].get("Condition")
@@ -410,7 +424,7 @@ def secret_reading_functions():
 def test_secret_readers_may_decrypt_with_the_optional_key_only_through_secrets_manager(name):
     assert name in secret_reading_functions()
     conditional = [p["Fn::If"] for p in FUNCTIONS[name]["Properties"]["Policies"] if "Fn::If" in p]
-    (condition, policy, otherwise), = conditional
+    ((condition, policy, otherwise),) = conditional
     assert condition == "HasSecretsKmsKey" and otherwise == {"Ref": "AWS::NoValue"}
     (statement,) = policy["Statement"]
     assert statement["Action"] == "kms:Decrypt"
@@ -419,7 +433,9 @@ def test_secret_readers_may_decrypt_with_the_optional_key_only_through_secrets_m
         "StringEquals": {"kms:ViaService": {"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"}}
     }
     pattern = PARAMETERS["SecretsKmsKeyArn"]["AllowedPattern"]
-    assert re.fullmatch(pattern, "") and re.fullmatch(pattern, "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab")
+    assert re.fullmatch(pattern, "") and re.fullmatch(
+        pattern, "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    )
     assert not re.fullmatch(pattern, "*") and not re.fullmatch(pattern, "alias/aws/secretsmanager")
 
 
@@ -435,7 +451,11 @@ def test_only_the_store_and_notify_failure_roles_publish_outcomes():
     assert deny["Principal"] == "*" and deny["Action"] == "sns:Publish"
     allowed = deny["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]
     assert sorted(a["Fn::GetAtt"][0] for a in allowed) == ["NotifyFailureFunctionRole", "StoreFunctionRole"]
-    publishers = [n for n, f in FUNCTIONS.items() if any("SNSPublishMessagePolicy" in p for p in f["Properties"]["Policies"] if isinstance(p, dict))]
+    publishers = [
+        n
+        for n, f in FUNCTIONS.items()
+        if any("SNSPublishMessagePolicy" in p for p in f["Properties"]["Policies"] if isinstance(p, dict))
+    ]
     assert sorted(publishers) == ["NotifyFailureFunction", "StoreFunction"]
 
 
@@ -458,7 +478,9 @@ def test_topics_are_encrypted_with_a_key_whose_policy_lets_the_publishers_use_it
     services = {s["Principal"].get("Service") for s in key["KeyPolicy"]["Statement"]}
     assert {"sns.amazonaws.com", "cloudwatch.amazonaws.com"} <= services
     for name in ("StoreFunction", "NotifyFailureFunction"):
-        statements = [s for p in FUNCTIONS[name]["Properties"]["Policies"] if isinstance(p, dict) for s in p.get("Statement", [])]
+        statements = [
+            s for p in FUNCTIONS[name]["Properties"]["Policies"] if isinstance(p, dict) for s in p.get("Statement", [])
+        ]
         (kms,) = [s for s in statements if s["Resource"] == {"Fn::GetAtt": ["NotificationsKey", "Arn"]}]
         assert set(kms["Action"]) == {"kms:GenerateDataKey", "kms:Decrypt"}
 

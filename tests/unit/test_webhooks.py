@@ -6,6 +6,7 @@ import hmac
 import json
 import random
 import socket
+from typing import ClassVar
 
 import pytest
 import requests
@@ -50,7 +51,7 @@ def test_signature_is_hmac_sha256_of_id_timestamp_body():
     # Cross-check against the definition, independently of the standardwebhooks package.
     key = base64.b64decode(SPEC_SECRET.removeprefix("whsec_"))
     digest = hmac.new(key, f"{SPEC_ID}.{SPEC_TIMESTAMP}.".encode() + SPEC_BODY, hashlib.sha256).digest()
-    assert SPEC_SIGNATURE == "v1," + base64.b64encode(digest).decode()
+    assert "v1," + base64.b64encode(digest).decode() == SPEC_SIGNATURE
 
 
 def test_rotation_signs_with_every_secret_and_each_verifies():
@@ -195,7 +196,7 @@ def test_post_is_sent_with_connect_and_read_timeouts_and_without_redirects(monke
 
     class Answer:
         status_code = 200
-        headers = {}
+        headers: ClassVar[dict[str, str]] = {}
 
     def post(session, url, **kwargs):
         seen.update(kwargs)
@@ -210,7 +211,12 @@ def test_post_is_sent_with_connect_and_read_timeouts_and_without_redirects(monke
 @responses.activate
 @pytest.mark.parametrize(
     "url, allow_insecure",
-    [("http://hooks.example.com/x", False), ("http://127.0.0.1:9000/x", False), ("https://10.0.0.5/x", False), ("http://10.0.0.5/x", True)],
+    [
+        ("http://hooks.example.com/x", False),
+        ("http://127.0.0.1:9000/x", False),
+        ("https://10.0.0.5/x", False),
+        ("http://10.0.0.5/x", True),
+    ],
 )
 def test_unsafe_url_is_never_called(url, allow_insecure):
     result = webhooks.deliver(url, OUTCOME, SECRET, "msg_1", attempt=1, allow_insecure=allow_insecure)

@@ -123,7 +123,12 @@ def _write(table: str, provider: str, data: dict, version: int | None) -> bool:
 
 
 def _update(
-    table: str, provider: str, change: Callable[[dict, float], Decision | None], *, clock: Callable[[], float], pause: Callable[[float], None]
+    table: str,
+    provider: str,
+    change: Callable[[dict, float], Decision | None],
+    *,
+    clock: Callable[[], float],
+    pause: Callable[[float], None],
 ) -> Decision | None:
     """Read, apply ``change`` (which edits the data in place and returns the decision), write
     conditionally; again on a conflict. ``change`` returning a decision with ``details["write"]``
@@ -226,7 +231,9 @@ def release(*, table: str, provider: str, job_key: str) -> None:
             raise
 
 
-def renew(*, table: str, provider: str, job_key: str, lease_seconds: float, expected_end: float, now: float | None = None) -> None:
+def renew(
+    *, table: str, provider: str, job_key: str, lease_seconds: float, expected_end: float, now: float | None = None
+) -> None:
     """Extend a running job's lease (Poll calls it each window)."""
     now = time.time() if now is None else now
     try:
@@ -304,7 +311,7 @@ def before_create(state: dict) -> None:
     ``i2v.spend``): raise a PipelineError to fail the job before anything is paid for.
     """
     try:
-        from i2v import spend  # noqa: PLC0415 - optional module, present once spend caps exist
+        from i2v import spend
     except ImportError:
         return
     check = getattr(spend, "check_before_create", None)

@@ -4,7 +4,7 @@ Created lazily so tests can start moto first, and so the local stack only has to
 AWS_ENDPOINT_URL. Timeouts are explicit: a hung AWS call must not eat a Lambda's budget.
 """
 
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import boto3
 from aws_lambda_powertools.utilities import parameters
@@ -19,7 +19,7 @@ SECRET_MAX_AGE_SECONDS = 300
 _CONFIG = Config(connect_timeout=3, read_timeout=8, retries={"mode": "standard", "total_max_attempts": 3})
 
 
-@lru_cache(maxsize=None)
+@cache
 def client(service: str):
     return boto3.client(service, config=_CONFIG)
 

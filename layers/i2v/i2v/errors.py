@@ -56,7 +56,9 @@ class ProviderTransientError(ProviderError):
 
     code = "ProviderUnavailable"
 
-    def __init__(self, message: str, *, code: str | None = None, status: int | None = None, retry_after: float | None = None):
+    def __init__(
+        self, message: str, *, code: str | None = None, status: int | None = None, retry_after: float | None = None
+    ):
         super().__init__(message, code=code)
         self.status = status
         self.retry_after = retry_after

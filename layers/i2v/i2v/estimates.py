@@ -10,6 +10,7 @@ MIN_SAMPLES samples, the documented defaults below are mixed in as if they were 
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import asdict, dataclass
 
@@ -71,10 +72,8 @@ def default_estimate(provider: str, options: dict | None, override_seconds: floa
     factor = 1.0
     for name, table in FACTORS.items():
         factor *= table.get(str(options.get(name)), 1.0)
-    try:
+    with contextlib.suppress(TypeError, ValueError):
         factor *= max(1.0, float(options.get("duration") or 5) / 5.0)
-    except (TypeError, ValueError):
-        pass
     return Estimate(low * factor, p50 * factor, p90 * factor, 0, "defaults")
 
 
@@ -91,7 +90,7 @@ def estimate_from(samples: list[float], defaults: Estimate) -> Estimate:
         return defaults
     points, source = recent, "history"
     if len(recent) < MIN_SAMPLES:
-        points, source = recent + [defaults.low, defaults.p50, defaults.p90], "mixed"
+        points, source = [*recent, defaults.low, defaults.p50, defaults.p90], "mixed"
     low, p50, p90 = quantile(points, 0.1), quantile(points, 0.5), quantile(points, 0.9)
     return Estimate(round(low, 1), round(p50, 1), round(max(p90, p50), 1), len(recent), source)
 

@@ -125,9 +125,7 @@ def _open(url: str, settings: Settings, what: str) -> requests.Response:
     for _ in range(MAX_REDIRECTS + 1):
         session = pinned_session(_check(url, allowed, settings, what))
         try:
-            response = session.get(
-                url, stream=True, allow_redirects=False, timeout=TIMEOUT, headers=REQUEST_HEADERS
-            )
+            response = session.get(url, stream=True, allow_redirects=False, timeout=TIMEOUT, headers=REQUEST_HEADERS)
         except requests.RequestException as exc:
             session.close()
             raise ResultDownloadTransientError(
@@ -154,7 +152,9 @@ def _open(url: str, settings: Settings, what: str) -> requests.Response:
         )
     if not 200 <= response.status_code < 300:  # a 3xx without Location is not a video either
         _close(response)
-        raise ResultFetchError(f"the provider's {what} could not be downloaded (HTTP {response.status_code} from {_host(url)})")
+        raise ResultFetchError(
+            f"the provider's {what} could not be downloaded (HTTP {response.status_code} from {_host(url)})"
+        )
     return response
 
 
@@ -290,7 +290,10 @@ def with_retries(
             if attempt == attempts:
                 raise
             delay = random.uniform(0, min(RETRY_MAX_DELAY_SECONDS, RETRY_BASE_DELAY_SECONDS * 2 ** (attempt - 1)))
-            logger.info("download failed; trying again", extra={"what": what, "attempt": attempt, "delay": round(delay, 2), "reason": exc.message})
+            logger.info(
+                "download failed; trying again",
+                extra={"what": what, "attempt": attempt, "delay": round(delay, 2), "reason": exc.message},
+            )
             sleep(delay)
     raise AssertionError("unreachable")
 
@@ -318,7 +321,12 @@ def copy_results(
         try:
             thumbnail = with_retries(
                 lambda: fetch_to_s3(
-                    thumbnail_url, bucket=bucket, key=keys["thumbnail"], content_type="image/jpeg", settings=settings, what="thumbnail"
+                    thumbnail_url,
+                    bucket=bucket,
+                    key=keys["thumbnail"],
+                    content_type="image/jpeg",
+                    settings=settings,
+                    what="thumbnail",
                 ),
                 sleep=sleep,
                 what="thumbnail",

@@ -144,9 +144,7 @@ def _decode(data: bytes) -> tuple[Image.Image, tuple[int, int]]:
             image.draft("RGB", reduce_to)
         image.load()
     except Image.DecompressionBombError as exc:
-        raise ImageError(
-            f"the image has too many pixels to process safely ({exc})", code="ImageTooLarge"
-        ) from exc
+        raise ImageError(f"the image has too many pixels to process safely ({exc})", code="ImageTooLarge") from exc
     except UnidentifiedImageError as exc:
         raise ImageError(
             "the upload is not an image Pillow can read (its bytes match no known image format)",

@@ -28,7 +28,7 @@ and by DynamoDB's TTL after RESULT_LINK_HOURS otherwise), which Store reads to d
 import hashlib
 import json
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
@@ -108,7 +108,7 @@ def execution_name(key: str) -> str:
 
 
 def isoformat(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_time(text: str) -> datetime:
@@ -213,9 +213,11 @@ def _ttl(now: datetime) -> str:
 
 
 def get_record(key: str, settings: Settings) -> dict | None:
-    item = client("dynamodb").get_item(
-        TableName=settings.jobs_table, Key={"job_key": {"S": key}}, ConsistentRead=True
-    ).get("Item")
+    item = (
+        client("dynamodb")
+        .get_item(TableName=settings.jobs_table, Key={"job_key": {"S": key}}, ConsistentRead=True)
+        .get("Item")
+    )
     if item is None:
         return None
     record = {name: next(iter(value.values())) for name, value in item.items()}
@@ -296,13 +298,17 @@ def keep_result_links(key: str, job: ProviderJob, *, settings: Settings, now: da
 def result_links(state: dict, *, settings: Settings) -> dict:
     """The links to download a completed job's results from: the kept ones when there are
     any (they expire with DynamoDB's TTL, so check the time too), else the job state's own."""
-    item = client("dynamodb").get_item(
-        TableName=settings.jobs_table,
-        Key={"job_key": {"S": state["job_key"] + RESULT_LINK_SUFFIX}},
-        ConsistentRead=True,
-    ).get("Item")
+    item = (
+        client("dynamodb")
+        .get_item(
+            TableName=settings.jobs_table,
+            Key={"job_key": {"S": state["job_key"] + RESULT_LINK_SUFFIX}},
+            ConsistentRead=True,
+        )
+        .get("Item")
+    )
     fallback = dict(state.get("result") or {})
-    if not item or int(item["expires_at"]["N"]) < datetime.now(timezone.utc).timestamp():
+    if not item or int(item["expires_at"]["N"]) < datetime.now(UTC).timestamp():
         return fallback
     return {name: (item.get(name) or {}).get("S") or fallback.get(name) for name in ("video_url", "thumbnail_url")}
 
@@ -362,7 +368,7 @@ def record_outcome(outcome: dict, *, settings: Settings, now: datetime | None = 
     Idempotent (the same outcome writes the same values), so the notifier may call it on every
     attempt. A job that failed before its create call has no record yet: this creates it.
     """
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     source = outcome.get("source") or {}
     durations = outcome.get("durations") or {}
     cost = outcome.get("cost") or {}

@@ -16,7 +16,7 @@ import textwrap
 import time
 import unicodedata
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
@@ -81,7 +81,7 @@ class OutcomePublishError(RuntimeError):
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _parse_time(text: str | None) -> datetime | None:
@@ -92,7 +92,7 @@ def _parse_time(text: str | None) -> datetime | None:
         moment = jobs.parse_time(text)
     except ValueError:
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def outcome_from_job(
@@ -108,7 +108,11 @@ def outcome_from_job(
         raise ValueError(f"status must be 'succeeded' or 'failed' (got {status!r})")
     finished = finished_at or _now()
     if status == "failed":
-        error = error or job.get("error") or {"code": "InternalError", "message": "the job failed without a recorded reason"}
+        error = (
+            error
+            or job.get("error")
+            or {"code": "InternalError", "message": "the job failed without a recorded reason"}
+        )
         output = None
     else:
         error = None
@@ -178,7 +182,11 @@ def _cost_text(cost: dict | None) -> str:
         return "not reported"
     if cost.get("credits") is not None:
         credits = cost["credits"]
-        return f"{credits:g} credit{'s' if credits != 1 else ''}" if isinstance(credits, (int, float)) else f"{credits} credits"
+        return (
+            f"{credits:g} credit{'s' if credits != 1 else ''}"
+            if isinstance(credits, (int, float))
+            else f"{credits} credits"
+        )
     amount, currency = cost.get("amount"), cost.get("currency") or ""
     if amount is None:
         return "not reported"
@@ -190,7 +198,9 @@ def _options_lines(options: dict) -> list:
         return ["  (provider defaults)"]
     ordered = [name for name in OPTION_NAMES if name in options] + sorted(set(options) - set(OPTION_NAMES))
     width = max(len(name) for name in ordered) + 1
-    return [f"  {(name.replace('_', ' ') + ':').ljust(width + 1)} {_option_value(name, options[name])}" for name in ordered]
+    return [
+        f"  {(name.replace('_', ' ') + ':').ljust(width + 1)} {_option_value(name, options[name])}" for name in ordered
+    ]
 
 
 def _option_value(name: str, value) -> str:
@@ -202,7 +212,7 @@ def _option_value(name: str, value) -> str:
 
 
 def _utc_text(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def email_text(outcome: dict, *, presign_expiry_seconds: int) -> str:
@@ -225,7 +235,9 @@ def email_text(outcome: dict, *, presign_expiry_seconds: int) -> str:
     if outcome["status"] == "succeeded":
         output = outcome.get("output") or {}
         finished = _parse_time(outcome.get("finished_at")) or _now()
-        expires = _parse_time(output.get("download_url_expires_at")) or finished + timedelta(seconds=presign_expiry_seconds)
+        expires = _parse_time(output.get("download_url_expires_at")) or finished + timedelta(
+            seconds=presign_expiry_seconds
+        )
         # The requested expiry is only an upper bound: a link signed with a Lambda role's
         # temporary credentials stops working when those credentials expire.
         validity = (
@@ -292,9 +304,12 @@ def success_started(record: dict) -> bool:
 def notified_status(job_key: str) -> str | None:
     """The outcome ("succeeded" or "failed") once it went out on both channels; None before."""
     settings = Settings.from_env()
-    record = client("dynamodb").get_item(
-        TableName=settings.jobs_table, Key={"job_key": {"S": job_key}}, ConsistentRead=True
-    ).get("Item") or {}
+    record = (
+        client("dynamodb")
+        .get_item(TableName=settings.jobs_table, Key={"job_key": {"S": job_key}}, ConsistentRead=True)
+        .get("Item")
+        or {}
+    )
     return (record.get("notified_status") or {}).get("S") if _is_done(record) else None
 
 
@@ -441,7 +456,9 @@ def _put_event(settings: Settings, outcome: dict) -> str:
     )
     entry = (answer.get("Entries") or [{}])[0]
     if answer.get("FailedEntryCount") or not entry.get("EventId"):
-        raise OutcomePublishError(f"EventBridge refused the event: {entry.get('ErrorCode')} {entry.get('ErrorMessage')}")
+        raise OutcomePublishError(
+            f"EventBridge refused the event: {entry.get('ErrorCode')} {entry.get('ErrorMessage')}"
+        )
     return entry["EventId"]
 
 

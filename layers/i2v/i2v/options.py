@@ -4,6 +4,7 @@ Everything here runs before any paid call, so a job that cannot succeed fails wi
 naming the option, the allowed values and the value received, and costs nothing.
 """
 
+import contextlib
 import email.errors
 import unicodedata
 from collections.abc import Mapping
@@ -89,13 +90,15 @@ def split_provider(metadata: Mapping[str, str], default: str) -> tuple[str, dict
     """The provider an upload asks for (metadata ``provider=``, else ``default``) and the rest of
     its metadata, which are the options validated against that provider."""
     rest = {key: value for key, value in metadata.items() if normalise_key(key) != PROVIDER_KEY}
-    asked = [decode_value(str(value)).strip().lower() for key, value in metadata.items() if normalise_key(key) == PROVIDER_KEY]
+    asked = [
+        decode_value(str(value)).strip().lower()
+        for key, value in metadata.items()
+        if normalise_key(key) == PROVIDER_KEY
+    ]
     if not asked or not asked[0]:
         return default, rest
     if len(asked) > 1 or asked[0] not in PROVIDERS:
-        raise InvalidOptionError(
-            f"provider must be one of {', '.join(PROVIDERS)} (got {', '.join(map(repr, asked))})"
-        )
+        raise InvalidOptionError(f"provider must be one of {', '.join(PROVIDERS)} (got {', '.join(map(repr, asked))})")
     return asked[0], rest
 
 
@@ -153,10 +156,8 @@ def requested_options(provider: str, defaults: Mapping[str, str], metadata: Mapp
     allowed = OPTIONS_BY_PROVIDER.get(provider, ())
     merged = {key: value for key, value in defaults.items() if key in allowed}
     for key, value in metadata.items():
-        try:
+        with contextlib.suppress(InvalidOptionError):
             value = decode_value(str(value))
-        except InvalidOptionError:
-            pass
         merged[normalise_key(key)] = value
     return {key: _visible(value) if isinstance(value, str) else value for key, value in merged.items()}
 

@@ -26,7 +26,11 @@ class Field:
     meaning: str
 
     def fresh_default(self):
-        return list(self.default) if isinstance(self.default, list) else (dict(self.default) if isinstance(self.default, dict) else self.default)
+        return (
+            list(self.default)
+            if isinstance(self.default, list)
+            else (dict(self.default) if isinstance(self.default, dict) else self.default)
+        )
 
 
 NUMBER = (int, float)
@@ -51,7 +55,13 @@ FIELDS: tuple[Field, ...] = (
     Field("max_wait_minutes", (int,), 30, "submit", "the deadline's length"),
     Field("max_queue_minutes", (int,), 60, "submit", "how long a job may wait for admission"),
     Field("poll_interval_seconds", (int,), 5, "submit", "the provider's check cadence"),
-    Field("poll_strategy", (str,), "predicted", "submit", "`predicted` (estimate + check window) or `fixed` (one check per Wait)"),
+    Field(
+        "poll_strategy",
+        (str,),
+        "predicted",
+        "submit",
+        "`predicted` (estimate + check window) or `fixed` (one check per Wait)",
+    ),
     Field("render_estimate", (dict,), None, "admit", "{low, p50, p90, samples, source} in seconds"),
     Field("wait_seconds", NUMBER, 0, "admit, poll", "how long the next Wait state lasts"),
     Field("reserved_at", NUMBER, None, "admit", "the create time admission reserved for this job (epoch seconds)"),
@@ -79,8 +89,12 @@ def parse(event: Any) -> dict:
     state = {}
     for f in FIELDS:
         value = event.get(f.name, f.fresh_default())
-        if value is not None and not (isinstance(value, f.types) and not (isinstance(value, bool) and bool not in f.types)):
-            raise InvalidJobStateError(f"job state field {f.name} should be {'/'.join(t.__name__ for t in f.types)}, got {type(value).__name__}")
+        if value is not None and not (
+            isinstance(value, f.types) and not (isinstance(value, bool) and bool not in f.types)
+        ):
+            raise InvalidJobStateError(
+                f"job state field {f.name} should be {'/'.join(t.__name__ for t in f.types)}, got {type(value).__name__}"
+            )
         state[f.name] = value
     if state["status"] not in STATUSES:
         raise InvalidJobStateError(f"unknown job status {state['status']!r}")

@@ -11,7 +11,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from aws_lambda_powertools import Logger
 
@@ -33,7 +33,7 @@ LEASE_GRACE_SECONDS = admission.LEASE_GRACE_SECONDS
 
 
 def _iso(epoch: float) -> str:
-    return jobs.isoformat(datetime.fromtimestamp(epoch, timezone.utc))
+    return jobs.isoformat(datetime.fromtimestamp(epoch, UTC))
 
 
 def _epoch(text: str | None) -> float | None:
@@ -108,13 +108,17 @@ def admit(
             return _queue_timeout(state, (decision.reserved_at - queued_at) / 60)
         state["wait_seconds"] = max(1, min(decision.wait_seconds, math.ceil(queue_deadline - now)))
         state["reserved_at"] = decision.reserved_at
-        logger.info("waiting for an admission slot", extra={"reason": decision.reason, "wait_seconds": state["wait_seconds"]})
+        logger.info(
+            "waiting for an admission slot", extra={"reason": decision.reason, "wait_seconds": state["wait_seconds"]}
+        )
         return state
 
     state["reserved_at"] = None
     try:
         admission.before_create(state)
-        image_url = storage.presign_get(state["image"]["bucket"], state["image"]["key"], settings.presign_expiry_seconds)
+        image_url = storage.presign_get(
+            state["image"]["bucket"], state["image"]["key"], settings.presign_expiry_seconds
+        )
         created_at = clock()
         job = jobs.ensure_provider_job(
             state["job_key"],
@@ -122,7 +126,7 @@ def admit(
             image_url,
             state["options"],
             settings=settings,
-            now=datetime.now(timezone.utc),
+            now=datetime.now(UTC),
             source=state["source"],
         )
     except ProviderTransientError as exc:
@@ -139,7 +143,9 @@ def admit(
     state["deadline"] = _iso(created_at + 60 * state["max_wait_minutes"])
     jobs.apply_provider_job(state, job)
     if job.rate_limit:
-        admission.learn_limit(table=settings.control_table, provider=provider.name, rate_limit=job.rate_limit, clock=clock, pause=pause)
+        admission.learn_limit(
+            table=settings.control_table, provider=provider.name, rate_limit=job.rate_limit, clock=clock, pause=pause
+        )
     if state["status"] != RUNNING:
         state["provider_finished_at"] = _iso(clock())
         release_slot(state, settings)
@@ -156,7 +162,12 @@ def _refused(state: dict, exc: ProviderTransientError, settings: Settings, *, cl
     if exc.status == 429:
         retry_after = exc.retry_after if exc.retry_after is not None else CREATE_RETRY_BASE_SECONDS
         admission.rate_limited(
-            table=settings.control_table, provider=state["provider"], job_key=state["job_key"], retry_after=retry_after, clock=clock, pause=pause
+            table=settings.control_table,
+            provider=state["provider"],
+            job_key=state["job_key"],
+            retry_after=retry_after,
+            clock=clock,
+            pause=pause,
         )
         wait = retry_after + random.uniform(0, max(1.0, retry_after / 2))
     else:
@@ -165,7 +176,10 @@ def _refused(state: dict, exc: ProviderTransientError, settings: Settings, *, cl
         wait = exc.retry_after if exc.retry_after is not None else random.uniform(ceiling / 2, ceiling)
     state["wait_seconds"] = max(1, math.ceil(wait))
     state["status"] = QUEUED
-    logger.info("create refused before any work started; waiting", extra={"status": exc.status, "wait_seconds": state["wait_seconds"]})
+    logger.info(
+        "create refused before any work started; waiting",
+        extra={"status": exc.status, "wait_seconds": state["wait_seconds"]},
+    )
     return state
 
 
@@ -200,7 +214,12 @@ def poll(
     else:
         budget = max(0.0, remaining_seconds() - polling.END_MARGIN_SECONDS)
         end = polling.window_end(
-            created_at=created_at, p90=float(estimate["p90"]), cadence=cadence, now=now, deadline=deadline, max_window=budget
+            created_at=created_at,
+            p90=float(estimate["p90"]),
+            cadence=cadence,
+            now=now,
+            deadline=deadline,
+            max_window=budget,
         )
     job_id = state["provider_job_id"]
     result = polling.run_window(
@@ -211,13 +230,15 @@ def poll(
         last_checked_at=state["last_checked_at"],
         clock=clock,
         sleep=sleep,
-        on_transient=lambda exc: logger.info("status check failed; next one at the cadence", extra={"reason": str(exc)}),
+        on_transient=lambda exc: logger.info(
+            "status check failed; next one at the cadence", extra={"reason": str(exc)}
+        ),
     )
     state["checks"] += result.checks
     state["last_checked_at"] = result.last_checked_at
     if result.job is not None and result.job.status != RUNNING:
         # Signed result links stay out of the state (and the execution history): kept aside for Store.
-        jobs.keep_result_links(state["job_key"], result.job, settings=settings, now=datetime.now(timezone.utc))
+        jobs.keep_result_links(state["job_key"], result.job, settings=settings, now=datetime.now(UTC))
         jobs.apply_provider_job(state, result.job)
         state["provider_finished_at"] = _iso(result.last_checked_at)
         state["wait_seconds"] = 0
@@ -232,7 +253,9 @@ def poll(
     if state["poll_strategy"] == FIXED:
         state["wait_seconds"] = state["poll_interval_seconds"]
     else:
-        state["wait_seconds"] = polling.fallback_wait(created_at=created_at, cadence=cadence, now=now, deadline=deadline)
+        state["wait_seconds"] = polling.fallback_wait(
+            created_at=created_at, cadence=cadence, now=now, deadline=deadline
+        )
     if settings.control_table:
         admission.renew(
             table=settings.control_table,

@@ -16,7 +16,7 @@ import math
 import random
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import requests
 from standardwebhooks.webhooks import Webhook
@@ -81,7 +81,7 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> dict:
     ``secret`` is ``whsec_`` + base64; several secrets separated by spaces (during a
     rotation) give one signature each, space-separated, as the specification allows.
     """
-    when = datetime.fromtimestamp(int(timestamp), tz=timezone.utc)
+    when = datetime.fromtimestamp(int(timestamp), tz=UTC)
     text = body.decode("utf-8")
     signatures = [Webhook(secret_key(one)).sign(msg_id, when, text) for one in secret.split()]
     if not signatures:
@@ -133,12 +133,12 @@ def visibility_timeout(delay_seconds: int, seconds_since_receipt: float) -> int:
 def backoff_delay(attempt: int, *, rng: random.Random | None = None) -> int:
     """Exponential backoff with full jitter: uniform(0, min(cap, base * 2**(attempt-1)))."""
     ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(attempt - 1, 0))
-    return int(round((rng or random).uniform(0, ceiling)))
+    return round((rng or random).uniform(0, ceiling))
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> int | None:
     """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), or None."""
-    seconds = retry_after_seconds(value, now=None if now is None else datetime.fromtimestamp(now, timezone.utc))
+    seconds = retry_after_seconds(value, now=None if now is None else datetime.fromtimestamp(now, UTC))
     return None if seconds is None else min(int(seconds), MAX_DELAY_SECONDS)
 
 

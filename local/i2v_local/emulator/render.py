@@ -96,8 +96,7 @@ def render_video(
         pan_x = f"(iw-iw/zoom)*(0.5+0.3*on/{frames})"
         pan_y = "(ih-ih/zoom)/2"
         video_filter = (
-            f"zoompan=z='{zoom}':x='{pan_x}':y='{pan_y}':d={frames}:s={width}x{height}:fps={FPS},"
-            "format=yuv420p"
+            f"zoompan=z='{zoom}':x='{pan_x}':y='{pan_y}':d={frames}:s={width}x{height}:fps={FPS},format=yuv420p"
         )
         cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(still)]
         if sound:

@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
@@ -80,7 +80,7 @@ class _BadRequest(Exception):
 
 
 def _now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _is_int(value) -> bool:
@@ -293,7 +293,7 @@ class ProviderEmulator:
 
     # --- lifecycle ---------------------------------------------------------------------
 
-    def start(self) -> "ProviderEmulator":
+    def start(self) -> ProviderEmulator:
         if self._server is not None:
             return self
         self._stopping.clear()
@@ -336,7 +336,7 @@ class ProviderEmulator:
             shutil.rmtree(self._files_dir, ignore_errors=True)
         logger.info("provider emulator stopped")
 
-    def __enter__(self) -> "ProviderEmulator":
+    def __enter__(self) -> ProviderEmulator:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:
@@ -523,7 +523,14 @@ class ProviderEmulator:
                 self._active_renders += 1
             try:
                 render_video(
-                    image, video, still, width=width, height=height, duration=duration, sound=sound, cancel=self._stopping
+                    image,
+                    video,
+                    still,
+                    width=width,
+                    height=height,
+                    duration=duration,
+                    sound=sound,
+                    cancel=self._stopping,
                 )
             except RenderError as exc:
                 logger.error("render of %s failed: %s", job_id, exc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -273,10 +274,8 @@ def _receive_all(sqs, url: str, hide_seconds: int) -> list[dict]:
 
 def _show_again(sqs, url: str, messages: list[dict]) -> None:
     for message in messages:
-        try:
+        with contextlib.suppress(ClientError):
             sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0)
-        except ClientError:
-            pass
 
 
 def _submit_row(message: dict) -> dict:

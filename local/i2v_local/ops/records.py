@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 STATUS_INDEX = "ByStatus"  # i2v.jobs.STATUS_INDEX (the layer is not imported: the CLI runs anywhere)
 STATUSES = ("running", "succeeded", "failed")
@@ -22,10 +23,8 @@ def plain(item: dict) -> dict:
         record[name] = value
     for name in ("outcome", "provider_job"):
         if isinstance(record.get(name), str):
-            try:
+            with contextlib.suppress(ValueError):
                 record[name] = json.loads(record[name])
-            except ValueError:
-                pass
     return record
 
 
@@ -84,7 +83,7 @@ def parse_since(text: str | None, now: datetime | None = None) -> str | None:
     ISO form the records use (UTC, `...Z`), which sorts like time."""
     if not text:
         return None
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     match = _RELATIVE.match(text.strip())
     if match:
         unit = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[match.group(2)]
@@ -95,8 +94,8 @@ def parse_since(text: str | None, now: datetime | None = None) -> str | None:
         except ValueError:
             raise ValueError(f"--since: expected a date, a time (ISO 8601) or 30m / 24h / 7d, got {text!r}") from None
         if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def cost_of(record: dict) -> tuple[float | None, float | None]:

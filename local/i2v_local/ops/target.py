@@ -76,7 +76,7 @@ def outputs_of_stack(cloudformation, stack_name: str) -> dict:
         raise TargetError(f"stack {stack_name} does not exist")
     stack = stacks[0]
     status = stack.get("StackStatus", "")
-    if status.endswith("_FAILED") and not stack.get("Outputs") or status == "DELETE_COMPLETE":
+    if (status.endswith("_FAILED") and not stack.get("Outputs")) or status == "DELETE_COMPLETE":
         raise TargetError(f"stack {stack_name} is {status}")
     return {o["OutputKey"]: o.get("OutputValue", "") for o in stack.get("Outputs") or []}
 

@@ -38,10 +38,18 @@ def draw() -> Image.Image:
     pen.polygon([(1170, 200), (1150, 235), (1190, 235)], fill=(60, 50, 60))
     # two boats
     for bx, size in ((600, 1.0), (760, 0.6)):
-        hull = [(bx, 470), (bx + 160 * size, 470), (bx + 130 * size, 470 + 30 * size), (bx + 25 * size, 470 + 30 * size)]
+        hull = [
+            (bx, 470),
+            (bx + 160 * size, 470),
+            (bx + 130 * size, 470 + 30 * size),
+            (bx + 25 * size, 470 + 30 * size),
+        ]
         pen.polygon(hull, fill=(120, 40, 35))
         pen.line([(bx + 80 * size, 470), (bx + 80 * size, 470 - 140 * size)], fill=(40, 30, 30), width=3)
-        pen.polygon([(bx + 84 * size, 330 * size + 470 * (1 - size) + 0), (bx + 84 * size, 462), (bx + 150 * size, 462)], fill=(235, 230, 215))
+        pen.polygon(
+            [(bx + 84 * size, 330 * size + 470 * (1 - size) + 0), (bx + 84 * size, 462), (bx + 150 * size, 462)],
+            fill=(235, 230, 215),
+        )
     return image
 
 

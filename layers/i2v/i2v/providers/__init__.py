@@ -28,8 +28,8 @@ SESSION = requests.Session()
 __all__ = [
     "COMPLETED",
     "FAILED",
-    "RUNNING",
     "PROVIDER_CLASSES",
+    "RUNNING",
     "Provider",
     "ProviderJob",
     "get_provider",

@@ -208,7 +208,9 @@ class ProviderHttp:
             logger.info("retrying provider create", extra={"attempt": attempt, "delay": delay, "problem": last_problem})
             self.sleep(delay)
         raise ProviderTransientError(
-            f"provider unavailable after {attempt} attempt(s): {last_problem}", status=last_status, retry_after=retry_after
+            f"provider unavailable after {attempt} attempt(s): {last_problem}",
+            status=last_status,
+            retry_after=retry_after,
         )
 
     def get(self, path: str) -> dict:
