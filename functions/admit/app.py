@@ -10,8 +10,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from i2v import state, steps
-from i2v.config import Settings
 from i2v.providers import get_provider
+from i2v.settings import AdmitSettings
 
 logger = Logger()
 metrics = Metrics()
@@ -20,7 +20,7 @@ metrics = Metrics()
 @logger.inject_lambda_context(correlation_id_path="job_key")
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    settings = Settings.from_env()
+    settings = AdmitSettings.from_env()
     job = state.parse(event)
     provider = get_provider(
         settings, name=job["provider"], remaining_ms=context.get_remaining_time_in_millis, create_attempts=1

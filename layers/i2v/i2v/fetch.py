@@ -21,9 +21,9 @@ import urllib3
 from aws_lambda_powertools import Logger
 
 from i2v import storage
-from i2v.config import Settings
 from i2v.errors import ResultDownloadTransientError, ResultFetchError
 from i2v.providers import PROVIDER_CLASSES
+from i2v.settings import ResultFetchSettings as Settings
 from i2v.urlsafety import CheckedUrl, UnsafeUrlError, check_url, pinned_session
 
 logger = Logger(child=True)

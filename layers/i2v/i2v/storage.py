@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from functools import lru_cache
 from pathlib import PurePosixPath
+from typing import Any
 
 import boto3
 from botocore.config import Config
@@ -48,7 +49,7 @@ def _sigv4_s3():
 def _sigv4_s3_for(endpoint_url: str | None, region: str):
     # Cached per endpoint: tests and the local stack switch endpoints between runs.
     style = "path" if endpoint_url else "virtual"
-    s3_config = {"addressing_style": style, "us_east_1_regional_endpoint": "regional"}
+    s3_config: Any = {"addressing_style": style, "us_east_1_regional_endpoint": "regional"}
     config = client("s3").meta.config.merge(Config(signature_version="s3v4", s3=s3_config))
     return boto3.client("s3", region_name=region, endpoint_url=endpoint_url, config=config)
 
