@@ -37,7 +37,7 @@ def reset_clients() -> None:
 
 
 @lru_cache(maxsize=4)
-def _secrets(secretsmanager) -> parameters.SecretsProvider:
+def _secrets(secretsmanager: Any) -> parameters.SecretsProvider:
     # One Powertools provider (and its value cache) per shared client: when clients are reset
     # (tests, or the local stack moving to a new endpoint), a stale value is not served from cache.
     return parameters.SecretsProvider(boto3_client=secretsmanager)

@@ -131,7 +131,7 @@ def _open(url: str, settings: Settings, what: str) -> requests.Response:
             raise ResultDownloadTransientError(
                 f"the provider's {what} could not be downloaded from {_host(url)}: {exc.__class__.__name__}"
             ) from exc
-        response.pinned_session = session  # closed with the response
+        response.pinned_session = session  # type: ignore[attr-defined]  # closed with the response
         if not response.is_redirect:
             break
         location = response.headers.get("Location", "")

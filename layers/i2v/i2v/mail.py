@@ -123,7 +123,7 @@ def _options_lines(options: dict) -> list:
     ]
 
 
-def _option_value(name: str, value) -> str:
+def _option_value(name: str, value: object) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if name == "duration":

@@ -272,7 +272,7 @@ def _nohuman(options: Mapping) -> dict:
     return resolved
 
 
-def _cfg_scale(value) -> float:
+def _cfg_scale(value: object) -> float:
     if value is None or str(value).strip() == "":
         return 0.5
     try:
@@ -284,7 +284,7 @@ def _cfg_scale(value) -> float:
     return number
 
 
-def _bool(name: str, value, default: bool) -> bool:
+def _bool(name: str, value: object, default: bool) -> bool:
     if isinstance(value, bool):
         return value
     if value is None or str(value).strip() == "":

@@ -292,6 +292,20 @@ class ResultFetchSettings(Protocol):
     def max_result_bytes(self) -> int: ...
 
 
+class WorkLayout(Protocol):
+    """storage.work_key: where normalised inputs go."""
+
+    @property
+    def work_prefix(self) -> str: ...
+
+
+class OutputLayout(Protocol):
+    """storage.output_keys: where videos, thumbnails and manifests go."""
+
+    @property
+    def output_prefix(self) -> str: ...
+
+
 class ControlSettings(Protocol):
     """steps: the admission control table (slots, render-time samples)."""
 

@@ -25,7 +25,7 @@ class Field:
     set_by: str
     meaning: str
 
-    def fresh_default(self):
+    def fresh_default(self) -> Any:
         return (
             list(self.default)
             if isinstance(self.default, list)
@@ -104,7 +104,7 @@ def parse(event: Any) -> dict:
     return state
 
 
-def new(**values) -> dict:
+def new(**values: Any) -> dict:
     state = {f.name: f.fresh_default() for f in FIELDS}
     unknown = set(values) - set(FIELD_NAMES)
     if unknown:

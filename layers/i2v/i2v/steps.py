@@ -168,7 +168,14 @@ def admit(
     return state
 
 
-def _refused(state: dict, exc: ProviderTransientError, settings: AdmitSettings, *, clock, pause) -> dict:
+def _refused(
+    state: dict,
+    exc: ProviderTransientError,
+    settings: AdmitSettings,
+    *,
+    clock: Callable[[], float],
+    pause: Callable[[float], None],
+) -> dict:
     state["create_attempts"] += 1
     if exc.status == 429:
         retry_after = exc.retry_after if exc.retry_after is not None else CREATE_RETRY_BASE_SECONDS
