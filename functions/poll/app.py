@@ -17,12 +17,18 @@ metrics = Metrics()
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     settings = PollSettings.from_env()
-    job = state.parse(event)
-    provider = get_provider(settings, name=job["provider"], remaining_ms=context.get_remaining_time_in_millis)
-    checks_before = job["checks"]
-    job = steps.poll(
-        job, provider, settings=settings, remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000.0
+    job_state = state.parse(event)
+    provider = get_provider(settings, name=job_state["provider"], remaining_ms=context.get_remaining_time_in_millis)
+    checks_before = job_state["checks"]
+    job_state = steps.poll(
+        job_state,
+        provider,
+        settings=settings,
+        remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000.0,
     )
-    metrics.add_metric(name="ProviderPolls", unit=MetricUnit.Count, value=job["checks"] - checks_before)
-    logger.info("polled", extra={"status": job["status"], "checks": job["checks"], "wait_seconds": job["wait_seconds"]})
-    return job
+    metrics.add_metric(name="ProviderPolls", unit=MetricUnit.Count, value=job_state["checks"] - checks_before)
+    logger.info(
+        "polled",
+        extra={"status": job_state["status"], "checks": job_state["checks"], "wait_seconds": job_state["wait_seconds"]},
+    )
+    return job_state

@@ -20,9 +20,9 @@ metrics = Metrics()
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     settings = PrepareSettings.from_env()
-    job = state.parse(event)
-    job = submission.prepare_job(job, provider_class(job["provider"]), settings=settings)
-    if job["status"] == FAILED:
+    job_state = state.parse(event)
+    job_state = submission.prepare_job(job_state, provider_class(job_state["provider"]), settings=settings)
+    if job_state["status"] == FAILED:
         metrics.add_metric(name="JobsRejected", unit=MetricUnit.Count, value=1)
-    logger.info("prepared", extra={"status": job["status"]})
-    return job
+    logger.info("prepared", extra={"status": job_state["status"]})
+    return job_state

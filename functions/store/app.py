@@ -19,19 +19,19 @@ metrics = Metrics()
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     settings = StoreSettings.from_env()
-    job = state.parse(event)
-    return storing.store_job(job, settings, on_stored=_record_metrics).result()
+    job_state = state.parse(event)
+    return storing.store_job(job_state, settings, on_stored=_record_metrics).result()
 
 
 def _record_metrics(stored: storing.Stored) -> None:
-    job = stored.job_state
+    job_state = stored.job_state
     metrics.add_metric(name="JobsSucceeded", unit=MetricUnit.Count, value=1)
-    if job.get("total_seconds") is not None:  # upload to stored video: the dashboard's p50 / p90
-        metrics.add_metric(name="TimeToVideo", unit=MetricUnit.Seconds, value=job["total_seconds"])
-    if job.get("provider_seconds") is not None:
+    if job_state.get("total_seconds") is not None:  # upload to stored video: the dashboard's p50 / p90
+        metrics.add_metric(name="TimeToVideo", unit=MetricUnit.Seconds, value=job_state["total_seconds"])
+    if job_state.get("provider_seconds") is not None:
         # The metric keeps its name (dashboards and alarms use it); it measures provider_seconds.
-        metrics.add_metric(name="RenderSeconds", unit=MetricUnit.Seconds, value=job["provider_seconds"])
-    cost = job.get("cost") or {}
+        metrics.add_metric(name="RenderSeconds", unit=MetricUnit.Seconds, value=job_state["provider_seconds"])
+    cost = job_state.get("cost") or {}
     if isinstance(cost.get("credits"), (int, float)):
         metrics.add_metric(name="CreditsUsed", unit=MetricUnit.Count, value=float(cost["credits"]))
     elif isinstance(cost.get("amount"), (int, float)) and cost.get("currency") == "USD":
