@@ -14,7 +14,6 @@ import sys
 import threading
 import time
 import tracemalloc
-from dataclasses import replace
 
 MB = 1024 * 1024
 SIZES_MB = (20, 200)
@@ -85,15 +84,15 @@ def main() -> None:
         _configure_aws(endpoint)
         # Imported after the environment is set: the layer creates its clients on first use.
         from i2v.aws import client, reset_clients
-        from i2v.config import Settings
         from i2v.fetch import fetch_to_s3
+        from i2v.settings import PublishSettings, StoreSettings
 
         reset_clients()
         client("s3").create_bucket(Bucket=BUCKET)
-        settings = replace(
-            Settings.from_env(),
+        settings = StoreSettings(
             provider="nohuman",
             output_bucket=BUCKET,
+            publish=PublishSettings(jobs_table="", topic_arn=""),
             allow_loopback_http=True,
             max_result_bytes=1024 * MB,
         )

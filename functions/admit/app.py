@@ -10,8 +10,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from i2v import state, steps
-from i2v.config import Settings
 from i2v.providers import get_provider
+from i2v.settings import AdmitSettings
 
 logger = Logger()
 metrics = Metrics()
@@ -20,20 +20,24 @@ metrics = Metrics()
 @logger.inject_lambda_context(correlation_id_path="job_key")
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    settings = Settings.from_env()
-    job = state.parse(event)
+    settings = AdmitSettings.from_env()
+    job_state = state.parse(event)
     provider = get_provider(
-        settings, name=job["provider"], remaining_ms=context.get_remaining_time_in_millis, create_attempts=1
+        settings, name=job_state["provider"], remaining_ms=context.get_remaining_time_in_millis, create_attempts=1
     )
-    job = steps.admit(job, provider, settings=settings)
-    if job["status"] == state.QUEUED:
+    job_state = steps.admit(job_state, provider, settings=settings)
+    if job_state["status"] == state.QUEUED:
         metrics.add_metric(name="AdmissionWaits", unit=MetricUnit.Count, value=1)
-    elif job["created_at"]:
+    elif job_state["created_at"]:
         metrics.add_metric(name="JobsSubmitted", unit=MetricUnit.Count, value=1)
-    elif (job["error"] or {}).get("code") == "SpendCapReached":
+    elif (job_state["error"] or {}).get("code") == "SpendCapReached":
         metrics.add_metric(name="SpendCapRejections", unit=MetricUnit.Count, value=1)
     logger.info(
         "admission",
-        extra={"status": job["status"], "wait_seconds": job["wait_seconds"], "provider_job_id": job["provider_job_id"]},
+        extra={
+            "status": job_state["status"],
+            "wait_seconds": job_state["wait_seconds"],
+            "provider_job_id": job_state["provider_job_id"],
+        },
     )
-    return job
+    return job_state

@@ -6,6 +6,8 @@ reported as a batch item failure; after the queue's maxReceiveCount SQS moves it
 
 import json
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -16,7 +18,7 @@ from botocore.exceptions import ClientError
 
 from i2v import webhooks
 from i2v.aws import client, secret_string
-from i2v.config import Settings
+from i2v.settings import WebhookSettings
 
 logger = Logger()
 metrics = Metrics()
@@ -28,8 +30,8 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 _invocation_started = time.monotonic()
 
 
-def outcome_from_body(body: str) -> dict:
-    """The notification body, from a raw SNS delivery or from the SNS envelope."""
+def notification_from_body(body: str) -> dict:
+    """The outcome notification (its JSON body), from a raw SNS delivery or from the SNS envelope."""
     message = json.loads(body)
     if isinstance(message, dict) and message.get("Type") == "Notification" and "Message" in message:
         message = json.loads(message["Message"])
@@ -54,11 +56,10 @@ def _postpone(record: SQSRecord, delay_seconds: int) -> None:
         logger.exception("Could not postpone the next attempt", extra={"message_id": record.message_id})
 
 
-def deliver_record(record: SQSRecord) -> None:
-    settings = Settings.from_env()
-    outcome = outcome_from_body(record.body)
+def deliver_record(record: SQSRecord, settings: WebhookSettings) -> None:
+    notification = notification_from_body(record.body)
     attempt = int(record.attributes.approximate_receive_count or 1)
-    msg_id = webhooks.message_id(outcome["job_key"], outcome["status"])
+    msg_id = webhooks.message_id(notification["job_key"], notification["status"])
     secret = secret_string(settings.webhook_secret_name)
     try:
         webhooks.validate_secret(secret)
@@ -70,33 +71,38 @@ def deliver_record(record: SQSRecord) -> None:
             extra={"secret_name": settings.webhook_secret_name, "reason": str(exc)},
         )
         raise
-    result = webhooks.deliver(
-        settings.webhook_url, outcome, secret, msg_id, attempt, allow_insecure=settings.allow_insecure_webhook
+    # `delivery.outcome` is how this attempt went (delivered, gone, retry), not the job's outcome.
+    delivery = webhooks.deliver(
+        settings.webhook_url, notification, secret, msg_id, attempt, allow_insecure=settings.allow_insecure_webhook
     )
-    details = {"webhook_id": msg_id, "attempt": attempt, "status_code": result.status_code, "reason": result.reason}
+    details = {"webhook_id": msg_id, "attempt": attempt, "status_code": delivery.status_code, "reason": delivery.reason}
 
-    if result.outcome == webhooks.DELIVERED:
+    if delivery.outcome == webhooks.DELIVERED:
         metrics.add_metric(name="WebhooksDelivered", unit=MetricUnit.Count, value=1)
         logger.info("Webhook delivered", extra=details)
         return
     metrics.add_metric(name="WebhooksFailed", unit=MetricUnit.Count, value=1)
-    if result.outcome == webhooks.GONE:
+    if delivery.outcome == webhooks.GONE:
         logger.warning("Webhook receiver is gone (410); not retrying", extra=details)
         return
-    logger.warning("Webhook delivery failed; will retry", extra={**details, "delay_seconds": result.delay_seconds})
-    _postpone(record, result.delay_seconds)
-    raise webhooks.WebhookDeliveryFailed(f"attempt {attempt}: {result.reason}")
+    logger.warning("Webhook delivery failed; will retry", extra={**details, "delay_seconds": delivery.delay_seconds})
+    _postpone(record, delivery.delay_seconds)
+    raise webhooks.WebhookDeliveryFailed(f"attempt {attempt}: {delivery.reason}")
 
 
 @logger.inject_lambda_context
 @metrics.log_metrics
-def lambda_handler(event: dict, context: LambdaContext) -> dict:
+def lambda_handler(event: dict, context: LambdaContext) -> Mapping[str, Any]:
     global _invocation_started
     _invocation_started = time.monotonic()
-    settings = Settings.from_env()
+    # A WEBHOOK_URL without WEBHOOK_SECRET_NAME fails here (MissingSettingError): nothing unsigned goes out.
+    settings = WebhookSettings.from_env()
     if not settings.webhook_url:
         logger.info("No webhook configured; nothing to deliver")
         return {"batchItemFailures": []}
-    if not settings.webhook_secret_name:
-        raise ValueError("WEBHOOK_URL is set but WEBHOOK_SECRET_NAME is not: deliveries cannot be signed")
-    return process_partial_response(event=event, record_handler=deliver_record, processor=processor, context=context)
+    return process_partial_response(
+        event=event,
+        record_handler=lambda record: deliver_record(record, settings),
+        processor=processor,
+        context=context,
+    )

@@ -8,9 +8,9 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from i2v import jobs, state
-from i2v.config import Settings
+from i2v import state, submission
 from i2v.providers import FAILED, provider_class
+from i2v.settings import PrepareSettings
 
 logger = Logger()
 metrics = Metrics()
@@ -19,10 +19,10 @@ metrics = Metrics()
 @logger.inject_lambda_context(correlation_id_path="job_key")
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    settings = Settings.from_env()
-    job = state.parse(event)
-    job = jobs.prepare_job(job, provider_class(job["provider"]), settings=settings)
-    if job["status"] == FAILED:
+    settings = PrepareSettings.from_env()
+    job_state = state.parse(event)
+    job_state = submission.prepare_job(job_state, provider_class(job_state["provider"]), settings=settings)
+    if job_state["status"] == FAILED:
         metrics.add_metric(name="JobsRejected", unit=MetricUnit.Count, value=1)
-    logger.info("prepared", extra={"status": job["status"]})
-    return job
+    logger.info("prepared", extra={"status": job_state["status"]})
+    return job_state

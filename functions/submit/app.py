@@ -10,16 +10,17 @@ from datetime import UTC, datetime
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import S3Event
+from aws_lambda_powertools.utilities.data_classes.s3_event import S3EventRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from i2v import jobs
-from i2v.config import Settings
+from i2v import identity, submission
+from i2v.settings import SubmitSettings
 
 logger = Logger()
 metrics = Metrics()
 
 
-def _event_time(s3_record) -> datetime:
+def _event_time(s3_record: S3EventRecord) -> datetime:
     try:
         return datetime.fromisoformat(s3_record.event_time.replace("Z", "+00:00"))
     except (KeyError, TypeError, ValueError):
@@ -29,16 +30,20 @@ def _event_time(s3_record) -> datetime:
 @logger.inject_lambda_context
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    settings = Settings.from_env()
+    settings = SubmitSettings.from_env()
     results = []
     # "Records" is absent from S3's s3:TestEvent, sent when the notification is configured.
     for s3_record in S3Event(event).records if "Records" in event else []:
-        source = jobs.source_from_s3_record(s3_record)
+        source = identity.source_from_s3_record(s3_record)
         logger.set_correlation_id(source["job_key"])
-        state = jobs.start_job(source, settings=settings, uploaded_at=_event_time(s3_record))
+        state = submission.start_job(source, settings=settings, uploaded_at=_event_time(s3_record))
         metrics.add_metric(name="JobsStarted", unit=MetricUnit.Count, value=1)
         results.append(
-            {"job_key": state["job_key"], "status": state["status"], "execution": jobs.execution_name(state["job_key"])}
+            {
+                "job_key": state["job_key"],
+                "status": state["status"],
+                "execution": identity.execution_name(state["job_key"]),
+            }
         )
     logger.info("uploads started", extra={"count": len(results)})
     return {"results": results}

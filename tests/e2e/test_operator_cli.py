@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from i2v.jobs import job_key
+from i2v.identity import job_key
 from i2v_local.ops.target import write_local_file
 from tests.e2e.helpers import jpeg, start_stack, unique
 

@@ -19,7 +19,7 @@ THROTTLING = [
     "sns:Publish:Throttled:0.5",
     "dynamodb:PutItem:ProvisionedThroughputExceededException:0.3",
     # Lower on UpdateItem: if all of botocore's attempts to record the SNS message id after a
-    # successful Publish fail, the retried Store publishes again (a known window in notify.py).
+    # successful Publish fail, the retried Store publishes again (a known window in publishing.py).
     "dynamodb:UpdateItem:ProvisionedThroughputExceededException:0.1",
     "s3:GetObject:SlowDown:0.5",
     "secretsmanager:GetSecretValue:ThrottlingException:0.5",

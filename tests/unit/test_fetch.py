@@ -12,9 +12,9 @@ import responses
 import urllib3
 from moto import mock_aws
 
-from i2v.config import Settings
 from i2v.errors import ResultFetchError
 from i2v.fetch import allowed_result_hosts, fetch_to_s3
+from i2v.settings import PublishSettings, StoreSettings
 from tests.loopback import LoopbackServer, answer, rebinding_resolver, second_loopback_server
 
 BUCKET = "out-bucket"
@@ -64,7 +64,13 @@ def http():
 
 @pytest.fixture
 def settings():
-    return replace(Settings.from_env(), provider="nanobanana", result_allowed_hosts=(), max_result_bytes=1000)
+    return StoreSettings(
+        provider="nanobanana",
+        output_bucket="",
+        publish=PublishSettings(jobs_table="", topic_arn=""),
+        result_allowed_hosts=(),
+        max_result_bytes=1000,
+    )
 
 
 def fetch(url, settings, key="videos/v.mp4"):

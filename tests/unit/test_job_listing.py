@@ -7,8 +7,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from i2v import jobs
-from i2v.config import Settings
+from i2v import records
+from i2v.settings import PublishSettings
 from tests.aws_resources import create_table
 
 NOW = datetime(2026, 12, 1, 10, 0, 0, tzinfo=UTC)
@@ -28,10 +28,9 @@ OUTCOME = {
 
 @pytest.fixture
 def settings(monkeypatch):
-    monkeypatch.setenv("JOBS_TABLE", "jobs")
     with mock_aws():
         create_table("jobs")
-        yield Settings.from_env()
+        yield PublishSettings(jobs_table="jobs", topic_arn="unused")
 
 
 def item(key):
@@ -40,8 +39,8 @@ def item(key):
 
 def test_the_claim_lists_the_job_as_running(settings):
     assert (
-        jobs.claim_submission(
-            "j" * 64, provider="nohuman", settings=settings, now=NOW, source={"bucket": "in", "key": "a.jpg"}
+        records.claim_submission(
+            settings.jobs_table, "j" * 64, provider="nohuman", now=NOW, source={"bucket": "in", "key": "a.jpg"}
         )
         is None
     )
@@ -51,8 +50,8 @@ def test_the_claim_lists_the_job_as_running(settings):
 
 
 def test_the_outcome_lists_status_cost_and_time_without_the_signed_link(settings):
-    jobs.record_outcome(OUTCOME, settings=settings, now=NOW)
-    jobs.record_outcome(OUTCOME, settings=settings, now=NOW)  # idempotent
+    records.record_outcome(settings.jobs_table, OUTCOME, now=NOW)
+    records.record_outcome(settings.jobs_table, OUTCOME, now=NOW)  # idempotent
     record = item("k" * 64)
     assert record["job_status"] == {"S": "succeeded"} and record["cost_usd"] == {"N": "0.47"}
     assert record["total_seconds"] == {"N": "41.2"} and record["video_uri"] == {"S": "s3://out/videos/a.mp4"}
@@ -69,8 +68,8 @@ def test_a_failed_outcome_keeps_its_code_and_credits(settings):
         "cost": {"credits": 6},
         "error": {"code": "TimedOut", "message": "m"},
     }
-    jobs.claim_submission("k" * 64, provider="nanobanana", settings=settings, now=NOW)
-    jobs.record_outcome(failed, settings=settings, now=NOW)
+    records.claim_submission(settings.jobs_table, "k" * 64, provider="nanobanana", now=NOW)
+    records.record_outcome(settings.jobs_table, failed, now=NOW)
     record = item("k" * 64)
     assert record["job_status"] == {"S": "failed"} and record["error_code"] == {"S": "TimedOut"}
     assert record["cost_credits"] == {"N": "6"} and "cost_usd" not in record

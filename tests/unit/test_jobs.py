@@ -10,8 +10,7 @@ from aws_lambda_powertools.utilities.data_classes import S3Event
 from aws_lambda_powertools.utilities.data_classes.s3_event import S3EventRecord
 from moto import mock_aws
 
-from i2v import jobs
-from i2v.config import Settings
+from i2v import identity, polling, records, submission
 from i2v.errors import (
     ProviderAuthError,
     ProviderRejectedError,
@@ -19,6 +18,7 @@ from i2v.errors import (
     SubmitOutcomeUnknownError,
 )
 from i2v.providers import COMPLETED, RUNNING, ProviderJob
+from i2v.settings import AdmitSettings, Env, JobLimits
 from tests.aws_resources import create_table
 
 NOW = datetime(2026, 11, 22, 10, 0, 0, tzinfo=UTC)
@@ -76,7 +76,8 @@ def settings(monkeypatch):
     monkeypatch.setenv("JOBS_TABLE", "jobs")
     monkeypatch.setenv("MAX_WAIT_MINUTES", "30")
     monkeypatch.setenv("POLL_INTERVAL_SECONDS", "5")
-    return Settings.from_env()
+    monkeypatch.setenv("PROVIDER_API_KEY_SECRET", "key")
+    return AdmitSettings.from_env()
 
 
 @pytest.fixture
@@ -89,15 +90,15 @@ def table(settings):
 
 
 def test_job_key_is_a_sha256_of_the_object_identity():
-    key = jobs.job_key("in", "uploads/my photo+1.jpg", None, '"abc"')
+    key = identity.job_key("in", "uploads/my photo+1.jpg", None, '"abc"')
     assert re.fullmatch(r"[0-9a-f]{64}", key)
-    assert key == jobs.job_key("in", "uploads/my photo+1.jpg", None, "abc")  # quotes do not matter
-    assert key != jobs.job_key("in", "uploads/my photo+1.jpg", None, "abd")
-    assert key != jobs.job_key("in", "uploads/my photo 1.jpg", None, "abc")
-    assert key != jobs.job_key("other", "uploads/my photo+1.jpg", None, "abc")
+    assert key == identity.job_key("in", "uploads/my photo+1.jpg", None, "abc")  # quotes do not matter
+    assert key != identity.job_key("in", "uploads/my photo+1.jpg", None, "abd")
+    assert key != identity.job_key("in", "uploads/my photo 1.jpg", None, "abc")
+    assert key != identity.job_key("other", "uploads/my photo+1.jpg", None, "abc")
     # A version id, when there is one, identifies the object instead of the ETag.
-    assert jobs.job_key("in", "k", "v1", "abc") == jobs.job_key("in", "k", "v1", "zzz")
-    assert jobs.job_key("in", "k", "v1", "abc") != jobs.job_key("in", "k", "v2", "abc")
+    assert identity.job_key("in", "k", "v1", "abc") == identity.job_key("in", "k", "v1", "zzz")
+    assert identity.job_key("in", "k", "v1", "abc") != identity.job_key("in", "k", "v2", "abc")
 
 
 def s3_record(key: str, **object_fields) -> S3EventRecord:
@@ -115,9 +116,9 @@ def s3_record(key: str, **object_fields) -> S3EventRecord:
     ],
 )
 def test_source_from_s3_record_decodes_the_key(encoded, decoded):
-    source = jobs.source_from_s3_record(s3_record(encoded, size=42, eTag='"abc"', versionId="v1"))
+    source = identity.source_from_s3_record(s3_record(encoded, size=42, eTag='"abc"', versionId="v1"))
     assert source == {
-        "job_key": jobs.job_key("in", decoded, "v1", "abc"),
+        "job_key": identity.job_key("in", decoded, "v1", "abc"),
         "bucket": "in",
         "key": decoded,
         "version_id": "v1",
@@ -127,38 +128,38 @@ def test_source_from_s3_record_decodes_the_key(encoded, decoded):
 
 
 def test_source_from_s3_record_without_etag_version_or_size():
-    source = jobs.source_from_s3_record(s3_record("uploads/a.jpg"))
+    source = identity.source_from_s3_record(s3_record("uploads/a.jpg"))
     assert (source["etag"], source["version_id"], source["size"]) == (None, None, None)
-    assert source["job_key"] == jobs.job_key("in", "uploads/a.jpg", None, None)
+    assert source["job_key"] == identity.job_key("in", "uploads/a.jpg", None, None)
 
 
 def test_execution_name_is_valid_for_step_functions():
-    name = jobs.execution_name(jobs.job_key("in", "uploads/été/a b:c.jpg", None, "e"))
+    name = identity.execution_name(identity.job_key("in", "uploads/été/a b:c.jpg", None, "e"))
     assert name.startswith("i2v-") and len(name) == 64 <= 80
     assert re.fullmatch(r"[0-9a-z-]+", name)
 
 
 def test_a_long_deadline_stretches_the_interval_so_the_cap_never_cuts_it_short():
-    assert jobs.poll_interval(30, 5) == 5
-    interval = jobs.poll_interval(720, 5)
+    assert polling.poll_interval(30, 5) == 5
+    interval = polling.poll_interval(720, 5)
     assert interval > 5
-    assert jobs.max_polls(720, interval) * interval >= 720 * 60
-    assert jobs.max_polls(720, interval) <= jobs.MAX_POLLS
+    assert polling.max_polls(720, interval) * interval >= 720 * 60
+    assert polling.max_polls(720, interval) <= polling.MAX_POLLS
 
 
 def test_max_polls_is_bounded():
-    assert jobs.max_polls(30, 5) == 720
-    assert jobs.max_polls(24 * 60, 1) == jobs.MAX_POLLS
-    assert jobs.MAX_POLLS * 10 < 25_000  # about ten history events per loop
-    assert jobs.max_polls(1, 600) == 2  # at least one check, doubled
+    assert polling.max_polls(30, 5) == 720
+    assert polling.max_polls(24 * 60, 1) == polling.MAX_POLLS
+    assert polling.MAX_POLLS * 10 < 25_000  # about ten history events per loop
+    assert polling.max_polls(1, 600) == 2  # at least one check, doubled
 
 
 def test_new_job_state_has_every_contract_key(settings):
-    state = jobs.new_job_state(
+    state = submission.new_job_state(
         key="k" * 64,
         source={"bucket": "in", "key": "uploads/a.jpg", "version_id": None, "etag": "e"},
         provider="nohuman",
-        settings=settings,
+        limits=JobLimits.read(Env("tests")),
         now=NOW,
     )
     assert set(state) >= CONTRACT_KEYS
@@ -167,7 +168,7 @@ def test_new_job_state_has_every_contract_key(settings):
     assert state["deadline"] == "2026-11-22T10:30:00Z"
     assert state["poll_count"] == 0 and state["max_polls"] == 720
     assert state["status"] == "queued" and state["warnings"] == []
-    assert state["max_queue_minutes"] == 60 and state["admit_count"] == 0 and state["max_admits"] == jobs.MAX_ADMITS
+    assert state["max_queue_minutes"] == 60 and state["admit_count"] == 0 and state["max_admits"] == polling.MAX_ADMITS
     json.dumps(state)
 
 
@@ -175,20 +176,20 @@ def test_new_job_state_has_every_contract_key(settings):
 
 
 def test_claim_is_exclusive(table, settings):
-    assert jobs.claim_submission("k1", provider="nohuman", settings=settings, now=NOW) is None
-    existing = jobs.claim_submission("k1", provider="nohuman", settings=settings, now=NOW)
-    assert existing["state"] == jobs.SUBMITTING
+    assert records.claim_submission(settings.jobs_table, "k1", provider="nohuman", now=NOW) is None
+    existing = records.claim_submission(settings.jobs_table, "k1", provider="nohuman", now=NOW)
+    assert existing["state"] == records.SUBMITTING
     assert "provider_job_id" not in existing
 
 
 def test_ensure_provider_job_creates_once_and_reuses_the_record(table, settings):
     provider = FakeProvider()
-    first = jobs.ensure_provider_job("k1", provider, "https://img", {}, settings=settings, now=NOW)
-    again = jobs.ensure_provider_job("k1", provider, "https://img", {}, settings=settings, now=NOW)
+    first = submission.ensure_provider_job("k1", provider, "https://img", {}, jobs_table=settings.jobs_table, now=NOW)
+    again = submission.ensure_provider_job("k1", provider, "https://img", {}, jobs_table=settings.jobs_table, now=NOW)
     assert provider.creates == 1
     assert first == again
-    record = jobs.get_record("k1", settings)
-    assert record["state"] == jobs.SUBMITTED
+    record = records.get(settings.jobs_table, "k1")
+    assert record["state"] == records.SUBMITTED
     assert record["provider_job_id"] == "gen_1"
 
 
@@ -202,17 +203,19 @@ def test_completed_nanobanana_job_is_reused_with_its_result(table, settings):
         rate_limit={"count": 1, "limit": 30, "remaining": 29},
     )
     provider = FakeProvider(create=done)
-    jobs.ensure_provider_job("k1", provider, "https://img", {}, settings=settings, now=NOW)
-    again = jobs.ensure_provider_job("k1", FakeProvider(), "https://img", {}, settings=settings, now=NOW)
+    submission.ensure_provider_job("k1", provider, "https://img", {}, jobs_table=settings.jobs_table, now=NOW)
+    again = submission.ensure_provider_job(
+        "k1", FakeProvider(), "https://img", {}, jobs_table=settings.jobs_table, now=NOW
+    )
     assert again.video_url == "https://cdn/v.mp4" and again.cost == {"credits": 6}
 
 
 def test_crash_mid_create_is_an_unknown_outcome_not_a_second_create(table, settings):
     # An earlier attempt claimed and died before recording an answer.
-    jobs.claim_submission("k1", provider="nohuman", settings=settings, now=NOW)
+    records.claim_submission(settings.jobs_table, "k1", provider="nohuman", now=NOW)
     provider = FakeProvider()
     with pytest.raises(SubmitOutcomeUnknownError, match="nothing was resubmitted"):
-        jobs.ensure_provider_job("k1", provider, "https://img", {}, settings=settings, now=NOW)
+        submission.ensure_provider_job("k1", provider, "https://img", {}, jobs_table=settings.jobs_table, now=NOW)
     assert provider.creates == 0
 
 
@@ -222,10 +225,12 @@ def test_crash_mid_create_is_an_unknown_outcome_not_a_second_create(table, setti
 )
 def test_claim_is_released_when_the_provider_certainly_started_nothing(table, settings, error):
     with pytest.raises(type(error)):
-        jobs.ensure_provider_job("k1", FakeProvider(create=error), "https://img", {}, settings=settings, now=NOW)
-    assert jobs.get_record("k1", settings) is None
+        submission.ensure_provider_job(
+            "k1", FakeProvider(create=error), "https://img", {}, jobs_table=settings.jobs_table, now=NOW
+        )
+    assert records.get(settings.jobs_table, "k1") is None
     provider = FakeProvider()
-    jobs.ensure_provider_job("k1", provider, "https://img", {}, settings=settings, now=NOW)
+    submission.ensure_provider_job("k1", provider, "https://img", {}, jobs_table=settings.jobs_table, now=NOW)
     assert provider.creates == 1
 
 
@@ -234,19 +239,24 @@ def test_an_unreadable_api_key_raises_before_anything_is_claimed(table, settings
 
     provider = FakeProvider(key_error=GetParameterError("ThrottlingException"))
     with pytest.raises(GetParameterError):
-        jobs.ensure_provider_job("k1", provider, "https://img", {}, settings=settings, now=NOW)
+        submission.ensure_provider_job("k1", provider, "https://img", {}, jobs_table=settings.jobs_table, now=NOW)
     assert provider.creates == 0
-    assert jobs.get_record("k1", settings) is None  # a retry is free to create the job
+    assert records.get(settings.jobs_table, "k1") is None  # a retry is free to create the job
 
 
 def test_claim_is_kept_when_the_outcome_is_unknown(table, settings):
     with pytest.raises(SubmitOutcomeUnknownError):
-        jobs.ensure_provider_job(
-            "k1", FakeProvider(create=SubmitOutcomeUnknownError("lost")), "https://img", {}, settings=settings, now=NOW
+        submission.ensure_provider_job(
+            "k1",
+            FakeProvider(create=SubmitOutcomeUnknownError("lost")),
+            "https://img",
+            {},
+            jobs_table=settings.jobs_table,
+            now=NOW,
         )
     provider = FakeProvider()
     with pytest.raises(SubmitOutcomeUnknownError):
-        jobs.ensure_provider_job("k1", provider, "https://img", {}, settings=settings, now=NOW)
+        submission.ensure_provider_job("k1", provider, "https://img", {}, jobs_table=settings.jobs_table, now=NOW)
     assert provider.creates == 0
 
 
@@ -260,7 +270,10 @@ def test_claim_is_kept_when_the_outcome_is_unknown(table, settings):
         "functions.admit.app",
         "functions.poll.app",
         "functions.notify_failure.app",
-        "i2v.jobs",
+        "i2v.submission",
+        "i2v.records",
+        "i2v.publishing",
+        "i2v.failure",
         "i2v.steps",
         "i2v.storage",
     ],

@@ -8,9 +8,11 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from i2v import notify
+from i2v import mail, publishing, records
+from i2v import outcome as outcomes
 from i2v.aws import client
 from i2v.errors import CODES_BY_ERROR_NAME
+from i2v.settings import Env, PublishSettings
 from tests.aws_resources import create_queue, create_table
 
 JOB_KEY = "3f1c" + "a" * 60
@@ -63,17 +65,42 @@ OUTPUT = {
 }
 
 
+class Clock:
+    """The clock publish_outcome is given: tests move it by hand."""
+
+    def __init__(self) -> None:
+        self.now = FIXED_NOW
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+CLOCK = Clock()
+
+
 @pytest.fixture(autouse=True)
-def fixed_clock(monkeypatch):
-    monkeypatch.setattr(notify, "_now", lambda: FIXED_NOW)
+def fixed_clock():
+    CLOCK.now = FIXED_NOW
+    yield CLOCK
+
+
+def outcome_at_fixed_now(job: dict, **kwargs) -> dict:
+    kwargs.setdefault("finished_at", FIXED_NOW)
+    return outcomes.outcome_from_job(job, **kwargs)
+
+
+def publish(outcome: dict) -> dict:
+    """publish_outcome with the settings the environment gives (as at handler entry) and the test clock."""
+    settings = PublishSettings.read(Env("tests"))
+    return publishing.publish_outcome(outcome, settings, clock=CLOCK, sleep=lambda seconds: None)
 
 
 def _success() -> dict:
-    return notify.outcome_from_job(_job(render_seconds=35.0), status="succeeded", output=OUTPUT, error=None)
+    return outcome_at_fixed_now(_job(render_seconds=35.0), status="succeeded", output=OUTPUT, error=None)
 
 
 def _failure(code="InvalidOption", message="duration must be one of 5, 10 for nohuman (got 7)", **job_changes) -> dict:
-    return notify.outcome_from_job(
+    return outcome_at_fixed_now(
         _job(**job_changes), status="failed", output=None, error={"code": code, "message": message}
     )
 
@@ -99,7 +126,7 @@ def test_success_body_follows_schema_version_1():
         "options": {"prompt": "Boats drift at dawn", "mode": "fast", "duration": 5, "aspect_ratio": "16:9"},
         "output": OUTPUT,
         "cost": {"amount": 0.47, "currency": "USD"},
-        "durations": {"total_seconds": 41.5, "render_seconds": 35.0},
+        "durations": {"total_seconds": 41.5, "provider_seconds": 35.0, "render_seconds": 35.0},
         "warnings": ["image is 1024x768, below the 1024x1024 the provider recommends"],
         "error": None,
         "submitted_at": "2026-11-22T10:00:00Z",
@@ -112,23 +139,23 @@ def test_failure_body_has_no_output_and_an_error():
     body = _failure(cost=None, provider_job_id=None)
     assert body["status"] == "failed" and body["output"] is None
     assert body["error"] == {"code": "InvalidOption", "message": "duration must be one of 5, 10 for nohuman (got 7)"}
-    assert body["durations"] == {"total_seconds": 41.5, "render_seconds": None}
+    assert body["durations"] == {"total_seconds": 41.5, "provider_seconds": None, "render_seconds": None}
 
 
 def test_failure_without_an_error_falls_back_to_the_job_error_then_a_generic_one():
-    from_job = notify.outcome_from_job(
+    from_job = outcome_at_fixed_now(
         _job(error={"code": "TimedOut", "message": "timed out after 30 minutes"}),
         status="failed",
         output=None,
         error=None,
     )
     assert from_job["error"]["code"] == "TimedOut"
-    generic = notify.outcome_from_job(_job(), status="failed", output=None, error=None)
+    generic = outcome_at_fixed_now(_job(), status="failed", output=None, error=None)
     assert generic["error"]["code"] == "InternalError"
 
 
 def test_a_submit_time_after_now_never_gives_a_negative_duration():
-    body = notify.outcome_from_job(
+    body = outcome_at_fixed_now(
         _job(submitted_at="2026-11-22T10:05:00Z"), status="succeeded", output=OUTPUT, error=None
     )
     assert body["durations"]["total_seconds"] == 0.0
@@ -136,34 +163,34 @@ def test_a_submit_time_after_now_never_gives_a_negative_duration():
 
 def test_finish_time_can_be_given_by_the_caller():
     finished = datetime(2026, 11, 22, 10, 1, 30, tzinfo=UTC)
-    body = notify.outcome_from_job(_job(), status="succeeded", output=OUTPUT, error=None, finished_at=finished)
+    body = outcome_at_fixed_now(_job(), status="succeeded", output=OUTPUT, error=None, finished_at=finished)
     assert body["finished_at"] == "2026-11-22T10:01:30Z"  # not FIXED_NOW
     assert body["durations"]["total_seconds"] == 90.0
 
 
 def test_unreadable_submit_time_leaves_the_total_unknown():
-    body = notify.outcome_from_job(_job(submitted_at="yesterday"), status="succeeded", output=OUTPUT, error=None)
+    body = outcome_at_fixed_now(_job(submitted_at="yesterday"), status="succeeded", output=OUTPUT, error=None)
     assert body["durations"]["total_seconds"] is None
 
 
 def test_unknown_times_and_status():
-    body = notify.outcome_from_job(_job(submitted_at=None), status="succeeded", output=OUTPUT, error=None)
+    body = outcome_at_fixed_now(_job(submitted_at=None), status="succeeded", output=OUTPUT, error=None)
     assert body["durations"]["total_seconds"] is None
     with pytest.raises(ValueError, match="succeeded"):
-        notify.outcome_from_job(_job(), status="completed", output=OUTPUT, error=None)
+        outcome_at_fixed_now(_job(), status="completed", output=OUTPUT, error=None)
 
 
 # --- subject and email text ----------------------------------------------------------------
 
 
 def test_subjects():
-    assert notify.subject_for(_success()) == "Video ready: harbour.jpg"
-    assert notify.subject_for(_failure()) == "Video failed: harbour.jpg (InvalidOption)"
+    assert mail.subject_for(_success()) == "Video ready: harbour.jpg"
+    assert mail.subject_for(_failure()) == "Video failed: harbour.jpg (InvalidOption)"
 
 
 def test_subject_is_short_printable_ascii_whatever_the_file_name():
     source = {"bucket": "in-bucket", "key": "uploads/Hafen Übersicht—" + "ж" * 150 + ".jpg\n"}
-    subject = notify.subject_for(_failure(source=source))
+    subject = mail.subject_for(_failure(source=source))
     assert len(subject) <= 99
     assert all(32 <= ord(char) < 127 for char in subject)
     assert subject.startswith("Video failed: Hafen Ubersicht?")
@@ -182,11 +209,11 @@ def test_subject_is_short_printable_ascii_whatever_the_file_name():
     ],
 )
 def test_human_span(seconds, text):
-    assert notify.human_span(seconds) == text
+    assert mail.human_span(seconds) == text
 
 
 def test_success_email_says_what_where_how_long_and_how_much():
-    text = notify.email_text(_success(), presign_expiry_seconds=3600)
+    text = mail.email_text(_success(), presign_expiry_seconds=3600)
     assert "Your video of harbour.jpg is ready." in text
     assert "Image:     s3://in-bucket/uploads/harbour.jpg" in text
     assert "NoHuman Studio (job gen_123)" in text
@@ -209,10 +236,10 @@ def test_success_email_says_what_where_how_long_and_how_much():
 def test_email_shows_credits_and_computes_expiry_when_not_given():
     output = dict(OUTPUT, download_url_expires_at=None)
     options = {"video_model": "seedance2", "motion_intensity": "low", "sound": False}
-    body = notify.outcome_from_job(
+    body = outcome_at_fixed_now(
         _job(provider="nanobanana", cost={"credits": 6}, options=options), status="succeeded", output=output, error=None
     )
-    text = notify.email_text(body, presign_expiry_seconds=86400)
+    text = mail.email_text(body, presign_expiry_seconds=86400)
     assert re.search(r"video model: +seedance2\n", text) and re.search(r"motion intensity: +low\n", text)
     assert re.search(r"sound: +no\n", text)
     assert "NanoBanana Video" in text
@@ -238,7 +265,7 @@ def test_email_shows_credits_and_computes_expiry_when_not_given():
     ],
 )
 def test_failure_email_says_what_failed_and_what_to_do(code, advice):
-    text = notify.email_text(_failure(code=code, message="the reason", cost=None), presign_expiry_seconds=3600)
+    text = mail.email_text(_failure(code=code, message="the reason", cost=None), presign_expiry_seconds=3600)
     assert "No video could be made from harbour.jpg." in text
     assert "What failed: the reason" in text
     assert f"Error code:  {code}" in text
@@ -269,13 +296,13 @@ RAISED_CODES = [
 
 @pytest.mark.parametrize("code", sorted(set(RAISED_CODES) | set(CODES_BY_ERROR_NAME.values())))
 def test_every_failure_code_gets_its_own_advice(code):
-    assert notify.ADVICE.get(code, notify.DEFAULT_ADVICE) != notify.DEFAULT_ADVICE
-    text = notify.email_text(_failure(code=code, message="the reason", cost=None), presign_expiry_seconds=3600)
-    assert f"What to do:  {notify.ADVICE[code]}" in text
+    assert mail.ADVICE.get(code, mail.DEFAULT_ADVICE) != mail.DEFAULT_ADVICE
+    text = mail.email_text(_failure(code=code, message="the reason", cost=None), presign_expiry_seconds=3600)
+    assert f"What to do:  {mail.ADVICE[code]}" in text
 
 
 def test_no_two_codes_share_advice():
-    assert len(set(notify.ADVICE.values())) == len(notify.ADVICE)
+    assert len(set(mail.ADVICE.values())) == len(mail.ADVICE)
 
 
 # --- publishing --------------------------------------------------------------------------
@@ -321,7 +348,7 @@ def _job_record() -> dict:
 
 def test_publish_reaches_sqs_as_json_with_attributes_and_eventbridge(aws):
     outcome = _success()
-    result = notify.publish_outcome(outcome)
+    result = publish(outcome)
 
     assert result["published"] is True and result["sns_message_id"] and result["event_id"]
     [raw] = _receive(aws["raw"])
@@ -346,7 +373,7 @@ def test_publish_reaches_sqs_as_json_with_attributes_and_eventbridge(aws):
 
 def test_failure_is_published_with_failed_status_and_detail_type(aws):
     outcome = _failure()
-    notify.publish_outcome(outcome)
+    publish(outcome)
     [raw] = _receive(aws["failures-only"])
     assert json.loads(raw)["error"]["code"] == "InvalidOption"
     [event] = [json.loads(body) for body in _receive(aws["events"])]
@@ -358,7 +385,7 @@ def test_message_carries_the_email_text_for_email_subscribers(aws):
     sns = client("sns")
     sns.meta.events.register("provide-client-params.sns.Publish", lambda params, **kwargs: sent.update(params))
 
-    notify.publish_outcome(_failure(code="ProviderAuthRejected", message="401 from the provider"))
+    publish(_failure(code="ProviderAuthRejected", message="401 from the provider"))
 
     assert sent["MessageStructure"] == "json"
     message = json.loads(sent["Message"])
@@ -369,16 +396,16 @@ def test_message_carries_the_email_text_for_email_subscribers(aws):
 
 
 def test_second_publish_for_the_same_job_does_nothing(aws):
-    assert notify.publish_outcome(_success())["published"] is True
-    assert notify.publish_outcome(_success()) == {"published": False}
-    assert notify.publish_outcome(_failure()) == {"published": False}
+    assert publish(_success())["published"] is True
+    assert publish(_success()) == {"published": False}
+    assert publish(_failure()) == {"published": False}
     assert len(_receive(aws["raw"])) == 1
     assert len(_receive(aws["events"])) == 1
 
 
 def test_existing_job_record_is_kept(aws):
     client("dynamodb").put_item(TableName="jobs", Item={"job_key": {"S": JOB_KEY}, "status": {"S": "running"}})
-    notify.publish_outcome(_success())
+    publish(_success())
     record = _job_record()
     assert record["status"] == {"S": "running"} and "notified_at" in record
 
@@ -386,21 +413,21 @@ def test_existing_job_record_is_kept(aws):
 def test_failed_sns_publish_releases_the_claim_and_raises(aws, monkeypatch):
     monkeypatch.setenv("TOPIC_ARN", "arn:aws:sns:us-east-1:123456789012:no-such-topic")
     with pytest.raises(ClientError):
-        notify.publish_outcome(_success())
+        publish(_success())
     record = _job_record()
     assert "notified_at" not in record and "notify_claim" not in record and "claim_expires_at" not in record
     assert _receive(aws["events"]) == []  # nothing half-sent
 
     # Released, not left to expire: the very next retry publishes.
     monkeypatch.setenv("TOPIC_ARN", aws["topic_arn"])
-    assert notify.publish_outcome(_success())["published"] is True
+    assert publish(_success())["published"] is True
 
 
 def test_a_throttled_record_of_the_sent_message_is_tried_again_so_no_retry_sends_twice(aws, monkeypatch):
     """SNS took the message; recording that it did is throttled a few times. Were the lease
     given up then, the workflow's retry would publish the success a second time."""
     real_update = client("dynamodb").update_item
-    throttled = {"left": notify.REMEMBER_ATTEMPTS - 1}
+    throttled = {"left": records.REMEMBER_ATTEMPTS - 1}
 
     def update_item(**params):
         if "notified_sns_message_id" in params.get("UpdateExpression", "") and throttled["left"]:
@@ -411,10 +438,9 @@ def test_a_throttled_record_of_the_sent_message_is_tried_again_so_no_retry_sends
         return real_update(**params)
 
     monkeypatch.setattr(client("dynamodb"), "update_item", update_item)
-    monkeypatch.setattr(notify.time, "sleep", lambda seconds: None)
 
-    assert notify.publish_outcome(_success())["published"] is True
-    assert notify.publish_outcome(_success()) == {"published": False}
+    assert publish(_success())["published"] is True
+    assert publish(_success()) == {"published": False}
     assert len(_receive(aws["raw"])) == 1
     assert throttled["left"] == 0
 
@@ -430,21 +456,21 @@ def _kill_at(monkeypatch, name: str) -> None:
     def die(*args, **kwargs):
         raise Killed(name)
 
-    monkeypatch.setattr(notify, name, die)
+    module = records if name in ("mark_notified", "release_notification") else publishing
+    monkeypatch.setattr(module, name, die)
     # A killed process runs no finally clause: the lease is never released.
-    monkeypatch.setattr(notify, "_release", lambda *args, **kwargs: None)
+    monkeypatch.setattr(records, "release_notification", lambda *args, **kwargs: None)
 
 
 def _at(monkeypatch, seconds_later: float) -> None:
-    moment = FIXED_NOW + timedelta(seconds=seconds_later)
-    monkeypatch.setattr(notify, "_now", lambda: moment)
+    CLOCK.now = FIXED_NOW + timedelta(seconds=seconds_later)
 
 
 def _killed_after_the_claim(monkeypatch) -> None:
     with monkeypatch.context() as during:
-        _kill_at(during, "_publish_sns")
+        _kill_at(during, "publish_sns")
         with pytest.raises(Killed):
-            notify.publish_outcome(_success())
+            publish(_success())
 
 
 def test_claim_is_a_lease_with_a_ttl(aws, monkeypatch):
@@ -460,8 +486,8 @@ def test_retry_during_an_active_lease_raises_for_the_state_machine_to_retry(aws,
     _killed_after_the_claim(monkeypatch)
     _at(monkeypatch, 44)
 
-    with pytest.raises(notify.OutcomePublishError, match="another attempt is publishing this outcome"):
-        notify.publish_outcome(_success())
+    with pytest.raises(publishing.OutcomePublishError, match="another attempt is publishing this outcome"):
+        publish(_success())
 
     assert _receive(aws["raw"]) == [] and _receive(aws["events"]) == []
 
@@ -470,26 +496,26 @@ def test_killed_after_the_claim_then_a_retry_after_expiry_publishes_once(aws, mo
     _killed_after_the_claim(monkeypatch)
     _at(monkeypatch, 46)
 
-    result = notify.publish_outcome(_success())
+    result = publish(_success())
 
     assert result["published"] is True
     assert len(_receive(aws["raw"])) == 1 and len(_receive(aws["events"])) == 1
     record = _job_record()
     assert "notified_at" in record and "notify_claim" not in record
-    assert notify.publish_outcome(_success()) == {"published": False}
+    assert publish(_success()) == {"published": False}
     assert _receive(aws["raw"]) == [] and _receive(aws["events"]) == []
 
 
 def test_takeover_never_resends_a_channel_that_went_out(aws, monkeypatch):
     with monkeypatch.context() as during:
-        _kill_at(during, "_put_event")  # killed after SNS went out and its id was recorded
+        _kill_at(during, "put_event")  # killed after SNS went out and its id was recorded
         with pytest.raises(Killed):
-            notify.publish_outcome(_success())
+            publish(_success())
     first_sns_id = _job_record()["notified_sns_message_id"]["S"]
     assert len(_receive(aws["raw"])) == 1
     _at(monkeypatch, 46)
 
-    result = notify.publish_outcome(_success())
+    result = publish(_success())
 
     assert result["published"] is True and result["sns_message_id"] == first_sns_id
     assert _receive(aws["raw"]) == []  # SNS not sent again
@@ -499,21 +525,21 @@ def test_takeover_never_resends_a_channel_that_went_out(aws, monkeypatch):
 def test_both_channels_recorded_counts_as_done_even_without_notified_at(aws, monkeypatch):
     # Killed after the last channel's id was recorded, before notified_at was written.
     with monkeypatch.context() as during:
-        _kill_at(during, "_mark_done")
+        _kill_at(during, "mark_notified")
         with pytest.raises(Killed):
-            notify.publish_outcome(_success())
+            publish(_success())
     assert len(_receive(aws["raw"])) == 1 and len(_receive(aws["events"])) == 1
     assert "notified_at" not in _job_record()
 
-    assert notify.publish_outcome(_success()) == {"published": False}  # even while the lease runs
+    assert publish(_success()) == {"published": False}  # even while the lease runs
     _at(monkeypatch, 46)
-    assert notify.publish_outcome(_success()) == {"published": False}
+    assert publish(_success()) == {"published": False}
     assert _receive(aws["raw"]) == [] and _receive(aws["events"]) == []
 
 
 def test_existing_ttl_of_the_job_record_is_kept(aws):
     client("dynamodb").put_item(TableName="jobs", Item={"job_key": {"S": JOB_KEY}, "expires_at": {"N": "1800000000"}})
-    notify.publish_outcome(_success())
+    publish(_success())
     assert _job_record()["expires_at"] == {"N": "1800000000"}
 
 
@@ -530,13 +556,13 @@ def test_retry_after_an_eventbridge_failure_sends_only_what_is_missing(aws, monk
 
     monkeypatch.setattr(events, "put_events", refuse_once)
 
-    with pytest.raises(notify.OutcomePublishError, match="InternalFailure"):
-        notify.publish_outcome(_success())
+    with pytest.raises(publishing.OutcomePublishError, match="InternalFailure"):
+        publish(_success())
     record = _job_record()
     assert "notified_at" not in record and "notified_sns_message_id" in record
     assert len(_receive(aws["raw"])) == 1
 
-    result = notify.publish_outcome(_success())
+    result = publish(_success())
     assert result["published"] is True
     assert result["sns_message_id"] == record["notified_sns_message_id"]["S"]
     assert _receive(aws["raw"]) == []  # SNS not sent twice
@@ -546,7 +572,7 @@ def test_retry_after_an_eventbridge_failure_sends_only_what_is_missing(aws, monk
 def test_publish_needs_the_jobs_table(aws, monkeypatch):
     monkeypatch.delenv("JOBS_TABLE")
     with pytest.raises(ValueError, match="JOBS_TABLE"):
-        notify.publish_outcome(_success())
+        publish(_success())
 
 
 def test_publish_error_wins_over_a_failed_release(aws, monkeypatch):
@@ -563,13 +589,13 @@ def test_publish_error_wins_over_a_failed_release(aws, monkeypatch):
 
     monkeypatch.setattr(dynamodb, "update_item", refuse_release)
     with pytest.raises(ClientError) as raised:
-        notify.publish_outcome(_success())
+        publish(_success())
     assert raised.value.response["Error"]["Code"] == "NotFound"
 
 
 def test_unexpected_claim_error_is_raised(aws, monkeypatch):
     monkeypatch.setenv("JOBS_TABLE", "no-such-table")
     with pytest.raises(ClientError) as raised:
-        notify.publish_outcome(_success())
+        publish(_success())
     assert raised.value.response["Error"]["Code"] == "ResourceNotFoundException"
     assert _receive(aws["raw"]) == []

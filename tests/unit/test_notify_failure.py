@@ -8,7 +8,7 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 from moto import mock_aws
 
 from functions.notify_failure import app
-from i2v import jobs
+from i2v import failure, identity
 from tests.aws_resources import create_table, create_topic_with_queue
 
 
@@ -96,7 +96,7 @@ def test_failed_job_from_the_provider_keeps_its_error(aws, event, lambda_context
 def test_caught_errors_map_to_codes(name, cause, code, message):
     caught = {"Error": name, "Cause": json.dumps(cause) if isinstance(cause, dict) else cause}
 
-    assert app.error_from_caught(caught) == {"code": code, "message": message}
+    assert failure.error_from_caught(caught) == {"code": code, "message": message}
 
 
 def test_job_stopped_by_the_poll_cap_is_a_timeout(aws, event, lambda_context):
@@ -149,7 +149,7 @@ def test_submit_on_failure_record_notifies_each_upload(aws, event, lambda_contex
     key = "uploads/2026/my photo+1 été.jpg"  # decoded from my+photo%2B1+%C3%A9t%C3%A9.jpg
     assert outcome["source"]["key"] == key
     assert outcome["source"]["bucket"] == "i2v-input-123456789012-us-east-1"
-    assert outcome["job_key"] == jobs.job_key(
+    assert outcome["job_key"] == identity.job_key(
         "i2v-input-123456789012-us-east-1", key, None, "9b2cf535f27731c974343645a3985328"
     )
     assert outcome["provider"] == "nohuman"

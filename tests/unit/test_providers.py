@@ -1,5 +1,6 @@
 import json
 from datetime import UTC
+from types import SimpleNamespace
 
 import boto3
 import pytest
@@ -9,7 +10,6 @@ from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
-from i2v.config import Settings
 from i2v.errors import (
     ProviderAuthError,
     ProviderError,
@@ -21,6 +21,7 @@ from i2v.providers import COMPLETED, FAILED, RUNNING, get_provider
 from i2v.providers.http import ProviderHttp, error_message, retry_after_seconds
 from i2v.providers.nanobanana import NanoBananaProvider
 from i2v.providers.nohuman import NoHumanProvider
+from i2v.settings import Env
 from tests.provider_samples import NB_SUCCESS
 
 NH = "https://api.nohuman.studio"
@@ -37,6 +38,16 @@ NB_OPTIONS = {
     "aspect_ratio": "1:1",
     "motion_intensity": "low",
 }
+
+
+def provider_settings() -> SimpleNamespace:
+    """What get_provider reads (providers.ProviderAccess), from the environment as a handler reads it."""
+    env = Env("tests")
+    return SimpleNamespace(
+        provider=env.provider(),
+        api_key_secret=env.text("PROVIDER_API_KEY_SECRET"),
+        provider_base_url=env.text("PROVIDER_BASE_URL"),
+    )
 
 
 class Sleeps(list):
@@ -472,7 +483,7 @@ def test_get_provider_reads_the_key_from_secrets_manager_once(monkeypatch, fresh
     monkeypatch.setenv("PROVIDER", "nohuman")
     monkeypatch.setenv("PROVIDER_API_KEY_SECRET", "i2v/key")
     monkeypatch.delenv("PROVIDER_BASE_URL", raising=False)
-    provider = get_provider(Settings.from_env())
+    provider = get_provider(provider_settings())
     assert isinstance(provider, NoHumanProvider)
     assert provider.http.base_url == "https://api.nohuman.studio"
     responses.get(NH + "/v1/videos/generations/gen_1", json={"id": "gen_1", "status": "processing"})
@@ -486,7 +497,7 @@ def test_get_provider_reads_the_key_from_secrets_manager_once(monkeypatch, fresh
 def test_get_provider_honours_base_url_override(monkeypatch):
     monkeypatch.setenv("PROVIDER", "nanobanana")
     monkeypatch.setenv("PROVIDER_BASE_URL", "http://127.0.0.1:8099/")
-    provider = get_provider(Settings.from_env())
+    provider = get_provider(provider_settings())
     assert isinstance(provider, NanoBananaProvider)
     assert provider.http.base_url == "http://127.0.0.1:8099"
     assert provider.http.create_read_timeout == 600
@@ -496,10 +507,10 @@ def test_get_provider_reuses_one_session_but_reads_settings_per_call(monkeypatch
     # Polls reuse pooled connections; the base URL still follows the environment of each call.
     monkeypatch.setenv("PROVIDER", "nanobanana")
     monkeypatch.setenv("PROVIDER_BASE_URL", "http://127.0.0.1:8099")
-    first = get_provider(Settings.from_env())
+    first = get_provider(provider_settings())
     monkeypatch.setenv("PROVIDER", "nohuman")
     monkeypatch.setenv("PROVIDER_BASE_URL", "http://127.0.0.1:8100")
-    second = get_provider(Settings.from_env())
+    second = get_provider(provider_settings())
     assert first.http.session is second.http.session
     assert (first.http.base_url, second.http.base_url) == ("http://127.0.0.1:8099", "http://127.0.0.1:8100")
 
@@ -509,7 +520,7 @@ def test_get_provider_unknown(monkeypatch):
 
     monkeypatch.setenv("PROVIDER", "acme")
     with pytest.raises(InvalidOptionError, match="PROVIDER must be one of"):
-        get_provider(Settings.from_env())
+        get_provider(provider_settings())
 
 
 @mock_aws
@@ -523,10 +534,10 @@ def test_a_new_client_does_not_serve_a_stale_cached_key(monkeypatch):
     responses.get(NH + "/v1/videos/generations/gen_1", json={"id": "gen_1", "status": "processing"})
     secretsmanager = boto3.client("secretsmanager")
     secretsmanager.create_secret(Name="i2v/key", SecretString="sk-first")
-    get_provider(Settings.from_env()).get_job("gen_1")
+    get_provider(provider_settings()).get_job("gen_1")
     secretsmanager.update_secret(SecretId="i2v/key", SecretString="sk-second")
     reset_clients()
-    get_provider(Settings.from_env()).get_job("gen_1")
+    get_provider(provider_settings()).get_job("gen_1")
     assert [c.request.headers["Authorization"] for c in responses.calls] == ["Bearer sk-first", "Bearer sk-second"]
 
 

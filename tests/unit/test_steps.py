@@ -6,10 +6,11 @@ from types import SimpleNamespace
 import pytest
 from moto import mock_aws
 
-from i2v import admission, estimates, jobs, polling, state, steps
-from i2v.config import Settings
+from i2v import admission, estimates, polling, records, state, steps, submission, transitions
+from i2v.clock import isoformat, parse_time
 from i2v.errors import ProviderAuthError, ProviderTransientError, SubmitOutcomeUnknownError
 from i2v.providers import COMPLETED, FAILED, RUNNING, ProviderJob
+from i2v.settings import AdmitSettings, Env, JobLimits
 from tests.aws_resources import create_table
 
 T0 = datetime(2026, 11, 22, 10, 0, 0, tzinfo=UTC).timestamp()
@@ -67,6 +68,7 @@ class FakeProvider:
 def settings(monkeypatch):
     monkeypatch.setenv("JOBS_TABLE", "jobs")
     monkeypatch.setenv("CONTROL_TABLE", "control")
+    monkeypatch.setenv("PROVIDER_API_KEY_SECRET", "key")
     monkeypatch.setenv("PROVIDER_REQUESTS_PER_MINUTE", "2")
     monkeypatch.setenv("MAX_JOBS_IN_FLIGHT", "5")
     monkeypatch.setenv("MAX_QUEUE_MINUTES", "10")
@@ -75,15 +77,15 @@ def settings(monkeypatch):
     with mock_aws():
         create_table("jobs")
         create_table("control", key="pk")
-        yield Settings.from_env()
+        yield AdmitSettings.from_env()
 
 
 def queued(settings, key="k", provider="nohuman"):
-    job = jobs.new_job_state(
+    job = submission.new_job_state(
         key=key * 64 if len(key) == 1 else key,
         source={"bucket": "in", "key": "a.jpg"},
         provider=provider,
-        settings=settings,
+        limits=JobLimits.read(Env("tests")),
         now=datetime.fromtimestamp(T0, UTC),
     )
     job["options"] = {"mode": "fast", "duration": 5}
@@ -130,7 +132,7 @@ def test_a_429_on_create_goes_back_to_waiting_never_to_failure(settings):
     assert 7 <= job["wait_seconds"] <= 11 and job["create_attempts"] == 1
     snapshot = admission.snapshot(table="control", provider="nohuman")
     assert snapshot["leases"] == {} and snapshot["blocked_until"] == pytest.approx(T0 + 7)
-    assert jobs.get_record(job["job_key"], settings) is None  # the claim was released: a later create is allowed
+    assert records.get(settings.jobs_table, job["job_key"]) is None  # the claim was released: a later create is allowed
     provider._create = ProviderJob(id="gen_2", status=RUNNING)
     clock.now += job["wait_seconds"]
     assert admit(job, provider, settings, clock)["provider_job_id"] == "gen_2"
@@ -167,7 +169,7 @@ def test_queue_timeout_has_its_own_code(settings):
     for key in ("a", "b"):
         admit(queued(settings, key), provider, settings, clock)
     job = queued(settings, "c")
-    job["queued_at"] = jobs.isoformat(datetime.fromtimestamp(T0 - 9.5 * 60, UTC))
+    job["queued_at"] = isoformat(datetime.fromtimestamp(T0 - 9.5 * 60, UTC))
     job = admit(job, provider, settings, clock)  # its turn (62 s away) is past its 10 minutes
     assert job["status"] == FAILED and job["error"]["code"] == "QueueTimeout"
     assert "10" in job["error"]["message"]
@@ -188,7 +190,7 @@ def test_nanobanana_completes_in_admit_and_frees_its_slot(settings):
 
 def test_admit_passes_a_failed_state_through(settings):
     job = queued(settings)
-    job = jobs.fail(job, ProviderAuthError("x"))
+    job = transitions.fail(job, ProviderAuthError("x"))
     provider = FakeProvider()
     assert admit(job, provider, settings, Clock())["status"] == FAILED and provider.creates == 0
 
@@ -260,7 +262,7 @@ def test_the_deadline_times_the_job_out(settings):
     assert job["status"] == RUNNING and job["wait_seconds"] <= 3  # never waits past the deadline
     clock.now += job["wait_seconds"]
     job = poll(job, provider, settings, clock)
-    assert job["status"] == jobs.TIMED_OUT and job["error"]["code"] == "TimedOut"
+    assert job["status"] == transitions.TIMED_OUT and job["error"]["code"] == "TimedOut"
     assert admission.snapshot(table="control", provider="nohuman")["leases"] == {}
 
 
@@ -314,7 +316,7 @@ def test_store_feeds_the_estimate(settings):
 
 
 def job_seconds(job):
-    return jobs.parse_time(job["provider_finished_at"]).timestamp() - jobs.parse_time(job["created_at"]).timestamp()
+    return parse_time(job["provider_finished_at"]).timestamp() - parse_time(job["created_at"]).timestamp()
 
 
 # ---------------------------------------------------------------- the window's arithmetic

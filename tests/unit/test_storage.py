@@ -1,7 +1,6 @@
 """S3 helpers: presigned links, key names, manifests and the streaming multipart upload."""
 
 import json
-from dataclasses import replace
 from datetime import UTC
 from urllib.parse import parse_qs, urlsplit
 
@@ -10,7 +9,7 @@ import pytest
 from moto import mock_aws
 
 from i2v import storage
-from i2v.config import Settings
+from i2v.settings import PrepareSettings
 
 BUCKET = "out-bucket"
 JOB_KEY = "3f1c9a7be2d04c5f8a6b1e2d3c4b5a6978695a4b3c2d1e0f9a8b7c6d5e4f3a2b"
@@ -26,7 +25,7 @@ def s3():
 
 @pytest.fixture
 def settings():
-    return replace(Settings.from_env(), output_prefix="videos/", work_prefix="work/")
+    return PrepareSettings(provider="nohuman", output_bucket=BUCKET, output_prefix="videos/", work_prefix="work/")
 
 
 def test_s3_uri():
@@ -116,6 +115,7 @@ def test_build_manifest_carries_source_cost_timings_and_warnings():
         "submitted_at": "2026-11-22T10:00:00Z",
         "finished_at": "2026-11-22T10:00:41Z",
         "total_seconds": 41.0,
+        "provider_seconds": None,
         "render_seconds": None,
         "poll_count": 3,
         "checks": None,
@@ -127,7 +127,7 @@ def test_build_manifest_carries_source_cost_timings_and_warnings():
 def test_the_manifest_and_the_notification_describe_source_and_durations_alike():
     from datetime import datetime
 
-    from i2v import notify
+    from i2v import outcome as outcomes
 
     job = {
         "job_key": "k",
@@ -137,7 +137,7 @@ def test_the_manifest_and_the_notification_describe_source_and_durations_alike()
     }
     finished = "2026-11-22T10:00:41Z"
     manifest = storage.build_manifest(job, output={}, finished_at=finished, warnings=[])
-    outcome = notify.outcome_from_job(
+    outcome = outcomes.outcome_from_job(
         job,
         status="succeeded",
         output={},
@@ -150,6 +150,7 @@ def test_the_manifest_and_the_notification_describe_source_and_durations_alike()
         == outcome["durations"]
         == {
             "total_seconds": 41.0,
+            "provider_seconds": 30.5,
             "render_seconds": 30.5,
         }
     )

@@ -12,8 +12,10 @@ from moto import mock_aws
 from PIL import Image
 
 from functions.store import app
-from i2v import notify
+from i2v import outcome as outcomes
+from i2v import publishing, records
 from i2v.errors import ResultFetchError
+from i2v.settings import Env, NotifyFailureSettings, PublishSettings
 from tests.aws_resources import create_table, create_topic_with_queue
 
 OUTPUT_BUCKET = "i2v-output-123456789012-us-east-1"
@@ -97,7 +99,10 @@ def test_stores_video_thumbnail_and_manifest_then_notifies(aws, http, public_dns
     assert outcome["output"]["thumbnail_uri"] == f"s3://{OUTPUT_BUCKET}/{base}.jpg"
     assert outcome["output"]["manifest_uri"] == f"s3://{OUTPUT_BUCKET}/{base}.json"
     assert outcome["output"]["download_url_expires_at"] > manifest["timings"]["finished_at"]
-    assert outcome["durations"]["render_seconds"] >= 119
+    # provider_seconds is the correct name; render_seconds (deprecated) carries the same value.
+    assert outcome["durations"]["provider_seconds"] >= 119
+    assert outcome["durations"]["render_seconds"] == outcome["durations"]["provider_seconds"]
+    assert manifest["timings"]["provider_seconds"] == manifest["timings"]["render_seconds"]
     assert "X-Amz-Expires=7200" in outcome["output"]["download_url"]
     assert outcome["output"]["download_url"].startswith(
         f"https://{OUTPUT_BUCKET}.s3.us-east-1.amazonaws.com/{base}.mp4?"
@@ -113,7 +118,12 @@ def test_manifest_and_notification_agree_on_the_finish(aws, http, public_dns, ev
     http.get(THUMB_URL, body=THUMB, content_type="image/jpeg")
     # A notifier clock an hour ahead: only the finish time Store hands over can make them agree.
     later = datetime.now(UTC) + timedelta(hours=1)
-    monkeypatch.setattr(notify, "_now", lambda: later)
+    real_publish = publishing.publish_outcome
+    monkeypatch.setattr(
+        publishing,
+        "publish_outcome",
+        lambda outcome, settings, **kwargs: real_publish(outcome, settings, **{**kwargs, "clock": lambda: later}),
+    )
     job = event("store_completed.json")
     job["submitted_at"] = (datetime.now(UTC) - timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -304,12 +314,12 @@ def test_a_throttled_publish_raises_the_name_the_state_machine_retries(
     )
     assert isinstance(throttled, ClientError) and type(throttled).__name__ != "ClientError"
 
-    def publish(outcome):
+    def publish(outcome, settings, **kwargs):
         raise throttled
 
-    monkeypatch.setattr(notify, "publish_outcome", publish)
+    monkeypatch.setattr(publishing, "publish_outcome", publish)
 
-    with pytest.raises(notify.OutcomePublishError, match="Rate exceeded"):
+    with pytest.raises(publishing.OutcomePublishError, match="Rate exceeded"):
         app.lambda_handler(event("store_completed.json"), lambda_context)
 
 
@@ -319,26 +329,24 @@ def test_a_failure_never_follows_a_success_that_went_out(aws, event, monkeypatch
     from functions.notify_failure import app as notify_failure
 
     job = event("store_completed.json")
-    success = notify.outcome_from_job(job, status="succeeded", output={"video_uri": "s3://b/v.mp4"}, error=None)
+    success = outcomes.outcome_from_job(job, status="succeeded", output={"video_uri": "s3://b/v.mp4"}, error=None)
 
-    def refuse(settings, outcome):
-        raise notify.OutcomePublishError("EventBridge refused the event")
+    def refuse(settings, outcome, **kwargs):
+        raise publishing.OutcomePublishError("EventBridge refused the event")
 
     with monkeypatch.context() as patched:
-        patched.setattr(notify, "_put_event", refuse)
-        with pytest.raises(notify.OutcomePublishError):
-            notify.publish_outcome(success)
+        patched.setattr(publishing, "put_event", refuse)
+        with pytest.raises(publishing.OutcomePublishError):
+            publishing.publish_outcome(success, PublishSettings.read(Env("tests")))
     assert [message["status"] for message in published(aws)] == ["succeeded"]
 
     failed_job = dict(job, caught={"Error": "OutcomePublishError", "Cause": "{}"})
-    notify_failure.notify_job_failure(failed_job)
+    notify_failure.notify_job_failure(failed_job, NotifyFailureSettings.from_env())
 
     assert published(aws) == []
 
 
 def test_downloads_from_the_kept_signed_link_then_forgets_it(aws, http, public_dns, event, lambda_context, monkeypatch):
-    from i2v import jobs
-    from i2v.config import Settings
     from i2v.providers import COMPLETED, ProviderJob
 
     job = event("store_completed.json")
@@ -346,7 +354,7 @@ def test_downloads_from_the_kept_signed_link_then_forgets_it(aws, http, public_d
     provider_job = ProviderJob(
         id="vid_1", status=COMPLETED, video_url=signed_video, thumbnail_url=THUMB_URL + "?sig=S2"
     )
-    jobs.keep_result_links(job["job_key"], provider_job, settings=Settings.from_env(), now=datetime.now(UTC))
+    records.keep_result_links("jobs", job["job_key"], provider_job, now=datetime.now(UTC))
     http.get(VIDEO_URL, body=VIDEO)
     http.get(THUMB_URL, body=THUMB)
     app.lambda_handler(job, lambda_context)
@@ -359,14 +367,10 @@ def test_downloads_from_the_kept_signed_link_then_forgets_it(aws, http, public_d
 
 
 def test_an_expired_kept_link_is_not_used(aws, http, public_dns, event, lambda_context):
-    from i2v import jobs
-    from i2v.config import Settings
     from i2v.providers import COMPLETED, ProviderJob
 
     job = event("store_completed.json")
     stale = ProviderJob(id="vid_1", status=COMPLETED, video_url=VIDEO_URL + "?sig=OLD", thumbnail_url=None)
-    jobs.keep_result_links(
-        job["job_key"], stale, settings=Settings.from_env(), now=datetime.now(UTC) - timedelta(days=3)
-    )
+    records.keep_result_links("jobs", job["job_key"], stale, now=datetime.now(UTC) - timedelta(days=3))
 
-    assert jobs.result_links(job, settings=Settings.from_env()) == job["result"]
+    assert records.result_links("jobs", job) == job["result"]

@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 from PIL import Image
 
-from i2v import jobs
+from i2v import identity, records, submission
 from i2v.aws import client
 from tests.aws_resources import create_table
 from tests.conftest import load_event
@@ -155,7 +155,7 @@ def test_nohuman_upload_starts_a_running_execution(aws, app, lambda_context):
     [state] = executions()
     assert result == {
         "results": [
-            {"job_key": state["job_key"], "status": "running", "execution": jobs.execution_name(state["job_key"])}
+            {"job_key": state["job_key"], "status": "running", "execution": identity.execution_name(state["job_key"])}
         ]
     }
     assert state["status"] == "running"
@@ -289,12 +289,10 @@ def test_crash_after_create_then_retry_does_not_create_again(aws, app, lambda_co
 def test_crash_mid_create_fails_with_unknown_outcome_and_no_new_create(aws, app, lambda_context):
     event = event_for(aws, "uploads/harbour.jpg")
     s3_object = event["Records"][0]["s3"]["object"]
-    key = jobs.job_key(INPUT, "uploads/harbour.jpg", None, s3_object["eTag"])
+    key = identity.job_key(INPUT, "uploads/harbour.jpg", None, s3_object["eTag"])
     from datetime import datetime
 
-    from i2v.config import Settings
-
-    jobs.claim_submission(key, provider="nohuman", settings=Settings.from_env(), now=datetime.now(UTC))
+    records.claim_submission("i2v-jobs", key, provider="nohuman", now=datetime.now(UTC))
     nohuman_created()
 
     app.lambda_handler(event, lambda_context)
@@ -307,12 +305,14 @@ def test_crash_mid_create_fails_with_unknown_outcome_and_no_new_create(aws, app,
 
 
 def test_execution_already_exists_counts_as_started(aws):
-    from i2v.config import Settings
+    from i2v.settings import SubmitSettings
 
     state = {"job_key": "a" * 64, "status": "running"}
-    settings = Settings.from_env()
-    jobs.start_execution(state, settings=settings)
-    assert jobs.start_execution({**state, "poll_count": 1}, settings=settings) == jobs.execution_name("a" * 64)
+    settings = SubmitSettings.from_env()
+    submission.start_execution(state, state_machine_arn=settings.state_machine_arn)
+    assert submission.start_execution(
+        {**state, "poll_count": 1}, state_machine_arn=settings.state_machine_arn
+    ) == identity.execution_name("a" * 64)
     assert len(executions()) == 1
 
 

@@ -4,7 +4,9 @@ Created lazily so tests can start moto first, and so the local stack only has to
 AWS_ENDPOINT_URL. Timeouts are explicit: a hung AWS call must not eat a Lambda's budget.
 """
 
+from collections.abc import Callable
 from functools import cache, lru_cache
+from typing import Any
 
 import boto3
 from aws_lambda_powertools.utilities import parameters
@@ -19,9 +21,14 @@ SECRET_MAX_AGE_SECONDS = 300
 _CONFIG = Config(connect_timeout=3, read_timeout=8, retries={"mode": "standard", "total_max_attempts": 3})
 
 
+# Typed loosely on purpose: the service is chosen at run time, and boto3's stubs (when present)
+# type each service's client separately.
+_new_client: Callable[..., Any] = boto3.client
+
+
 @cache
-def client(service: str):
-    return boto3.client(service, config=_CONFIG)
+def client(service: str) -> Any:
+    return _new_client(service, config=_CONFIG)
 
 
 def reset_clients() -> None:
@@ -30,7 +37,7 @@ def reset_clients() -> None:
 
 
 @lru_cache(maxsize=4)
-def _secrets(secretsmanager) -> parameters.SecretsProvider:
+def _secrets(secretsmanager: Any) -> parameters.SecretsProvider:
     # One Powertools provider (and its value cache) per shared client: when clients are reset
     # (tests, or the local stack moving to a new endpoint), a stale value is not served from cache.
     return parameters.SecretsProvider(boto3_client=secretsmanager)
@@ -38,4 +45,9 @@ def _secrets(secretsmanager) -> parameters.SecretsProvider:
 
 def secret_string(name: str, *, max_age: int = SECRET_MAX_AGE_SECONDS) -> str:
     """A secret's value (API key, signing secret), cached by Powertools for max_age seconds."""
-    return _secrets(client("secretsmanager")).get(name, max_age=max_age).strip()
+    value = _secrets(client("secretsmanager")).get(name, max_age=max_age)
+    if isinstance(value, bytes):
+        value = value.decode("utf-8")
+    if not isinstance(value, str):
+        raise ValueError(f"secret {name} holds no text")
+    return value.strip()

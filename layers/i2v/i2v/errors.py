@@ -23,6 +23,8 @@ class PipelineError(Exception):
 
 class InvalidOptionError(PipelineError):
     code = "InvalidOption"
+    # The option at fault, when one is (options._invalid sets it).
+    option: str | None = None
 
 
 class ProviderNotConfiguredError(InvalidOptionError):

@@ -21,9 +21,9 @@ import urllib3
 from aws_lambda_powertools import Logger
 
 from i2v import storage
-from i2v.config import Settings
 from i2v.errors import ResultDownloadTransientError, ResultFetchError
 from i2v.providers import PROVIDER_CLASSES
+from i2v.settings import ResultFetchSettings as Settings
 from i2v.urlsafety import CheckedUrl, UnsafeUrlError, check_url, pinned_session
 
 logger = Logger(child=True)
@@ -131,7 +131,7 @@ def _open(url: str, settings: Settings, what: str) -> requests.Response:
             raise ResultDownloadTransientError(
                 f"the provider's {what} could not be downloaded from {_host(url)}: {exc.__class__.__name__}"
             ) from exc
-        response.pinned_session = session  # closed with the response
+        response.pinned_session = session  # type: ignore[attr-defined]  # closed with the response
         if not response.is_redirect:
             break
         location = response.headers.get("Location", "")

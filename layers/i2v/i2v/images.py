@@ -91,6 +91,8 @@ def prepare_image(data: bytes, *, min_recommended_px: int, max_bytes: int = DEFA
         width, height = image_size
         prepared = PreparedImage(body, "image/jpeg", "jpg", width, height, "JPEG", True, warnings)
     else:
+        # Not re-encoded: the format is one of ACCEPTED_FORMATS and the stripped copy decoded.
+        assert stripped is not None and image.format is not None
         content_type, extension = ACCEPTED_FORMATS[image.format]
         width, height = image.size
         prepared = PreparedImage(stripped, content_type, extension, width, height, image.format, False, warnings)
@@ -106,7 +108,7 @@ def _without_metadata(data: bytes, image: Image.Image) -> bytes | None:
     """The upload minus its metadata, checked to decode to the same picture; None when that fails
     (the caller then re-encodes, which writes no metadata either)."""
     try:
-        stripped = strip_metadata(data, image.format)
+        stripped = strip_metadata(data, image.format or "")
         if stripped == data:
             return data
         with Image.open(io.BytesIO(stripped)) as check:

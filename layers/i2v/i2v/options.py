@@ -24,6 +24,8 @@ OPTIONS_BY_PROVIDER = {
     NANOBANANA: ("prompt", "video_model", "resolution", "duration", "aspect_ratio", "motion_intensity"),
     NOHUMAN: ("prompt", "mode", "negative_prompt", "aspect_ratio", "duration", "cfg_scale", "sound"),
 }
+# Every option either provider takes, in a stable order (notifications list them this way).
+OPTION_NAMES = tuple(dict.fromkeys(name for names in OPTIONS_BY_PROVIDER.values() for name in names))
 
 NANOBANANA_MODELS = ("seedance2", "veo3", "sora2")
 NANOBANANA_RESOLUTIONS = ("480p", "720p", "1080p")
@@ -234,7 +236,7 @@ def _int_choice(options: Mapping, name: str, allowed: tuple, default: int, conte
         number = int(str(value).strip())
     except ValueError:
         number = None
-    if number not in allowed:
+    if number is None or number not in allowed:
         shown = f"{allowed[0]} to {allowed[-1]}" if len(allowed) > 3 else ", ".join(map(str, allowed))
         raise _invalid(name, f"{name} must be {shown}{context} (got {value!r})")
     return number
@@ -270,7 +272,7 @@ def _nohuman(options: Mapping) -> dict:
     return resolved
 
 
-def _cfg_scale(value) -> float:
+def _cfg_scale(value: object) -> float:
     if value is None or str(value).strip() == "":
         return 0.5
     try:
@@ -282,7 +284,7 @@ def _cfg_scale(value) -> float:
     return number
 
 
-def _bool(name: str, value, default: bool) -> bool:
+def _bool(name: str, value: object, default: bool) -> bool:
     if isinstance(value, bool):
         return value
     if value is None or str(value).strip() == "":

@@ -25,6 +25,22 @@ END_MARGIN_SECONDS = 15.0
 # A fallback wait is this fraction of the time the job has run so far, within the bounds below.
 FALLBACK_FRACTION = 0.25
 MAX_FALLBACK_SECONDS = 300
+# A Standard workflow holds 25,000 history events; one poll loop costs about ten of them.
+MAX_POLLS = 2000
+# Admission rounds (Wait, Admit, Route: about ten events each) are capped the same way.
+MAX_ADMITS = 2000
+
+
+def poll_interval(max_wait_minutes: int, configured_seconds: int) -> int:
+    """The configured interval, stretched when a long deadline would need more polls than
+    MAX_POLLS allows: the job then waits its whole deadline instead of hitting the cap early."""
+    return max(1, configured_seconds, math.ceil(max_wait_minutes * 60 * 2 / MAX_POLLS))
+
+
+def max_polls(max_wait_minutes: int, poll_interval_seconds: int) -> int:
+    """Twice the polls the deadline allows (Lambda and Wait add time), never near the history limit."""
+    expected = math.ceil(max_wait_minutes * 60 / max(1, poll_interval_seconds))
+    return max(1, min(MAX_POLLS, 2 * expected))
 
 
 def first_wait(created_at: float, low: float, cadence: float, now: float) -> int:

@@ -19,6 +19,7 @@ started nothing (refused key, refused request, provider unavailable) gives its r
 import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -61,7 +62,8 @@ def price_cents(provider: str, options: dict) -> int:
     """What the job costs in US cents before it is created (NoHuman's table); 0 when unknown."""
     if provider != NOHUMAN:
         return 0
-    amount = PRICES_USD.get((options.get("mode"), options.get("duration")))
+    price_key: Any = (options.get("mode"), options.get("duration"))
+    amount = PRICES_USD.get(price_key)
     return round(amount * 100) if amount is not None else 0
 
 

@@ -25,7 +25,7 @@ class Field:
     set_by: str
     meaning: str
 
-    def fresh_default(self):
+    def fresh_default(self) -> Any:
         return (
             list(self.default)
             if isinstance(self.default, list)
@@ -104,7 +104,7 @@ def parse(event: Any) -> dict:
     return state
 
 
-def new(**values) -> dict:
+def new(**values: Any) -> dict:
     state = {f.name: f.fresh_default() for f in FIELDS}
     unknown = set(values) - set(FIELD_NAMES)
     if unknown:
@@ -144,9 +144,15 @@ def _seconds(start: str | None, end: datetime | None) -> float | None:
 
 
 def describe_durations(job: dict, finished: datetime) -> dict:
-    """``total_seconds`` from the upload to ``finished``; ``render_seconds`` from the create until
-    the workflow saw the provider finish (None when unknown)."""
-    return {"total_seconds": _seconds(job.get("submitted_at"), finished), "render_seconds": job.get("render_seconds")}
+    """``total_seconds`` from the upload to ``finished``; ``provider_seconds`` from the create until
+    the workflow saw the provider finish (the provider's queue and render; None when unknown).
+    ``render_seconds`` is the deprecated name of ``provider_seconds``, kept with the same value."""
+    provider_seconds = job.get("provider_seconds", job.get("render_seconds"))
+    return {
+        "total_seconds": _seconds(job.get("submitted_at"), finished),
+        "provider_seconds": provider_seconds,
+        "render_seconds": provider_seconds,
+    }
 
 
 def markdown_table() -> str:

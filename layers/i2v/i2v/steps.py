@@ -1,6 +1,6 @@
 """The workflow's steps after Submit: Admit (slot + create) and Poll (one check window).
 
-Prepare lives in jobs.prepare_job (it needs Pillow; these steps must not import it).
+Prepare lives in submission.prepare_job (it needs Pillow; these steps must not import it).
 Each step takes the parsed job state and returns the next one; clocks and sleeps are
 arguments so tests drive time by hand.
 """
@@ -15,11 +15,13 @@ from datetime import UTC, datetime
 
 from aws_lambda_powertools import Logger
 
-from i2v import admission, estimates, jobs, polling, storage
-from i2v.config import Settings
+from i2v import admission, estimates, polling, records, storage, submission
+from i2v.clock import isoformat, parse_time
 from i2v.errors import PipelineError, ProviderJobFailedError, ProviderTransientError, QueueTimeoutError
 from i2v.providers import COMPLETED, RUNNING, Provider
+from i2v.settings import AdmitSettings, ControlSettings, EstimateSettings, PollSettings
 from i2v.state import QUEUED
+from i2v.transitions import TIMED_OUT, apply_provider_job, fail
 
 logger = Logger(child=True)
 
@@ -33,26 +35,31 @@ LEASE_GRACE_SECONDS = admission.LEASE_GRACE_SECONDS
 
 
 def _iso(epoch: float) -> str:
-    return jobs.isoformat(datetime.fromtimestamp(epoch, UTC))
+    return isoformat(datetime.fromtimestamp(epoch, UTC))
 
 
 def _epoch(text: str | None) -> float | None:
-    return None if not text else jobs.parse_time(text).timestamp()
+    return None if not text else parse_time(text).timestamp()
 
 
-def _estimate(state: dict, settings: Settings) -> estimates.Estimate:
+def _moment(text: str) -> float:
+    """A time the job state always has by then (queued_at, deadline)."""
+    return parse_time(text).timestamp()
+
+
+def _estimate(state: dict, settings: EstimateSettings) -> estimates.Estimate:
     return estimates.estimate(
         settings.control_table, state["provider"], state["options"], settings.initial_render_estimate_seconds
     )
 
 
-def release_slot(state: dict, settings: Settings) -> None:
+def release_slot(state: dict, settings: ControlSettings) -> None:
     if settings.control_table and state.get("provider"):
         admission.release(table=settings.control_table, provider=state["provider"], job_key=state["job_key"])
 
 
 def _queue_timeout(state: dict, waited_minutes: float) -> dict:
-    return jobs.fail(
+    return fail(
         state,
         QueueTimeoutError(
             f"the upload waited {waited_minutes:.0f} minutes for a turn at the provider "
@@ -68,7 +75,7 @@ def admit(
     state: dict,
     provider: Provider,
     *,
-    settings: Settings,
+    settings: AdmitSettings,
     clock: Callable[[], float] = time.time,
     pause: Callable[[float], None] = time.sleep,
 ) -> dict:
@@ -81,7 +88,7 @@ def admit(
     state["admit_count"] += 1
     if not state["queued_at"]:
         state["queued_at"] = _iso(now)
-    queued_at = _epoch(state["queued_at"])
+    queued_at = _moment(state["queued_at"])
     queue_deadline = queued_at + 60 * state["max_queue_minutes"]
     if now >= queue_deadline or state["admit_count"] > state["max_admits"]:
         return _queue_timeout(state, (now - queued_at) / 60)
@@ -120,12 +127,12 @@ def admit(
             state["image"]["bucket"], state["image"]["key"], settings.presign_expiry_seconds
         )
         created_at = clock()
-        job = jobs.ensure_provider_job(
+        provider_job = submission.ensure_provider_job(
             state["job_key"],
             provider,
             image_url,
             state["options"],
-            settings=settings,
+            jobs_table=settings.jobs_table,
             now=datetime.now(UTC),
             source=state["source"],
         )
@@ -134,17 +141,21 @@ def admit(
         return _refused(state, exc, settings, clock=clock, pause=pause)
     except PipelineError as error:
         release_slot(state, settings)
-        return jobs.fail(state, error)
+        return fail(state, error)
     except BaseException:
         release_slot(state, settings)
         raise
 
     state["created_at"] = _iso(created_at)
     state["deadline"] = _iso(created_at + 60 * state["max_wait_minutes"])
-    jobs.apply_provider_job(state, job)
-    if job.rate_limit:
+    apply_provider_job(state, provider_job)
+    if provider_job.rate_limit:
         admission.learn_limit(
-            table=settings.control_table, provider=provider.name, rate_limit=job.rate_limit, clock=clock, pause=pause
+            table=settings.control_table,
+            provider=provider.name,
+            rate_limit=provider_job.rate_limit,
+            clock=clock,
+            pause=pause,
         )
     if state["status"] != RUNNING:
         state["provider_finished_at"] = _iso(clock())
@@ -157,7 +168,14 @@ def admit(
     return state
 
 
-def _refused(state: dict, exc: ProviderTransientError, settings: Settings, *, clock, pause) -> dict:
+def _refused(
+    state: dict,
+    exc: ProviderTransientError,
+    settings: AdmitSettings,
+    *,
+    clock: Callable[[], float],
+    pause: Callable[[float], None],
+) -> dict:
     state["create_attempts"] += 1
     if exc.status == 429:
         retry_after = exc.retry_after if exc.retry_after is not None else CREATE_RETRY_BASE_SECONDS
@@ -190,7 +208,7 @@ def poll(
     state: dict,
     provider: Provider,
     *,
-    settings: Settings,
+    settings: PollSettings,
     remaining_seconds: Callable[[], float],
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
@@ -203,10 +221,10 @@ def poll(
         return state
     if not state["provider_job_id"]:
         release_slot(state, settings)
-        return jobs.fail(state, ProviderJobFailedError("the job has no provider job id to poll"))
+        return fail(state, ProviderJobFailedError("the job has no provider job id to poll"))
     now = clock()
     cadence = float(state["poll_interval_seconds"])
-    deadline = _epoch(state["deadline"])
+    deadline = _moment(state["deadline"])
     created_at = _epoch(state["created_at"]) or now
     estimate = state["render_estimate"] or _estimate(state, settings).to_dict()
     if state["poll_strategy"] == FIXED:
@@ -238,15 +256,15 @@ def poll(
     state["last_checked_at"] = result.last_checked_at
     if result.job is not None and result.job.status != RUNNING:
         # Signed result links stay out of the state (and the execution history): kept aside for Store.
-        jobs.keep_result_links(state["job_key"], result.job, settings=settings, now=datetime.now(UTC))
-        jobs.apply_provider_job(state, result.job)
-        state["provider_finished_at"] = _iso(result.last_checked_at)
+        records.keep_result_links(settings.jobs_table, state["job_key"], result.job, now=datetime.now(UTC))
+        apply_provider_job(state, result.job)
+        state["provider_finished_at"] = _iso(result.last_checked_at or clock())
         state["wait_seconds"] = 0
         release_slot(state, settings)
         return state
     now = clock()
     if now >= deadline or state["poll_count"] >= state["max_polls"]:
-        state["status"] = jobs.TIMED_OUT
+        state["status"] = TIMED_OUT
         state["error"] = {"code": "TimedOut", "message": f"timed out after {state['max_wait_minutes']} minutes"}
         release_slot(state, settings)
         return state
@@ -268,7 +286,7 @@ def poll(
     return state
 
 
-def record_render_time(state: dict, settings: Settings) -> float | None:
+def record_render_time(state: dict, settings: ControlSettings) -> float | None:
     """Store's contribution to the estimates: how long the provider took for this job."""
     created, finished = _epoch(state.get("created_at")), _epoch(state.get("provider_finished_at"))
     if created is None or finished is None or state.get("status") != COMPLETED:

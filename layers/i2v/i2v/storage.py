@@ -7,12 +7,14 @@ from collections.abc import Iterable
 from datetime import datetime
 from functools import lru_cache
 from pathlib import PurePosixPath
+from typing import Any
 
 import boto3
 from botocore.config import Config
 
 from i2v import state as job_state
 from i2v.aws import client
+from i2v.settings import OutputLayout, WorkLayout
 
 # S3 multipart parts must be at least 5 MiB (except the last); 8 MiB keeps memory small and calls few.
 PART_SIZE = 8 * 1024 * 1024
@@ -31,7 +33,7 @@ def presign_get(bucket: str, key: str, expires_in: int) -> str:
     )
 
 
-def _sigv4_s3():
+def _sigv4_s3() -> Any:
     """The client that signs links.
 
     On AWS (no endpoint configured) links use the regional virtual-hosted form,
@@ -45,10 +47,10 @@ def _sigv4_s3():
 
 
 @lru_cache(maxsize=4)
-def _sigv4_s3_for(endpoint_url: str | None, region: str):
+def _sigv4_s3_for(endpoint_url: str | None, region: str) -> Any:
     # Cached per endpoint: tests and the local stack switch endpoints between runs.
     style = "path" if endpoint_url else "virtual"
-    s3_config = {"addressing_style": style, "us_east_1_regional_endpoint": "regional"}
+    s3_config: Any = {"addressing_style": style, "us_east_1_regional_endpoint": "regional"}
     config = client("s3").meta.config.merge(Config(signature_version="s3v4", s3=s3_config))
     return boto3.client("s3", region_name=region, endpoint_url=endpoint_url, config=config)
 
@@ -60,12 +62,12 @@ def readable_name(source_key: str) -> str:
     return name or "image"
 
 
-def work_key(settings, job_key: str, extension: str) -> str:
+def work_key(settings: WorkLayout, job_key: str, extension: str) -> str:
     """Where the normalised input image lives (the presigned link the provider fetches points here)."""
     return f"{settings.work_prefix}{job_key}/input.{extension}"
 
 
-def output_keys(settings, job_key: str, source_key: str) -> dict:
+def output_keys(settings: OutputLayout, job_key: str, source_key: str) -> dict:
     """Video, thumbnail and manifest keys: readable, and unique per upload thanks to the job key."""
     base = f"{settings.output_prefix}{readable_name(source_key)}-{job_key[:12]}"
     return {"video": f"{base}.mp4", "thumbnail": f"{base}.jpg", "manifest": f"{base}.json"}
@@ -150,6 +152,6 @@ def upload_chunks(chunks: Iterable[bytes], bucket: str, key: str, content_type: 
         raise
 
 
-def _upload_part(s3, bucket: str, key: str, upload_id: str, number: int, body: bytes) -> dict:
+def _upload_part(s3: Any, bucket: str, key: str, upload_id: str, number: int, body: bytes) -> dict:
     response = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body)
     return {"PartNumber": number, "ETag": response["ETag"]}

@@ -145,10 +145,11 @@ def _resolve(host: str, port: int) -> list[IPAddress]:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
         raise UnsafeUrlError(f"host {host!r} cannot be resolved: {exc}") from exc
-    addresses = [_parse_ip(info[4][0]) for info in infos]
-    if not addresses or None in addresses:
+    addresses = [_parse_ip(str(info[4][0])) for info in infos]
+    usable = [address for address in addresses if address is not None]
+    if not usable or len(usable) != len(addresses):
         raise UnsafeUrlError(f"host {host!r} resolves to no usable address")
-    return addresses
+    return usable
 
 
 def _parse_ip(text: str) -> IPAddress | None:

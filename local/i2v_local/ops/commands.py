@@ -11,7 +11,7 @@ from urllib.parse import unquote_plus
 
 from botocore.exceptions import ClientError
 
-from i2v.jobs import execution_name, job_key
+from i2v.identity import execution_name, job_key
 
 from . import records
 from .render import cost_text, emit, emit_json, seconds_text, table

@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
 import re
 from datetime import UTC, datetime, timedelta
 
-STATUS_INDEX = "ByStatus"  # i2v.jobs.STATUS_INDEX (the layer is not imported: the CLI runs anywhere)
-STATUSES = ("running", "succeeded", "failed")
+from i2v import records
+
+STATUS_INDEX = records.STATUS_INDEX
+STATUSES = records.LISTED_STATUSES
 
 
 def plain(item: dict) -> dict:
     """A DynamoDB item as plain values (numbers as floats, JSON attributes parsed)."""
-    record = {}
-    for name, typed in item.items():
-        ((kind, value),) = typed.items()
-        if kind == "N":
-            value = float(value)
-        elif kind == "NULL":
-            value = None
-        record[name] = value
-    for name in ("outcome", "provider_job"):
-        if isinstance(record.get(name), str):
-            with contextlib.suppress(ValueError):
-                record[name] = json.loads(record[name])
-    return record
+    record = records.from_item(item)
+    return {name: float(value) if type(value) is int else value for name, value in record.items()}
 
 
 def get(target, job_key: str) -> dict | None:

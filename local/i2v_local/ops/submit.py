@@ -18,7 +18,7 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 
-from i2v.jobs import execution_name, job_key
+from i2v.identity import execution_name, job_key
 
 from . import records
 from .render import cost_text, emit, seconds_text

@@ -14,12 +14,12 @@ from collections.abc import Callable
 import requests
 
 from i2v.aws import secret_string
-from i2v.config import Settings
 from i2v.errors import InvalidOptionError, ProviderNotConfiguredError
 from i2v.providers.base import COMPLETED, FAILED, RUNNING, Provider, ProviderJob
 from i2v.providers.http import ProviderHttp
 from i2v.providers.nanobanana import NanoBananaProvider
 from i2v.providers.nohuman import NoHumanProvider
+from i2v.settings import ProviderAccess
 
 PROVIDER_CLASSES = {cls.name: cls for cls in (NanoBananaProvider, NoHumanProvider)}
 # One per container: status checks reuse its pooled connections instead of a TLS handshake per poll.
@@ -71,7 +71,7 @@ def provider_class(name: str) -> type[Provider]:
 
 
 def get_provider(
-    settings: Settings,
+    settings: ProviderAccess,
     *,
     name: str | None = None,
     remaining_ms: Callable[[], int] | None = None,

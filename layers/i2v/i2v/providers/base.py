@@ -106,6 +106,8 @@ class Provider(ABC):
     production_base_url: str = ""
     default_result_hosts: tuple = ()
     min_recommended_px: int = 0
+    # How long the create request may take to answer (NanoBanana renders before it answers).
+    create_read_timeout: float = 60.0
 
     def __init__(self, http: ProviderHttp):
         self.http = http

@@ -1,5 +1,6 @@
 """NoHuman Studio: create, then poll `GET /v1/videos/generations/{id}` until completed or failed."""
 
+from typing import Any
 from urllib.parse import quote
 
 from i2v.errors import ProviderError, SubmitOutcomeUnknownError
@@ -41,7 +42,8 @@ class NoHumanProvider(Provider):
         return self._job(body, None)
 
     def cost(self, options: dict, response: dict | None = None) -> dict | None:
-        amount = PRICES_USD.get((options.get("mode"), options.get("duration")))
+        price_key: Any = (options.get("mode"), options.get("duration"))
+        amount = PRICES_USD.get(price_key)
         return None if amount is None else {"amount": amount, "currency": "USD"}
 
     def _job(self, body: dict, options: dict | None) -> ProviderJob:
@@ -49,7 +51,7 @@ class NoHumanProvider(Provider):
         status = STATUS_MAP.get(raw_status)
         if status is None:
             raise ProviderError(f"provider reported an unknown job status {raw_status!r}")
-        result = body.get("result") if isinstance(body.get("result"), dict) else {}
+        result: dict = body["result"] if isinstance(body.get("result"), dict) else {}
         job = ProviderJob(
             id=text_field(body.get("id"), "id"),
             status=status,
