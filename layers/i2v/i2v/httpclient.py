@@ -106,7 +106,10 @@ def request(
         try:
             data = raw.read(max_body_bytes)
         finally:
-            raw.release_conn() if raw.length_remaining == 0 else raw.close()
+            if raw.length_remaining == 0:
+                raw.release_conn()  # read to its end: the connection can serve the next request
+            else:
+                raw.close()  # cut at the cap, unread or of unknown length: not reusable
     except HTTPError as exc:
         raise classify(exc) from exc
     return Response(raw.status, raw.reason or "", raw.headers, data)
