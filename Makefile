@@ -32,7 +32,7 @@ LAMBDA_VENV := .venv-lambda
 $(LAMBDA_VENV)/.installed: pyproject.toml
 	$(LAMBDA_PYTHON) -m venv $(LAMBDA_VENV)
 	$(LAMBDA_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(LAMBDA_VENV)/bin/python -m pip install --quiet -e '.[local]' pytest responses cfn-lint
+	$(LAMBDA_VENV)/bin/python -m pip install --quiet -e '.[local]' pytest cfn-lint
 	touch $@
 
 test-lambda-python: $(LAMBDA_VENV)/.installed

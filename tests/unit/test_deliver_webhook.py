@@ -6,7 +6,6 @@ import random
 import socket
 
 import pytest
-import responses
 from aws_lambda_powertools.utilities import parameters
 from botocore.exceptions import ClientError
 from moto import mock_aws
@@ -14,6 +13,7 @@ from standardwebhooks.webhooks import Webhook
 
 from functions.deliver_webhook import app
 from i2v.aws import client
+from tests import http_mock
 from tests.conftest import load_event
 
 URL = "https://hooks.example.com/video-events"
@@ -99,13 +99,13 @@ def _outcome(job_key: str = "b" * 64, status: str = "failed") -> dict:
     )
 
 
-@responses.activate
+@http_mock.activate
 def test_sample_event_is_delivered_signed(aws, lambda_context, capsys):
-    responses.post(URL, status=200)
+    http_mock.post(URL, status=200)
 
     assert app.lambda_handler(load_event("webhook_sqs.json"), lambda_context) == {"batchItemFailures": []}
 
-    [call] = responses.calls
+    [call] = http_mock.calls
     headers = dict(call.request.headers)
     assert Webhook(SECRET).verify(call.request.body, headers) == SAMPLE_OUTCOME
     assert headers["webhook-id"] == "msg_" + SAMPLE_OUTCOME["job_key"][:32] + "_succeeded"
@@ -113,9 +113,9 @@ def test_sample_event_is_delivered_signed(aws, lambda_context, capsys):
     assert aws["visibility_changes"] == []
 
 
-@responses.activate
+@http_mock.activate
 def test_sns_envelope_form_is_accepted(aws, lambda_context):
-    responses.post(URL, status=204)
+    http_mock.post(URL, status=204)
     envelope = {
         "Type": "Notification",
         "MessageId": "m-1",
@@ -125,12 +125,12 @@ def test_sns_envelope_form_is_accepted(aws, lambda_context):
     _send(aws["queue"], json.dumps(envelope))
 
     assert app.lambda_handler(_receive_event(aws["queue"]), lambda_context) == {"batchItemFailures": []}
-    assert json.loads(responses.calls[0].request.body) == _outcome()
+    assert json.loads(http_mock.calls[0].request.body) == _outcome()
 
 
-@responses.activate
+@http_mock.activate
 def test_failed_delivery_is_postponed_by_the_backoff_and_reported(aws, lambda_context, highest_jitter, capsys):
-    responses.post(URL, status=503)
+    http_mock.post(URL, status=503)
     _send(aws["queue"], json.dumps(_outcome()))
     event = _receive_event(aws["queue"])
 
@@ -142,17 +142,17 @@ def test_failed_delivery_is_postponed_by_the_backoff_and_reported(aws, lambda_co
     assert _receive_event(aws["queue"])["Records"] == []  # hidden until the next attempt
 
 
-@responses.activate
+@http_mock.activate
 def test_retry_after_sets_the_delay(aws, lambda_context):
-    responses.post(URL, status=429, headers={"Retry-After": "120"})
+    http_mock.post(URL, status=429, headers={"Retry-After": "120"})
     _send(aws["queue"], json.dumps(_outcome()))
     app.lambda_handler(_receive_event(aws["queue"]), lambda_context)
     assert aws["visibility_changes"] == [120]
 
 
-@responses.activate
+@http_mock.activate
 def test_410_is_not_retried(aws, lambda_context, capsys):
-    responses.post(URL, status=410)
+    http_mock.post(URL, status=410)
     _send(aws["queue"], json.dumps(_outcome()))
 
     assert app.lambda_handler(_receive_event(aws["queue"]), lambda_context) == {"batchItemFailures": []}
@@ -160,10 +160,10 @@ def test_410_is_not_retried(aws, lambda_context, capsys):
     assert '"WebhooksFailed"' in capsys.readouterr().out
 
 
-@responses.activate
+@http_mock.activate
 def test_partial_batch_reports_only_the_failed_message(aws, lambda_context):
-    responses.post(URL, status=200)
-    responses.post(URL, status=500)
+    http_mock.post(URL, status=200)
+    http_mock.post(URL, status=500)
     _send(aws["queue"], json.dumps(_outcome(job_key="c" * 64)))
     _send(aws["queue"], json.dumps(_outcome(job_key="d" * 64)))
     event = _receive_event(aws["queue"])
@@ -174,21 +174,21 @@ def test_partial_batch_reports_only_the_failed_message(aws, lambda_context):
     assert result == {"batchItemFailures": [{"itemIdentifier": event["Records"][1]["messageId"]}]}
 
 
-@responses.activate
+@http_mock.activate
 def test_not_an_outcome_is_a_failure(aws, lambda_context):
     _send(aws["queue"], json.dumps({"hello": "world"}))
     event = _receive_event(aws["queue"])
     assert app.lambda_handler(event, lambda_context)["batchItemFailures"] == [
         {"itemIdentifier": event["Records"][0]["messageId"]}
     ]
-    assert len(responses.calls) == 0
+    assert len(http_mock.calls) == 0
 
 
-@responses.activate
+@http_mock.activate
 def test_unreachable_receiver_is_retried_with_growing_delays_then_lands_in_the_dlq(
     aws, lambda_context, highest_jitter, monkeypatch
 ):
-    responses.post(URL, status=502)
+    http_mock.post(URL, status=502)
     _send(aws["queue"], json.dumps(_outcome()))
     # Make every hidden message visible again at once, so the test need not wait out the delays.
     sqs = client("sqs")
@@ -207,48 +207,48 @@ def test_unreachable_receiver_is_retried_with_growing_delays_then_lands_in_the_d
         assert app.lambda_handler(event, lambda_context)["batchItemFailures"]
 
     assert wanted_delays == [5, 10, 20]  # attempts 1, 2, 3 (ApproximateReceiveCount)
-    assert [call.request.headers["webhook-id"] for call in responses.calls] == ["msg_" + "b" * 32 + "_failed"] * 3
+    assert [call.request.headers["webhook-id"] for call in http_mock.calls] == ["msg_" + "b" * 32 + "_failed"] * 3
     assert _receive_event(aws["queue"])["Records"] == []
     [dead] = client("sqs").receive_message(QueueUrl=aws["dlq"]).get("Messages", [])
     assert json.loads(dead["Body"]) == _outcome()
 
 
-@responses.activate
+@http_mock.activate
 def test_unsafe_webhook_url_is_never_called(aws, lambda_context, monkeypatch):
     monkeypatch.setenv("WEBHOOK_URL", "http://127.0.0.1:9000/hook")
     _send(aws["queue"], json.dumps(_outcome()))
     event = _receive_event(aws["queue"])
     assert app.lambda_handler(event, lambda_context)["batchItemFailures"]
-    assert len(responses.calls) == 0
+    assert len(http_mock.calls) == 0
 
 
-@responses.activate
+@http_mock.activate
 def test_loopback_http_when_insecure_webhooks_are_allowed(aws, lambda_context, monkeypatch):
     monkeypatch.setenv("WEBHOOK_URL", "http://127.0.0.1:9000/hook")
     monkeypatch.setenv("ALLOW_INSECURE_WEBHOOK", "true")
-    responses.post("http://127.0.0.1:9000/hook", status=200)
+    http_mock.post("http://127.0.0.1:9000/hook", status=200)
     assert app.lambda_handler(load_event("webhook_sqs.json"), lambda_context) == {"batchItemFailures": []}
 
 
-@responses.activate
+@http_mock.activate
 def test_rotating_secret_signs_with_both(aws, lambda_context):
     new_secret = "whsec_" + base64.b64encode(b"the next webhook secret, 32 byte").decode()
     client("secretsmanager").put_secret_value(SecretId="i2v/webhook", SecretString=f"{SECRET} {new_secret}")
-    responses.post(URL, status=200)
+    http_mock.post(URL, status=200)
 
     app.lambda_handler(load_event("webhook_sqs.json"), lambda_context)
 
-    call = responses.calls[0]
+    call = http_mock.calls[0]
     assert len(call.request.headers["webhook-signature"].split(" ")) == 2
     for secret in (SECRET, new_secret):
         assert Webhook(secret).verify(call.request.body, dict(call.request.headers)) == SAMPLE_OUTCOME
 
 
-@responses.activate
+@http_mock.activate
 def test_no_webhook_configured_does_nothing(lambda_context, monkeypatch):
     monkeypatch.setenv("WEBHOOK_URL", "")
     assert app.lambda_handler(load_event("webhook_sqs.json"), lambda_context) == {"batchItemFailures": []}
-    assert len(responses.calls) == 0
+    assert len(http_mock.calls) == 0
 
 
 def test_webhook_without_a_secret_name_is_a_configuration_error(lambda_context, monkeypatch):
@@ -258,10 +258,10 @@ def test_webhook_without_a_secret_name_is_a_configuration_error(lambda_context, 
         app.lambda_handler(load_event("webhook_sqs.json"), lambda_context)
 
 
-@responses.activate
+@http_mock.activate
 def test_failure_is_still_reported_when_postponing_fails(aws, lambda_context, monkeypatch):
     # The sample's receipt handle is not one SQS issued: ChangeMessageVisibility is refused.
-    responses.post(URL, status=500)
+    http_mock.post(URL, status=500)
     logged = []
     monkeypatch.setattr(app.logger, "exception", lambda message, **kwargs: logged.append(message))
     event = load_event("webhook_sqs.json")
@@ -272,9 +272,9 @@ def test_failure_is_still_reported_when_postponing_fails(aws, lambda_context, mo
     assert logged == ["Could not postpone the next attempt"]
 
 
-@responses.activate
+@http_mock.activate
 def test_refused_queue_url_lookup_is_logged_and_the_failure_still_reported(aws, lambda_context, monkeypatch):
-    responses.post(URL, status=503)
+    http_mock.post(URL, status=503)
     _send(aws["queue"], json.dumps(SAMPLE_OUTCOME))
     event = _receive_event(aws["queue"])
     sqs = client("sqs")
@@ -294,7 +294,7 @@ def test_refused_queue_url_lookup_is_logged_and_the_failure_still_reported(aws, 
     assert aws["visibility_changes"] == []
 
 
-@responses.activate
+@http_mock.activate
 def test_body_that_is_not_json_is_a_failure(aws, lambda_context):
     _send(aws["queue"], "not json at all")
     event = _receive_event(aws["queue"])
@@ -303,9 +303,9 @@ def test_body_that_is_not_json_is_a_failure(aws, lambda_context):
     ]
 
 
-@responses.activate
+@http_mock.activate
 def test_a_long_retry_after_is_capped_at_the_sqs_limit_from_receipt(aws, lambda_context, monkeypatch):
-    responses.post(URL, status=503, headers={"Retry-After": str(3 * 24 * 3600)})
+    http_mock.post(URL, status=503, headers={"Retry-After": str(3 * 24 * 3600)})
     _send(aws["queue"], json.dumps(_outcome()))
     event = _receive_event(aws["queue"])
     clock = iter([1000.0, 1000.0 + 30])  # handler start, then the postpone 30 s later
@@ -316,9 +316,9 @@ def test_a_long_retry_after_is_capped_at_the_sqs_limit_from_receipt(aws, lambda_
     assert aws["visibility_changes"] == [12 * 3600 - 60 - 30]
 
 
-@responses.activate
+@http_mock.activate
 def test_a_malformed_secret_is_never_used_to_sign(aws, lambda_context):
-    responses.post(URL, status=200)
+    http_mock.post(URL, status=200)
     client("secretsmanager").put_secret_value(SecretId="i2v/webhook", SecretString="whsec_abc")
     parameters.clear_caches()
     _send(aws["queue"], json.dumps(_outcome()))
@@ -327,4 +327,4 @@ def test_a_malformed_secret_is_never_used_to_sign(aws, lambda_context):
     result = app.lambda_handler(event, lambda_context)
 
     assert result == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
-    assert len(responses.calls) == 0
+    assert len(http_mock.calls) == 0

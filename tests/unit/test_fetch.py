@@ -7,14 +7,14 @@ from dataclasses import replace
 
 import boto3
 import pytest
-import requests
-import responses
 import urllib3
 from moto import mock_aws
+from urllib3.exceptions import ConnectTimeoutError, ProtocolError, ReadTimeoutError
 
 from i2v.errors import ResultFetchError
 from i2v.fetch import allowed_result_hosts, fetch_to_s3
 from i2v.settings import PublishSettings, StoreSettings
+from tests import http_mock
 from tests.loopback import LoopbackServer, answer, rebinding_resolver, second_loopback_server
 
 BUCKET = "out-bucket"
@@ -57,8 +57,8 @@ def s3():
 
 @pytest.fixture
 def http():
-    # Passthrough for the moto S3 endpoint is not needed: moto patches botocore, not requests.
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+    # moto intercepts botocore before it reaches urllib3, so S3 calls never meet this mock.
+    with http_mock.HttpMock() as mock:
         yield mock
 
 
@@ -87,8 +87,10 @@ def test_streams_the_result_into_s3(s3, http, dns, settings):
     stored = s3.get_object(Bucket=BUCKET, Key="videos/v.mp4")
     assert stored["Body"].read() == mp4(900)
     assert stored["ContentType"] == "video/mp4"
-    assert http.calls[0].request.req_kwargs["stream"] is True
-    assert http.calls[0].request.req_kwargs["timeout"] == (10, 60)
+    options = http.calls[0].request.options
+    assert options["preload_content"] is False  # streamed, not read into memory
+    assert (options["timeout"].connect_timeout, options["timeout"].read_timeout) == (10, 60)
+    assert options["redirect"] is False and options["retries"] is False
 
 
 def test_follows_a_redirect_within_the_provider(s3, http, dns, settings):
@@ -229,7 +231,7 @@ def test_server_error_is_reported(s3, http, dns, settings):
 
 def test_connection_failure_is_reported_without_the_url(s3, http, dns, settings):
     signed = VIDEO_URL + "?token=secret-token"
-    http.get(VIDEO_URL, body=requests.ConnectTimeout("connect timed out " + signed))
+    http.get(VIDEO_URL, body=ConnectTimeoutError("connect timed out " + signed))
 
     with pytest.raises(ResultFetchError) as caught:
         fetch(signed, settings)
@@ -446,8 +448,8 @@ JPEG = b"\xff\xd8\xff\xe0" + b"j" * 100
         {"status": 503},
         {"status": 429},
         {"status": 408},
-        {"body": requests.ConnectionError("reset")},
-        {"body": requests.ReadTimeout("slow")},
+        {"body": ProtocolError("Connection aborted.", ConnectionResetError("reset"))},
+        {"body": ReadTimeoutError(None, VIDEO_URL, "slow")},
     ],
 )
 def test_transient_download_failures_are_retried_then_succeed(s3, http, dns, settings, reply):

@@ -4,9 +4,10 @@ verification and the Host header still naming the URL's host. Loopback servers o
 import socket
 
 import pytest
-import requests
+from urllib3.exceptions import SSLError
 
-from i2v.urlsafety import check_url, pinned_session
+from i2v.httpclient import TransportError, request
+from i2v.urlsafety import UnsafeUrlError, check_url, pinned_pool
 from tests.loopback import LoopbackServer, answer, rebinding_resolver, second_loopback_server, self_signed_certificate
 
 HOST = "cdn.nohuman.studio"
@@ -20,10 +21,10 @@ def test_a_second_lookup_cannot_move_the_connection(monkeypatch):
             url = f"http://{HOST}:{good.port}/v.mp4"
 
             checked = check_url(url, allow_loopback_http=True)
-            with pinned_session(checked) as session:
-                response = session.get(url, timeout=5)
+            with pinned_pool(checked) as pool:
+                response = request(pool, "GET", url, connect_timeout=5, read_timeout=5)
 
-            assert response.content == b"checked"
+            assert response.body == b"checked"
             assert evil.requests == []
             assert good.requests[0]["headers"]["Host"] == f"{HOST}:{good.port}"
             assert resolver.calls == ["127.0.0.1"]  # nothing resolved the name a second time
@@ -36,10 +37,10 @@ def test_tls_uses_the_host_name_for_sni_and_the_certificate(monkeypatch, tmp_pat
         url = f"https://{HOST}:{server.port}/v.mp4"
         checked = check_url(url, allow_loopback_http=True)
 
-        with pinned_session(checked) as session:
-            response = session.get(url, timeout=5, verify=cert)
+        with pinned_pool(checked, ca_certs=cert) as pool:
+            response = request(pool, "GET", url, connect_timeout=5, read_timeout=5)
 
-        assert response.content == b"video"
+        assert response.body == b"video"
         assert server.sni == [HOST]
         assert server.requests[0]["headers"]["Host"] == f"{HOST}:{server.port}"
 
@@ -51,13 +52,15 @@ def test_a_certificate_for_another_name_is_refused(monkeypatch, tmp_path):
         url = f"https://{HOST}:{server.port}/v.mp4"
         checked = check_url(url, allow_loopback_http=True)
 
-        with pinned_session(checked) as session, pytest.raises(requests.exceptions.SSLError):
-            session.get(url, timeout=5, verify=cert)
+        with pinned_pool(checked, ca_certs=cert) as pool, pytest.raises(TransportError) as failure:
+            request(pool, "GET", url, connect_timeout=5, read_timeout=5)
+        assert isinstance(failure.value.__cause__, SSLError)
+        assert server.requests == []
 
 
-def test_the_session_only_goes_to_the_checked_url(monkeypatch):
+def test_the_pool_only_goes_to_the_checked_url(monkeypatch):
     monkeypatch.setattr(socket, "getaddrinfo", rebinding_resolver(["127.0.0.1"]))
     checked = check_url(f"http://{HOST}:8080/v.mp4", allow_loopback_http=True)
 
-    with pinned_session(checked) as session, pytest.raises(requests.exceptions.InvalidURL, match="checked"):
-        session.get("http://elsewhere.example:8080/v.mp4", timeout=5)
+    with pinned_pool(checked) as pool, pytest.raises(UnsafeUrlError, match="checked"):
+        request(pool, "GET", "http://elsewhere.example:8080/v.mp4", connect_timeout=5, read_timeout=5)

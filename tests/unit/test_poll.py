@@ -2,13 +2,13 @@ from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
-import requests
-import responses
 from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
+from urllib3.exceptions import ProtocolError
 
 from i2v import state as state_model
 from i2v.errors import ProviderAuthError
+from tests import http_mock
 from tests.conftest import load_event
 
 STATUS_URL = "https://api.nohuman.studio/v1/videos/generations/gen_img2v_x7y8z9"
@@ -49,20 +49,20 @@ def lambda_context(lambda_context):
     return lambda_context
 
 
-@responses.activate
+@http_mock.activate
 def test_still_running(app, state, lambda_context):
-    responses.get(STATUS_URL, json={"id": "gen_img2v_x7y8z9", "status": "processing", "progress": 40})
+    http_mock.get(STATUS_URL, json={"id": "gen_img2v_x7y8z9", "status": "processing", "progress": 40})
     result = app.lambda_handler(state, lambda_context)
     assert result["status"] == "running"
     assert result["poll_count"] == state["poll_count"] + 1 and result["checks"] == 1
     assert set(result) == set(state_model.FIELD_NAMES)  # the job state, never the provider's raw answer
     assert result["wait_seconds"] >= state["poll_interval_seconds"]
-    assert responses.calls[0].request.headers["Authorization"] == "Bearer sk-test"
+    assert http_mock.calls[0].request.headers["Authorization"] == "Bearer sk-test"
 
 
-@responses.activate
+@http_mock.activate
 def test_completed(app, state, lambda_context):
-    responses.get(
+    http_mock.get(
         STATUS_URL,
         json={"id": "gen_img2v_x7y8z9", "status": "completed", "result": {"url": "https://cdn.nohuman.studio/v.mp4"}},
     )
@@ -72,44 +72,47 @@ def test_completed(app, state, lambda_context):
     assert result["cost"] == {"amount": 0.47, "currency": "USD"}  # kept from submit
 
 
-@responses.activate
+@http_mock.activate
 def test_failed(app, state, lambda_context):
-    responses.get(STATUS_URL, json={"id": "gen_img2v_x7y8z9", "status": "failed", "error": "face detection failed"})
+    http_mock.get(STATUS_URL, json={"id": "gen_img2v_x7y8z9", "status": "failed", "error": "face detection failed"})
     result = app.lambda_handler(state, lambda_context)
     assert result["status"] == "failed"
     assert result["error"] == {"code": "ProviderJobFailed", "message": "face detection failed"}
 
 
-@responses.activate
+@http_mock.activate
 def test_deadline_passed(app, state, lambda_context):
     state["deadline"] = "2026-01-01T00:00:00Z"
-    responses.get(STATUS_URL, json={"id": "gen_img2v_x7y8z9", "status": "processing"})
+    http_mock.get(STATUS_URL, json={"id": "gen_img2v_x7y8z9", "status": "processing"})
     result = app.lambda_handler(state, lambda_context)
     assert result["status"] == "timed_out"
     assert result["error"] == {"code": "TimedOut", "message": "timed out after 30 minutes"}
 
 
-@pytest.mark.parametrize("reply", [{"status": 503}, {"status": 429}, {"body": requests.ConnectionError("reset")}])
-@responses.activate
+@pytest.mark.parametrize(
+    "reply",
+    [{"status": 503}, {"status": 429}, {"body": ProtocolError("Connection aborted.", ConnectionResetError("reset"))}],
+)
+@http_mock.activate
 def test_transient_errors_are_no_news_and_the_job_keeps_waiting(app, state, lambda_context, reply):
-    responses.get(STATUS_URL, **reply)
+    http_mock.get(STATUS_URL, **reply)
     result = app.lambda_handler(state, lambda_context)
     assert result["status"] == "running" and result["error"] is None and result["wait_seconds"] >= 5
 
 
-@responses.activate
+@http_mock.activate
 def test_rejected_key_is_final(app, state, lambda_context):
-    responses.get(STATUS_URL, status=403)
+    http_mock.get(STATUS_URL, status=403)
     with pytest.raises(ProviderAuthError):
         app.lambda_handler(state, lambda_context)
 
 
-@responses.activate
+@http_mock.activate
 def test_a_signed_result_link_is_kept_aside_and_the_state_carries_it_without_its_query(
     app, state, lambda_context, monkeypatch
 ):
     signed = "https://cdn.nohuman.studio/v.mp4?X-Amz-Signature=SECRETSIG&X-Amz-Expires=3600"
-    responses.get(STATUS_URL, json={"id": "gen_img2v_x7y8z9", "status": "completed", "result": {"url": signed}})
+    http_mock.get(STATUS_URL, json={"id": "gen_img2v_x7y8z9", "status": "completed", "result": {"url": signed}})
 
     result = app.lambda_handler(state, lambda_context)
 

@@ -4,11 +4,10 @@ from types import SimpleNamespace
 
 import boto3
 import pytest
-import requests
-import responses
+import urllib3
 from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
-from urllib3.exceptions import MaxRetryError, NewConnectionError
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ProtocolError, ReadTimeoutError
 
 from i2v.errors import (
     ProviderAuthError,
@@ -17,11 +16,13 @@ from i2v.errors import (
     ProviderTransientError,
     SubmitOutcomeUnknownError,
 )
+from i2v.httpclient import Response
 from i2v.providers import COMPLETED, FAILED, RUNNING, get_provider
 from i2v.providers.http import ProviderHttp, error_message, retry_after_seconds
 from i2v.providers.nanobanana import NanoBananaProvider
 from i2v.providers.nohuman import NoHumanProvider
 from i2v.settings import Env
+from tests import http_mock
 from tests.provider_samples import NB_SUCCESS
 
 NH = "https://api.nohuman.studio"
@@ -77,9 +78,9 @@ def nanobanana(sleeps):
 # ---------------------------------------------------------------- NoHuman
 
 
-@responses.activate
+@http_mock.activate
 def test_nohuman_create_sends_options_and_bearer_key(nohuman):
-    responses.post(
+    http_mock.post(
         NH_CREATE,
         json={
             "id": "gen_img2v_x7y8z9",
@@ -92,7 +93,7 @@ def test_nohuman_create_sends_options_and_bearer_key(nohuman):
     assert job.id == "gen_img2v_x7y8z9"
     assert job.status == RUNNING
     assert job.cost == {"amount": 0.47, "currency": "USD"}
-    sent = responses.calls[0].request
+    sent = http_mock.calls[0].request
     assert sent.headers["Authorization"] == "Bearer sk-test"
     assert json.loads(sent.body) == {"image_url": IMAGE_URL, **NH_OPTIONS}
 
@@ -105,25 +106,25 @@ def test_nohuman_price_table(nohuman, mode, duration, amount):
     assert nohuman.cost({"mode": mode, "duration": duration}) == {"amount": amount, "currency": "USD"}
 
 
-@responses.activate
+@http_mock.activate
 def test_nohuman_create_without_an_id_is_an_unknown_outcome(nohuman):
-    responses.post(NH_CREATE, json={"status": "created"})
+    http_mock.post(NH_CREATE, json={"status": "created"})
     with pytest.raises(SubmitOutcomeUnknownError, match="nothing was resubmitted"):
         nohuman.create_job(IMAGE_URL, NH_OPTIONS)
-    assert len(responses.calls) == 1
+    assert len(http_mock.calls) == 1
 
 
 @pytest.mark.parametrize("status", ["created", "processing"])
-@responses.activate
+@http_mock.activate
 def test_nohuman_get_running(nohuman, status):
-    responses.get(NH + "/v1/videos/generations/gen_1", json={"id": "gen_1", "status": status})
+    http_mock.get(NH + "/v1/videos/generations/gen_1", json={"id": "gen_1", "status": status})
     job = nohuman.get_job("gen_1")
     assert (job.id, job.status, job.video_url, job.error) == ("gen_1", RUNNING, None, None)
 
 
-@responses.activate
+@http_mock.activate
 def test_nohuman_get_completed(nohuman):
-    responses.get(
+    http_mock.get(
         NH + "/v1/videos/generations/gen_1",
         json={
             "id": "gen_1",
@@ -137,9 +138,9 @@ def test_nohuman_get_completed(nohuman):
     assert job.thumbnail_url == "https://cdn.nohuman.studio/t.jpg"
 
 
-@responses.activate
+@http_mock.activate
 def test_nohuman_completed_without_thumbnail(nohuman):
-    responses.get(
+    http_mock.get(
         NH + "/v1/videos/generations/gen_1",
         json={"id": "gen_1", "status": "completed", "result": {"url": "https://cdn.nohuman.studio/v.mp4"}},
     )
@@ -147,9 +148,9 @@ def test_nohuman_completed_without_thumbnail(nohuman):
     assert job.status == COMPLETED and job.thumbnail_url is None
 
 
-@responses.activate
+@http_mock.activate
 def test_nohuman_completed_without_url_is_a_failure(nohuman):
-    responses.get(NH + "/v1/videos/generations/gen_1", json={"id": "gen_1", "status": "completed", "result": {}})
+    http_mock.get(NH + "/v1/videos/generations/gen_1", json={"id": "gen_1", "status": "completed", "result": {}})
     job = nohuman.get_job("gen_1")
     assert job.status == FAILED
     assert "result.url" in job.error
@@ -163,37 +164,37 @@ def test_nohuman_completed_without_url_is_a_failure(nohuman):
         (None, "the provider reported the job failed without a reason"),
     ],
 )
-@responses.activate
+@http_mock.activate
 def test_nohuman_get_failed_carries_the_error_field(nohuman, error, expected):
     body = {"id": "gen_1", "status": "failed"}
     if error is not None:
         body["error"] = error
-    responses.get(NH + "/v1/videos/generations/gen_1", json=body)
+    http_mock.get(NH + "/v1/videos/generations/gen_1", json=body)
     job = nohuman.get_job("gen_1")
     assert job.status == FAILED
     assert job.error == expected
 
 
-@responses.activate
+@http_mock.activate
 def test_nohuman_unknown_status_is_an_error(nohuman):
-    responses.get(NH + "/v1/videos/generations/gen_1", json={"id": "gen_1", "status": "exploded"})
+    http_mock.get(NH + "/v1/videos/generations/gen_1", json={"id": "gen_1", "status": "exploded"})
     with pytest.raises(ProviderError, match="unknown job status 'exploded'"):
         nohuman.get_job("gen_1")
 
 
-@responses.activate
+@http_mock.activate
 def test_nohuman_job_id_is_escaped_in_the_path(nohuman):
-    responses.get(NH + "/v1/videos/generations/..%2Fadmin", json={"id": "x", "status": "created"})
+    http_mock.get(NH + "/v1/videos/generations/..%2Fadmin", json={"id": "x", "status": "created"})
     nohuman.get_job("../admin")
-    assert responses.calls[0].request.url.endswith("/v1/videos/generations/..%2Fadmin")
+    assert http_mock.calls[0].request.url.endswith("/v1/videos/generations/..%2Fadmin")
 
 
 # ---------------------------------------------------------------- NanoBanana
 
 
-@responses.activate
+@http_mock.activate
 def test_nanobanana_create_is_complete_with_credits_and_rate_limit(nanobanana):
-    responses.post(NB_CREATE, json=NB_SUCCESS)
+    http_mock.post(NB_CREATE, json=NB_SUCCESS)
     job = nanobanana.create_job(IMAGE_URL, NB_OPTIONS)
     assert job.status == COMPLETED
     assert job.id == "vid_f7g8h9i0j1k2"
@@ -201,7 +202,7 @@ def test_nanobanana_create_is_complete_with_credits_and_rate_limit(nanobanana):
     assert job.thumbnail_url == NB_SUCCESS["thumbnail_url"]
     assert job.cost == {"credits": 6}
     assert job.rate_limit == {"count": 2, "limit": 30, "remaining": 28}
-    assert json.loads(responses.calls[0].request.body) == {"image_url": IMAGE_URL, **NB_OPTIONS}
+    assert json.loads(http_mock.calls[0].request.body) == {"image_url": IMAGE_URL, **NB_OPTIONS}
 
 
 def test_nanobanana_uses_a_generous_read_timeout():
@@ -215,17 +216,17 @@ def test_nanobanana_uses_a_generous_read_timeout():
         {"success": False, "error": {"message": "Invalid image URL"}},
     ],
 )
-@responses.activate
+@http_mock.activate
 def test_nanobanana_success_false_on_2xx_is_a_failed_job_not_retried(nanobanana, sleeps, body):
-    responses.post(NB_CREATE, json=body)
+    http_mock.post(NB_CREATE, json=body)
     job = nanobanana.create_job(IMAGE_URL, NB_OPTIONS)
     assert job.status == FAILED and "Invalid image URL" in job.error
-    assert len(responses.calls) == 1 and sleeps == []
+    assert len(http_mock.calls) == 1 and sleeps == []
 
 
-@responses.activate
+@http_mock.activate
 def test_nanobanana_without_video_url_is_a_failed_job(nanobanana):
-    responses.post(NB_CREATE, json={"success": True, "video_id": "vid_1", "credits_used": 6})
+    http_mock.post(NB_CREATE, json={"success": True, "video_id": "vid_1", "credits_used": 6})
     job = nanobanana.create_job(IMAGE_URL, NB_OPTIONS)
     assert job.status == FAILED and "video_url" in job.error
     assert job.cost == {"credits": 6}
@@ -247,12 +248,12 @@ def test_recommended_sizes_and_hosts():
 
 
 @pytest.mark.parametrize("status", [401, 403])
-@responses.activate
+@http_mock.activate
 def test_auth_failures_are_final(nanobanana, sleeps, status):
-    responses.post(NB_CREATE, status=status, json={"error": "bad key"})
+    http_mock.post(NB_CREATE, status=status, json={"error": "bad key"})
     with pytest.raises(ProviderAuthError, match="provider rejected the API key"):
         nanobanana.create_job(IMAGE_URL, NB_OPTIONS)
-    assert len(responses.calls) == 1 and sleeps == []
+    assert len(http_mock.calls) == 1 and sleeps == []
 
 
 @pytest.mark.parametrize(
@@ -263,127 +264,127 @@ def test_auth_failures_are_final(nanobanana, sleeps, status):
         ("Bad Request: missing image_url", "Bad Request: missing image_url"),
     ],
 )
-@responses.activate
+@http_mock.activate
 def test_validation_4xx_is_rejected_with_the_providers_message(nanobanana, sleeps, body, message):
     if isinstance(body, str):
-        responses.post(NB_CREATE, status=400, body=body)
+        http_mock.post(NB_CREATE, status=400, body=body)
     else:
-        responses.post(NB_CREATE, status=422, json=body)
+        http_mock.post(NB_CREATE, status=422, json=body)
     with pytest.raises(ProviderRejectedError) as caught:
         nanobanana.create_job(IMAGE_URL, NB_OPTIONS)
     assert message in caught.value.message
-    assert len(responses.calls) == 1 and sleeps == []
+    assert len(http_mock.calls) == 1 and sleeps == []
 
 
-@responses.activate
+@http_mock.activate
 def test_429_is_retried_honouring_retry_after(nanobanana, sleeps):
-    responses.post(NB_CREATE, status=429, headers={"Retry-After": "7"}, json={"error": "slow down"})
-    responses.post(NB_CREATE, status=503, headers={"Retry-After": "2"})
-    responses.post(NB_CREATE, json=NB_SUCCESS)
+    http_mock.post(NB_CREATE, status=429, headers={"Retry-After": "7"}, json={"error": "slow down"})
+    http_mock.post(NB_CREATE, status=503, headers={"Retry-After": "2"})
+    http_mock.post(NB_CREATE, json=NB_SUCCESS)
     job = nanobanana.create_job(IMAGE_URL, NB_OPTIONS)
     assert job.status == COMPLETED
     assert sleeps == [7.0, 2.0]
-    assert len(responses.calls) == 3
+    assert len(http_mock.calls) == 3
 
 
-@responses.activate
+@http_mock.activate
 def test_5xx_without_retry_after_backs_off_exponentially_with_jitter(nohuman, sleeps):
     for _ in range(4):
-        responses.post(NH_CREATE, status=502, body="bad gateway")
+        http_mock.post(NH_CREATE, status=502, body="bad gateway")
     with pytest.raises(ProviderTransientError, match="after 4 attempt"):
         nohuman.create_job(IMAGE_URL, NH_OPTIONS)
-    assert len(responses.calls) == 4
+    assert len(http_mock.calls) == 4
     assert len(sleeps) == 3
     for attempt, delay in enumerate(sleeps, start=1):
         ceiling = 2 ** (attempt - 1)
         assert ceiling / 2 <= delay <= ceiling
 
 
-@responses.activate
+@http_mock.activate
 def test_retry_stops_when_the_wait_does_not_fit_the_remaining_time(sleeps):
     provider = NoHumanProvider(http(NH, sleeps, remaining_ms=lambda: 20_000))
-    responses.post(NH_CREATE, status=429, headers={"Retry-After": "60"})
+    http_mock.post(NH_CREATE, status=429, headers={"Retry-After": "60"})
     with pytest.raises(ProviderTransientError, match="after 1 attempt"):
         provider.create_job(IMAGE_URL, NH_OPTIONS)
-    assert sleeps == [] and len(responses.calls) == 1
+    assert sleeps == [] and len(http_mock.calls) == 1
 
 
 @pytest.mark.parametrize("status", [504, 520, 522, 524, 527])
 @pytest.mark.parametrize("name", ["nanobanana", "nohuman"])
-@responses.activate
+@http_mock.activate
 def test_gateway_timeout_on_create_is_an_unknown_outcome_never_resent(request, sleeps, name, status):
     # The gateway stopped waiting; the origin may still be rendering (and charging).
     provider = request.getfixturevalue(name)
     url = NB_CREATE if name == "nanobanana" else NH_CREATE
-    responses.post(url, status=status, body="<html>gateway timeout</html>")
-    responses.post(url, json=NB_SUCCESS if name == "nanobanana" else {"id": "gen_1", "status": "created"})
+    http_mock.post(url, status=status, body="<html>gateway timeout</html>")
+    http_mock.post(url, json=NB_SUCCESS if name == "nanobanana" else {"id": "gen_1", "status": "created"})
     with pytest.raises(SubmitOutcomeUnknownError) as caught:
         provider.create_job(IMAGE_URL, NB_OPTIONS if name == "nanobanana" else NH_OPTIONS)
     assert f"HTTP {status}" in caught.value.message and "nothing was resubmitted" in caught.value.message
-    assert len(responses.calls) == 1 and sleeps == []
+    assert len(http_mock.calls) == 1 and sleeps == []
 
 
 @pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 507])
-@responses.activate
+@http_mock.activate
 def test_statuses_that_started_no_work_are_retried(nanobanana, sleeps, status):
-    responses.post(NB_CREATE, status=status, headers={"Retry-After": "1"})
-    responses.post(NB_CREATE, json=NB_SUCCESS)
+    http_mock.post(NB_CREATE, status=status, headers={"Retry-After": "1"})
+    http_mock.post(NB_CREATE, json=NB_SUCCESS)
     assert nanobanana.create_job(IMAGE_URL, NB_OPTIONS).status == COMPLETED
-    assert len(responses.calls) == 2 and sleeps == [1.0]
+    assert len(http_mock.calls) == 2 and sleeps == [1.0]
 
 
 @pytest.mark.parametrize("status", [504, 522])
-@responses.activate
+@http_mock.activate
 def test_gateway_timeout_on_poll_is_transient(nohuman, status):
-    responses.get(NH + "/v1/videos/generations/gen_1", status=status)
+    http_mock.get(NH + "/v1/videos/generations/gen_1", status=status)
     with pytest.raises(ProviderTransientError):
         nohuman.get_job("gen_1")
 
 
-@responses.activate
+@http_mock.activate
 def test_read_timeout_after_send_is_never_resent(nanobanana, sleeps):
-    responses.post(NB_CREATE, body=requests.ReadTimeout("read timed out"))
+    http_mock.post(NB_CREATE, body=ReadTimeoutError(None, NB_CREATE, "read timed out"))
     with pytest.raises(SubmitOutcomeUnknownError) as caught:
         nanobanana.create_job(IMAGE_URL, NB_OPTIONS)
     assert "outcome is unknown" in caught.value.message
     assert "nothing was resubmitted" in caught.value.message
-    assert len(responses.calls) == 1 and sleeps == []
+    assert len(http_mock.calls) == 1 and sleeps == []
 
 
-@responses.activate
+@http_mock.activate
 def test_connection_broken_after_send_is_never_resent(nanobanana, sleeps):
-    responses.post(NB_CREATE, body=requests.ConnectionError("Connection aborted: RemoteDisconnected"))
+    http_mock.post(NB_CREATE, body=ProtocolError("Connection aborted.", ConnectionResetError("RemoteDisconnected")))
     with pytest.raises(SubmitOutcomeUnknownError):
         nanobanana.create_job(IMAGE_URL, NB_OPTIONS)
-    assert len(responses.calls) == 1
+    assert len(http_mock.calls) == 1
 
 
-@responses.activate
+@http_mock.activate
 def test_2xx_that_is_not_json_is_an_unknown_outcome(nanobanana):
-    responses.post(NB_CREATE, body="<html>ok</html>")
+    http_mock.post(NB_CREATE, body="<html>ok</html>")
     with pytest.raises(SubmitOutcomeUnknownError):
         nanobanana.create_job(IMAGE_URL, NB_OPTIONS)
-    assert len(responses.calls) == 1
+    assert len(http_mock.calls) == 1
 
 
 def refused():
-    return requests.ConnectionError(MaxRetryError(None, NH_CREATE, NewConnectionError(None, "Connection refused")))
+    return NewConnectionError(None, "Connection refused")
 
 
-@responses.activate
+@http_mock.activate
 def test_connection_refused_and_connect_timeout_are_retried(nohuman, sleeps):
-    responses.post(NH_CREATE, body=refused())
-    responses.post(NH_CREATE, body=requests.ConnectTimeout("connect timed out"))
-    responses.post(NH_CREATE, json={"id": "gen_1", "status": "created"})
+    http_mock.post(NH_CREATE, body=refused())
+    http_mock.post(NH_CREATE, body=ConnectTimeoutError("connect timed out"))
+    http_mock.post(NH_CREATE, json={"id": "gen_1", "status": "created"})
     job = nohuman.create_job(IMAGE_URL, NH_OPTIONS)
     assert job.id == "gen_1"
-    assert len(responses.calls) == 3 and len(sleeps) == 2
+    assert len(http_mock.calls) == 3 and len(sleeps) == 2
 
 
-@responses.activate
+@http_mock.activate
 def test_connection_refused_every_time_is_transient(nohuman):
     for _ in range(4):
-        responses.post(NH_CREATE, body=refused())
+        http_mock.post(NH_CREATE, body=refused())
     with pytest.raises(ProviderTransientError, match="could not connect"):
         nohuman.create_job(IMAGE_URL, NH_OPTIONS)
 
@@ -395,74 +396,74 @@ def test_connection_refused_every_time_is_transient(nohuman):
         {"status": 408},
         {"status": 429},
         {"status": 404, "json": {"error": "not found"}},
-        {"body": requests.ReadTimeout("slow")},
-        {"body": requests.ConnectionError("reset")},
+        {"body": ReadTimeoutError(None, NH, "slow")},
+        {"body": ProtocolError("Connection aborted.", ConnectionResetError("reset"))},
         {"body": "not json"},
     ],
 )
-@responses.activate
+@http_mock.activate
 def test_poll_errors_are_transient(nohuman, sleeps, reply):
-    responses.get(NH + "/v1/videos/generations/gen_1", **reply)
+    http_mock.get(NH + "/v1/videos/generations/gen_1", **reply)
     with pytest.raises(ProviderTransientError):
         nohuman.get_job("gen_1")
-    assert len(responses.calls) == 1 and sleeps == []  # the state machine does the retrying
+    assert len(http_mock.calls) == 1 and sleeps == []  # the state machine does the retrying
 
 
-@responses.activate
+@http_mock.activate
 def test_poll_auth_failure_is_final(nohuman):
-    responses.get(NH + "/v1/videos/generations/gen_1", status=401)
+    http_mock.get(NH + "/v1/videos/generations/gen_1", status=401)
     with pytest.raises(ProviderAuthError):
         nohuman.get_job("gen_1")
 
 
-@responses.activate
+@http_mock.activate
 def test_poll_validation_failure_is_final(nohuman):
-    responses.get(NH + "/v1/videos/generations/gen_1", status=400, json={"error": "bad id"})
+    http_mock.get(NH + "/v1/videos/generations/gen_1", status=400, json={"error": "bad id"})
     with pytest.raises(ProviderRejectedError, match="bad id"):
         nohuman.get_job("gen_1")
+
+
+def _response(body: bytes = b"", headers: dict | None = None, status: int = 400) -> Response:
+    return Response(status, "", urllib3.HTTPHeaderDict(headers or {}), body)
 
 
 def test_retry_after_as_http_date():
     from datetime import datetime
 
-    response = requests.Response()
-    response.headers["Retry-After"] = "Sun, 22 Nov 2026 10:00:30 GMT"
+    response = _response(headers={"Retry-After": "Sun, 22 Nov 2026 10:00:30 GMT"})
     assert retry_after_seconds(response, now=datetime(2026, 11, 22, 10, 0, 0, tzinfo=UTC)) == 30.0
-    response.headers["Retry-After"] = "soon"
-    assert retry_after_seconds(response) is None
+    assert retry_after_seconds(_response(headers={"Retry-After": "soon"})) is None
 
 
 def test_error_message_is_truncated():
-    response = requests.Response()
-    response._content = b"x" * 5000
+    response = _response(b"x" * 5000)
     assert len(error_message(response)) == 300
 
 
 def test_error_message_redacts_urls_before_truncating():
-    response = requests.Response()
-    response._content = json.dumps({"error": {"message": "x" * 280 + " " + IMAGE_URL + " unreachable"}}).encode()
+    response = _response(json.dumps({"error": {"message": "x" * 280 + " " + IMAGE_URL + " unreachable"}}).encode())
     message = error_message(response)
     assert "X-Amz" not in message and "https://" not in message
     assert message.endswith(" <url> unreachable")
 
 
-@responses.activate
+@http_mock.activate
 def test_rejection_that_echoes_the_presigned_url_does_not_carry_it(nohuman, sleeps):
-    responses.post(NH_CREATE, status=400, json={"error": f"could not download image_url {IMAGE_URL}"})
+    http_mock.post(NH_CREATE, status=400, json={"error": f"could not download image_url {IMAGE_URL}"})
     with pytest.raises(ProviderRejectedError) as caught:
         nohuman.create_job(IMAGE_URL, NH_OPTIONS)
     assert caught.value.message.endswith("could not download image_url <url>")
     assert "X-Amz-Signature" not in caught.value.message
 
 
-@responses.activate
+@http_mock.activate
 def test_failed_job_errors_do_not_carry_urls(nohuman, nanobanana):
-    responses.get(
+    http_mock.get(
         NH + "/v1/videos/generations/gen_1",
         json={"id": "gen_1", "status": "failed", "error": {"message": f"cannot fetch {IMAGE_URL}"}},
     )
     assert nohuman.get_job("gen_1").error == "cannot fetch <url>"
-    responses.post(NB_CREATE, json={"success": False, "error": "bad image at http://x.example/a?sig=1"})
+    http_mock.post(NB_CREATE, json={"success": False, "error": "bad image at http://x.example/a?sig=1"})
     assert nanobanana.create_job(IMAGE_URL, NB_OPTIONS).error.endswith("bad image at <url>")
 
 
@@ -477,7 +478,7 @@ def fresh_secrets_cache():
 
 
 @mock_aws
-@responses.activate
+@http_mock.activate
 def test_get_provider_reads_the_key_from_secrets_manager_once(monkeypatch, fresh_secrets_cache):
     boto3.client("secretsmanager").create_secret(Name="i2v/key", SecretString="sk-live-123\n")
     monkeypatch.setenv("PROVIDER", "nohuman")
@@ -486,12 +487,12 @@ def test_get_provider_reads_the_key_from_secrets_manager_once(monkeypatch, fresh
     provider = get_provider(provider_settings())
     assert isinstance(provider, NoHumanProvider)
     assert provider.http.base_url == "https://api.nohuman.studio"
-    responses.get(NH + "/v1/videos/generations/gen_1", json={"id": "gen_1", "status": "processing"})
+    http_mock.get(NH + "/v1/videos/generations/gen_1", json={"id": "gen_1", "status": "processing"})
     provider.get_job("gen_1")
     boto3.client("secretsmanager").update_secret(SecretId="i2v/key", SecretString="sk-rotated")
     provider.get_job("gen_1")
     # Cached by Powertools: the second request still carries the first value.
-    assert [c.request.headers["Authorization"] for c in responses.calls] == ["Bearer sk-live-123"] * 2
+    assert [c.request.headers["Authorization"] for c in http_mock.calls] == ["Bearer sk-live-123"] * 2
 
 
 def test_get_provider_honours_base_url_override(monkeypatch):
@@ -503,7 +504,7 @@ def test_get_provider_honours_base_url_override(monkeypatch):
     assert provider.http.create_read_timeout == 600
 
 
-def test_get_provider_reuses_one_session_but_reads_settings_per_call(monkeypatch):
+def test_get_provider_reuses_one_pool_but_reads_settings_per_call(monkeypatch):
     # Polls reuse pooled connections; the base URL still follows the environment of each call.
     monkeypatch.setenv("PROVIDER", "nanobanana")
     monkeypatch.setenv("PROVIDER_BASE_URL", "http://127.0.0.1:8099")
@@ -511,7 +512,7 @@ def test_get_provider_reuses_one_session_but_reads_settings_per_call(monkeypatch
     monkeypatch.setenv("PROVIDER", "nohuman")
     monkeypatch.setenv("PROVIDER_BASE_URL", "http://127.0.0.1:8100")
     second = get_provider(provider_settings())
-    assert first.http.session is second.http.session
+    assert first.http.pool is second.http.pool
     assert (first.http.base_url, second.http.base_url) == ("http://127.0.0.1:8099", "http://127.0.0.1:8100")
 
 
@@ -524,21 +525,21 @@ def test_get_provider_unknown(monkeypatch):
 
 
 @mock_aws
-@responses.activate
+@http_mock.activate
 def test_a_new_client_does_not_serve_a_stale_cached_key(monkeypatch):
     # The local stack starts a fresh AWS endpoint (with a new key) and resets the shared clients.
     from i2v.aws import reset_clients
 
     monkeypatch.setenv("PROVIDER", "nohuman")
     monkeypatch.setenv("PROVIDER_API_KEY_SECRET", "i2v/key")
-    responses.get(NH + "/v1/videos/generations/gen_1", json={"id": "gen_1", "status": "processing"})
+    http_mock.get(NH + "/v1/videos/generations/gen_1", json={"id": "gen_1", "status": "processing"})
     secretsmanager = boto3.client("secretsmanager")
     secretsmanager.create_secret(Name="i2v/key", SecretString="sk-first")
     get_provider(provider_settings()).get_job("gen_1")
     secretsmanager.update_secret(SecretId="i2v/key", SecretString="sk-second")
     reset_clients()
     get_provider(provider_settings()).get_job("gen_1")
-    assert [c.request.headers["Authorization"] for c in responses.calls] == ["Bearer sk-first", "Bearer sk-second"]
+    assert [c.request.headers["Authorization"] for c in http_mock.calls] == ["Bearer sk-first", "Bearer sk-second"]
 
 
 # ---------------------------------------------------------------- issue 8: B4, B6
@@ -571,37 +572,37 @@ def test_redaction_leaves_ordinary_text_alone():
     assert redact_urls("design = simple; signed up for 10 credits") == "design = simple; signed up for 10 credits"
 
 
-@responses.activate
+@http_mock.activate
 @pytest.mark.parametrize("status", [301, 302, 307, 308])
 def test_a_redirect_on_create_is_an_error_and_the_body_is_not_sent_elsewhere(nohuman, sleeps, status):
-    responses.post(NH_CREATE, status=status, headers={"Location": "https://collector.example/steal?x=1"})
-    responses.post("https://collector.example/steal", status=200, json={"id": "gen_1", "status": "created"})
+    http_mock.post(NH_CREATE, status=status, headers={"Location": "https://collector.example/steal?x=1"})
+    http_mock.post("https://collector.example/steal", status=200, json={"id": "gen_1", "status": "created"})
 
     with pytest.raises(ProviderError, match=f"redirect \\(HTTP {status} to collector.example\\)") as caught:
         nohuman.create_job(IMAGE_URL, NH_OPTIONS)
 
-    assert [call.request.url for call in responses.calls] == [NH_CREATE]
+    assert [call.request.url for call in http_mock.calls] == [NH_CREATE]
     assert "x=1" not in caught.value.message
     assert sleeps == []
 
 
-@responses.activate
+@http_mock.activate
 def test_a_redirect_on_a_status_check_is_not_followed(nohuman):
-    responses.get(NH + "/v1/videos/generations/gen_1", status=302, headers={"Location": "https://elsewhere.example/"})
-    responses.get("https://elsewhere.example/", json={"id": "gen_1", "status": "completed", "result": {"url": "x"}})
+    http_mock.get(NH + "/v1/videos/generations/gen_1", status=302, headers={"Location": "https://elsewhere.example/"})
+    http_mock.get("https://elsewhere.example/", json={"id": "gen_1", "status": "completed", "result": {"url": "x"}})
 
     with pytest.raises(ProviderError, match="redirect"):
         nohuman.get_job("gen_1")
-    assert len(responses.calls) == 1
+    assert len(http_mock.calls) == 1
 
 
 # ---------------------------------------------------------------- issue 8: B13
 
 
-@responses.activate
+@http_mock.activate
 @pytest.mark.parametrize("credits", ["abc", -3, float("nan"), True, {"n": 1}, [6]])
 def test_an_unreadable_credits_used_becomes_an_unknown_cost(nanobanana, credits):
-    responses.post(NB_CREATE, json={**NB_SUCCESS, "credits_used": credits})
+    http_mock.post(NB_CREATE, json={**NB_SUCCESS, "credits_used": credits})
 
     job = nanobanana.create_job(IMAGE_URL, NB_OPTIONS)
 
@@ -609,30 +610,30 @@ def test_an_unreadable_credits_used_becomes_an_unknown_cost(nanobanana, credits)
     assert job.cost is None
 
 
-@responses.activate
+@http_mock.activate
 def test_a_numeric_credits_string_is_read_as_a_number(nanobanana):
-    responses.post(NB_CREATE, json={**NB_SUCCESS, "credits_used": "6"})
+    http_mock.post(NB_CREATE, json={**NB_SUCCESS, "credits_used": "6"})
     assert nanobanana.create_job(IMAGE_URL, NB_OPTIONS).cost == {"credits": 6}
 
 
-@responses.activate
+@http_mock.activate
 def test_rate_limit_keeps_only_readable_counts(nanobanana):
-    responses.post(
+    http_mock.post(
         NB_CREATE, json={**NB_SUCCESS, "rate_limit": {"count": 2, "limit": "x", "remaining": 28, "extra": "y"}}
     )
     assert nanobanana.create_job(IMAGE_URL, NB_OPTIONS).rate_limit == {"count": 2, "remaining": 28}
 
 
-@responses.activate
+@http_mock.activate
 def test_a_video_url_that_is_not_text_fails_the_job(nanobanana):
-    responses.post(NB_CREATE, json={**NB_SUCCESS, "video_url": {"href": "https://cdn.nanobananavideo.com/v.mp4"}})
+    http_mock.post(NB_CREATE, json={**NB_SUCCESS, "video_url": {"href": "https://cdn.nanobananavideo.com/v.mp4"}})
     job = nanobanana.create_job(IMAGE_URL, NB_OPTIONS)
     assert job.status == FAILED and "video_url" in job.error
 
 
-@responses.activate
+@http_mock.activate
 def test_nohuman_numeric_id_and_odd_result_fields(nohuman):
-    responses.get(
+    http_mock.get(
         NH + "/v1/videos/generations/77",
         json={"id": 77, "status": "completed", "result": {"url": ["not", "a", "url"]}},
     )

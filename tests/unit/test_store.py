@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
-import responses
 from moto import mock_aws
 from PIL import Image
 
@@ -16,6 +15,7 @@ from i2v import outcome as outcomes
 from i2v import publishing, records
 from i2v.errors import ResultFetchError
 from i2v.settings import Env, NotifyFailureSettings, PublishSettings
+from tests import http_mock
 from tests.aws_resources import create_table, create_topic_with_queue
 
 OUTPUT_BUCKET = "i2v-output-123456789012-us-east-1"
@@ -53,7 +53,7 @@ def aws(monkeypatch):
 
 @pytest.fixture
 def http():
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+    with http_mock.HttpMock() as mock:
         yield mock
 
 
@@ -287,7 +287,7 @@ def test_a_retry_after_the_success_went_out_does_not_download_again(aws, http, p
     job = event("store_completed.json")
     app.lambda_handler(job, lambda_context)
     # The provider's link has expired since: a second download would fail the job.
-    http.replace(responses.GET, VIDEO_URL, status=403)
+    http.replace(http_mock.GET, VIDEO_URL, status=403)
     downloads = len(http.calls)
 
     result = app.lambda_handler(job, lambda_context)

@@ -7,15 +7,15 @@ from urllib.parse import quote_plus
 
 import boto3
 import pytest
-import requests
-import responses
 from aws_lambda_powertools.utilities import parameters
 from botocore.exceptions import ClientError
 from moto import mock_aws
 from PIL import Image
+from urllib3.exceptions import ReadTimeoutError
 
 from i2v import identity, records, submission
 from i2v.aws import client
+from tests import http_mock
 from tests.aws_resources import create_table
 from tests.conftest import load_event
 from tests.provider_samples import NB_SUCCESS
@@ -125,7 +125,7 @@ def executions():
 
 
 def nohuman_created():
-    responses.post(
+    http_mock.post(
         NH_CREATE,
         json={
             "id": "gen_img2v_x7y8z9",
@@ -145,7 +145,7 @@ def count_calls(operation):
 # ---------------------------------------------------------------- happy paths
 
 
-@responses.activate
+@http_mock.activate
 def test_nohuman_upload_starts_a_running_execution(aws, app, lambda_context):
     event = event_for(aws, "uploads/harbour.jpg", metadata={"prompt": "boats drift", "mode": "hq"})
     nohuman_created()
@@ -166,18 +166,18 @@ def test_nohuman_upload_starts_a_running_execution(aws, app, lambda_context):
     assert state["image"]["bucket"] == OUTPUT
     assert state["image"]["key"] == f"work/{state['job_key']}/input.jpg"
     assert aws.get_object(Bucket=OUTPUT, Key=state["image"]["key"])["ContentType"] == "image/jpeg"
-    sent = json.loads(responses.calls[0].request.body)
+    sent = json.loads(http_mock.calls[0].request.body)
     assert sent["prompt"] == "boats drift" and sent["mode"] == "hq"
     assert f"/work/{state['job_key']}/input.jpg" in sent["image_url"]  # presigned link to the normalised copy
     assert "X-Amz-Signature" in sent["image_url"]
-    assert responses.calls[0].request.headers["Authorization"] == "Bearer sk-test"
+    assert http_mock.calls[0].request.headers["Authorization"] == "Bearer sk-test"
 
 
-@responses.activate
+@http_mock.activate
 def test_nanobanana_upload_is_completed_straight_away(aws, app, lambda_context, monkeypatch):
     monkeypatch.setenv("PROVIDER", "nanobanana")
     event = event_for(aws, "uploads/harbour.jpg", metadata={"video-model": "veo3"})
-    responses.post(NB_CREATE, json=NB_SUCCESS)
+    http_mock.post(NB_CREATE, json=NB_SUCCESS)
 
     result = app.lambda_handler(event, lambda_context)
 
@@ -190,7 +190,7 @@ def test_nanobanana_upload_is_completed_straight_away(aws, app, lambda_context, 
     assert state["options"]["video_model"] == "veo3" and state["options"]["duration"] == 8
 
 
-@responses.activate
+@http_mock.activate
 def test_small_image_is_accepted_with_a_warning(aws, app, lambda_context):
     body = jpeg((640, 480))
     event = event_for(aws, "uploads/small.jpg", body=body)
@@ -213,7 +213,7 @@ def test_small_image_is_accepted_with_a_warning(aws, app, lambda_context):
         "uploads/日本語 ファイル.jpg",
     ],
 )
-@responses.activate
+@http_mock.activate
 def test_keys_are_decoded(aws, app, lambda_context, key):
     event = event_for(aws, key)
     nohuman_created()
@@ -223,7 +223,7 @@ def test_keys_are_decoded(aws, app, lambda_context, key):
     assert state["status"] == "running"
 
 
-@responses.activate
+@http_mock.activate
 def test_sample_encoded_key_event_is_decoded(aws, app, lambda_context):
     key = "uploads/2026/my photo+1 été.jpg"
     put = upload(aws, key, jpeg())
@@ -238,7 +238,7 @@ def test_sample_encoded_key_event_is_decoded(aws, app, lambda_context):
 # ---------------------------------------------------------------- idempotency
 
 
-@responses.activate
+@http_mock.activate
 def test_the_same_event_twice_makes_one_job_and_one_execution(aws, app, lambda_context):
     event = event_for(aws, "uploads/harbour.jpg")
     nohuman_created()
@@ -248,7 +248,7 @@ def test_the_same_event_twice_makes_one_job_and_one_execution(aws, app, lambda_c
     second = app.lambda_handler(redelivered, lambda_context)
     assert heads == []  # Submit only starts the execution; the duplicate met the same one
     assert first == second
-    assert len(responses.calls) == 1
+    assert len(http_mock.calls) == 1
     assert len(executions()) == 1
 
 
@@ -267,7 +267,7 @@ def test_submit_only_starts_the_execution(aws, lambda_context):
     assert len(executions()) == 1
 
 
-@responses.activate
+@http_mock.activate
 def test_crash_after_create_then_retry_does_not_create_again(aws, app, lambda_context):
     from i2v import steps
 
@@ -276,16 +276,16 @@ def test_crash_after_create_then_retry_does_not_create_again(aws, app, lambda_co
     with mock.patch.object(steps.polling, "first_wait", side_effect=RuntimeError("Lambda died")):
         with pytest.raises(RuntimeError):
             app.lambda_handler(event, lambda_context)
-    assert len(responses.calls) == 1
+    assert len(http_mock.calls) == 1
 
     # Step Functions retries the Admit task with the same input.
     [queued] = executions()
     state = app.admit.lambda_handler(app.prepare.lambda_handler(queued, lambda_context), lambda_context)
-    assert len(responses.calls) == 1  # the recorded job was reused
+    assert len(http_mock.calls) == 1  # the recorded job was reused
     assert state["provider_job_id"] == "gen_img2v_x7y8z9" and state["status"] == "running"
 
 
-@responses.activate
+@http_mock.activate
 def test_crash_mid_create_fails_with_unknown_outcome_and_no_new_create(aws, app, lambda_context):
     event = event_for(aws, "uploads/harbour.jpg")
     s3_object = event["Records"][0]["s3"]["object"]
@@ -297,7 +297,7 @@ def test_crash_mid_create_fails_with_unknown_outcome_and_no_new_create(aws, app,
 
     app.lambda_handler(event, lambda_context)
 
-    assert len(responses.calls) == 0
+    assert len(http_mock.calls) == 0
     [state] = executions()
     assert state["status"] == "failed"
     assert state["error"]["code"] == "SubmitOutcomeUnknown"
@@ -316,7 +316,7 @@ def test_execution_already_exists_counts_as_started(aws):
     assert len(executions()) == 1
 
 
-@responses.activate
+@http_mock.activate
 def test_unreadable_api_key_raises_without_claiming_and_a_retry_succeeds(aws, app, lambda_context):
     from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
@@ -328,24 +328,24 @@ def test_unreadable_api_key_raises_without_claiming_and_a_retry_succeeds(aws, ap
     with pytest.raises(GetParameterError):  # the state machine retries Admit on this name
         app.lambda_handler(event, lambda_context)
 
-    assert len(responses.calls) == 0
+    assert len(http_mock.calls) == 0
     assert boto3.client("dynamodb").scan(TableName="i2v-jobs")["Count"] == 0  # no claim left behind
     leases = boto3.client("dynamodb").scan(TableName="i2v-control")["Items"][0]["leases"]["M"]
     assert leases == {}  # nor an admission slot
 
     secrets.create_secret(Name="i2v/provider-key", SecretString="sk-test")
     parameters.clear_caches()
-    responses.replace(responses.POST, NH_CREATE, body=requests.ReadTimeout("read timed out"))
+    http_mock.replace(http_mock.POST, NH_CREATE, body=ReadTimeoutError(None, NH_CREATE, "read timed out"))
     [queued] = executions()
     state = app.admit.lambda_handler(app.prepare.lambda_handler(queued, lambda_context), lambda_context)
     assert state["status"] == "failed" and state["error"]["code"] == "SubmitOutcomeUnknown"
-    assert len(responses.calls) == 1
+    assert len(http_mock.calls) == 1
 
 
-@responses.activate
+@http_mock.activate
 def test_provider_unavailable_goes_back_to_waiting_without_sleeping(aws, app, lambda_context, monkeypatch):
     event = event_for(aws, "uploads/harbour.jpg")
-    responses.post(NH_CREATE, status=503)
+    http_mock.post(NH_CREATE, status=503)
     slept = []
     real_get_provider = app.admit.get_provider
     monkeypatch.setattr(
@@ -354,31 +354,31 @@ def test_provider_unavailable_goes_back_to_waiting_without_sleeping(aws, app, la
     app.lambda_handler(event, lambda_context)
     [state] = executions()
     assert state["status"] == "queued" and state["error"] is None and state["wait_seconds"] >= 1
-    assert len(responses.calls) == 1 and slept == []  # one attempt; the wait is a Wait state
+    assert len(http_mock.calls) == 1 and slept == []  # one attempt; the wait is a Wait state
 
 
 # ---------------------------------------------------------------- stack defaults vs per-image model
 
 
 @pytest.mark.parametrize(("model", "duration"), [("veo3", 8), ("sora2", 10)])
-@responses.activate
+@http_mock.activate
 def test_template_default_duration_gives_way_to_the_models_own(aws, app, lambda_context, monkeypatch, model, duration):
     monkeypatch.setenv("PROVIDER", "nanobanana")
     monkeypatch.setenv("DEFAULT_DURATION", "5")  # what the template always sets
     monkeypatch.setenv("DEFAULT_ASPECT_RATIO", "16:9")
     event = event_for(aws, "uploads/harbour.jpg", metadata={"video-model": model})
-    responses.post(NB_CREATE, json=NB_SUCCESS)
+    http_mock.post(NB_CREATE, json=NB_SUCCESS)
 
     result = app.lambda_handler(event, lambda_context)
 
     assert result["results"][0]["status"] == "completed"
     [state] = executions()
     assert state["options"]["duration"] == duration
-    assert json.loads(responses.calls[0].request.body)["duration"] == duration
+    assert json.loads(http_mock.calls[0].request.body)["duration"] == duration
     assert any(w.startswith("stack default ignored for this image: duration") for w in state["warnings"])
 
 
-@responses.activate
+@http_mock.activate
 def test_nohuman_with_a_4_3_stack_default_uses_16_9_and_says_so(aws, app, lambda_context, monkeypatch):
     monkeypatch.setenv("DEFAULT_ASPECT_RATIO", "4:3")
     event = event_for(aws, "uploads/harbour.jpg", body=jpeg((640, 480)))
@@ -388,7 +388,7 @@ def test_nohuman_with_a_4_3_stack_default_uses_16_9_and_says_so(aws, app, lambda
 
     [state] = executions()
     assert state["status"] == "running"
-    assert json.loads(responses.calls[0].request.body)["aspect_ratio"] == "16:9"
+    assert json.loads(http_mock.calls[0].request.body)["aspect_ratio"] == "16:9"
     assert state["warnings"][0].startswith("stack default ignored for this image: aspect_ratio")
     assert "below the 1024x1024" in state["warnings"][1]  # image warnings are kept alongside
 
@@ -404,7 +404,7 @@ def assert_failed(code, fragment=""):
     return state
 
 
-@responses.activate
+@http_mock.activate
 def test_invalid_option_fails_without_any_provider_request(aws, app, lambda_context):
     event = event_for(aws, "uploads/harbour.jpg", metadata={"duration": "7"})
     nohuman_created()
@@ -412,46 +412,46 @@ def test_invalid_option_fails_without_any_provider_request(aws, app, lambda_cont
     assert result["results"][0]["status"] == "failed"
     state = assert_failed("InvalidOption", "duration must be 5, 10 seconds for nohuman (got '7')")
     assert state["options"]["duration"] == "7"  # what was asked for
-    assert len(responses.calls) == 0
+    assert len(http_mock.calls) == 0
 
 
-@responses.activate
+@http_mock.activate
 def test_unknown_option_fails_without_any_provider_request(aws, app, lambda_context):
     event = event_for(aws, "uploads/harbour.jpg", metadata={"video_model": "veo3"})
     app.lambda_handler(event, lambda_context)
     assert_failed("InvalidOption", "not an option of nohuman")
-    assert len(responses.calls) == 0
+    assert len(http_mock.calls) == 0
 
 
-@responses.activate
+@http_mock.activate
 def test_zero_byte_object_is_refused_without_reading_it(aws, app, lambda_context):
     event = event_for(aws, "uploads/empty.jpg", body=b"")
     reads = count_calls("GetObject")
     app.lambda_handler(event, lambda_context)
     assert_failed("EmptyObject", "empty")
-    assert reads == [] and len(responses.calls) == 0
+    assert reads == [] and len(http_mock.calls) == 0
 
 
-@responses.activate
+@http_mock.activate
 def test_oversized_object_is_refused_without_reading_it(aws, app, lambda_context, monkeypatch):
     monkeypatch.setenv("MAX_SOURCE_BYTES", "1000")
     event = event_for(aws, "uploads/big.jpg")
     reads = count_calls("GetObject")
     app.lambda_handler(event, lambda_context)
     assert_failed("ImageTooLarge", "over 1000 bytes")
-    assert reads == [] and len(responses.calls) == 0
+    assert reads == [] and len(http_mock.calls) == 0
 
 
-@responses.activate
+@http_mock.activate
 def test_corrupt_image_fails_without_any_provider_request(aws, app, lambda_context):
     event = event_for(aws, "uploads/broken.jpg", body=jpeg()[:300])
     app.lambda_handler(event, lambda_context)
     [state] = executions()
     assert state["status"] == "failed" and state["error"]["code"] in ("CorruptImage", "InvalidImage")
-    assert len(responses.calls) == 0
+    assert len(http_mock.calls) == 0
 
 
-@responses.activate
+@http_mock.activate
 def test_object_deleted_before_processing_fails_cleanly(aws, app, lambda_context):
     event = event_for(aws, "uploads/gone.jpg")
     aws.delete_object(Bucket=INPUT, Key="uploads/gone.jpg")
@@ -459,30 +459,30 @@ def test_object_deleted_before_processing_fails_cleanly(aws, app, lambda_context
     assert_failed("SourceMissing", "no longer exists")
 
 
-@responses.activate
+@http_mock.activate
 def test_provider_auth_rejection_fails_the_job(aws, app, lambda_context):
     event = event_for(aws, "uploads/harbour.jpg")
-    responses.post(NH_CREATE, status=401, json={"error": "invalid key"})
+    http_mock.post(NH_CREATE, status=401, json={"error": "invalid key"})
     app.lambda_handler(event, lambda_context)
     assert_failed("ProviderAuthRejected", "provider rejected the API key")
-    assert len(responses.calls) == 1
+    assert len(http_mock.calls) == 1
 
 
-@responses.activate
+@http_mock.activate
 def test_provider_validation_rejection_fails_the_job(aws, app, lambda_context):
     event = event_for(aws, "uploads/harbour.jpg")
-    responses.post(NH_CREATE, status=400, json={"error": {"message": "image_url is not reachable"}})
+    http_mock.post(NH_CREATE, status=400, json={"error": {"message": "image_url is not reachable"}})
     app.lambda_handler(event, lambda_context)
     assert_failed("ProviderRejectedRequest", "image_url is not reachable")
 
 
-@responses.activate
+@http_mock.activate
 def test_read_timeout_fails_with_unknown_outcome_after_exactly_one_request(aws, app, lambda_context):
     event = event_for(aws, "uploads/harbour.jpg")
-    responses.post(NH_CREATE, body=requests.ReadTimeout("read timed out"))
+    http_mock.post(NH_CREATE, body=ReadTimeoutError(None, NH_CREATE, "read timed out"))
     app.lambda_handler(event, lambda_context)
     assert_failed("SubmitOutcomeUnknown", "outcome is unknown")
-    assert len(responses.calls) == 1
+    assert len(http_mock.calls) == 1
 
 
 # ---------------------------------------------------------------- other events, unexpected errors, metrics
@@ -501,7 +501,7 @@ def test_unexpected_errors_raise_for_s3_retries(aws, app, lambda_context, monkey
         app.lambda_handler(event, lambda_context)
 
 
-@responses.activate
+@http_mock.activate
 def test_metrics_count_submitted_and_rejected(aws, app, lambda_context, capsys):
     nohuman_created()
     app.lambda_handler(event_for(aws, "uploads/ok.jpg"), lambda_context)
@@ -510,7 +510,7 @@ def test_metrics_count_submitted_and_rejected(aws, app, lambda_context, capsys):
     assert '"JobsRejected"' in capsys.readouterr().out
 
 
-@responses.activate
+@http_mock.activate
 def test_a_japanese_prompt_sent_rfc2047_encoded_reaches_the_provider_decoded(aws, app, lambda_context):
     prompt = "夕暮れの港、ゆっくりとズームイン"
     encoded = "=?UTF-8?B?" + base64.b64encode(prompt.encode()).decode() + "?="
@@ -519,11 +519,11 @@ def test_a_japanese_prompt_sent_rfc2047_encoded_reaches_the_provider_decoded(aws
 
     app.lambda_handler(event, lambda_context)
 
-    assert json.loads(responses.calls[0].request.body)["prompt"] == prompt
+    assert json.loads(http_mock.calls[0].request.body)["prompt"] == prompt
     assert executions()[0]["options"]["prompt"] == prompt
 
 
-@responses.activate
+@http_mock.activate
 def test_signed_result_links_stay_out_of_the_execution_and_the_job_record(aws, app, lambda_context, monkeypatch):
     monkeypatch.setenv("PROVIDER", "nanobanana")
     signed = {
@@ -532,7 +532,7 @@ def test_signed_result_links_stay_out_of_the_execution_and_the_job_record(aws, a
         "thumbnail_url": NB_SUCCESS["thumbnail_url"] + "?X-Amz-Signature=SECRETTHUMB",
     }
     event = event_for(aws, "uploads/harbour.jpg")
-    responses.post(NB_CREATE, json=signed)
+    http_mock.post(NB_CREATE, json=signed)
 
     app.lambda_handler(event, lambda_context)
 

@@ -6,14 +6,14 @@ import hmac
 import json
 import random
 import socket
-from typing import ClassVar
+import time
 
 import pytest
-import requests
-import responses
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from i2v import webhooks
+from tests import http_mock
+from tests.loopback import LoopbackServer, answer
 
 # The Standard Webhooks specification's published example.
 SPEC_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -29,10 +29,12 @@ OUTCOME = {"schema_version": "1", "status": "succeeded", "job_key": "ab" * 32, "
 
 @pytest.fixture(autouse=True)
 def public_dns(monkeypatch):
-    """hooks.example.com resolves to a public address; no test reaches a real resolver."""
+    """hooks.example.com resolves to a public address; no test reaches a real resolver. IP
+    literals resolve to themselves (the loopback receivers)."""
 
     def getaddrinfo(host, port, *args, **kwargs):
-        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", port))]
+        address = host if host.replace(".", "").isdigit() else "93.184.216.34"
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
 
@@ -108,107 +110,129 @@ def _verified_request(call):
     return headers
 
 
-@responses.activate
+@http_mock.activate
 def test_2xx_is_delivered_with_a_signed_json_body():
-    responses.post(URL, status=204)
+    http_mock.post(URL, status=204)
     msg_id = webhooks.message_id(OUTCOME["job_key"], "succeeded")
 
     result = webhooks.deliver(URL, OUTCOME, SECRET, msg_id, attempt=1)
 
     assert result.outcome == webhooks.DELIVERED and result.delivered and result.status_code == 204
-    headers = _verified_request(responses.calls[0])
+    headers = _verified_request(http_mock.calls[0])
     assert headers["webhook-id"] == msg_id
     assert headers["content-type"] == "application/json"
-    assert json.loads(responses.calls[0].request.body) == OUTCOME
+    assert json.loads(http_mock.calls[0].request.body) == OUTCOME
 
 
-@responses.activate
+@http_mock.activate
 def test_tampered_body_does_not_verify():
-    responses.post(URL, status=200)
+    http_mock.post(URL, status=200)
     webhooks.deliver(URL, OUTCOME, SECRET, "msg_1", attempt=1)
-    call = responses.calls[0]
+    call = http_mock.calls[0]
     tampered = call.request.body.replace(b"succeeded", b"failed")
     with pytest.raises(WebhookVerificationError):
         Webhook(SECRET).verify(tampered, dict(call.request.headers))
 
 
-@responses.activate
+@http_mock.activate
 def test_same_id_on_every_attempt():
-    responses.post(URL, status=500)
-    responses.post(URL, status=200)
+    http_mock.post(URL, status=500)
+    http_mock.post(URL, status=200)
     webhooks.deliver(URL, OUTCOME, SECRET, "msg_fixed", attempt=1)
     webhooks.deliver(URL, OUTCOME, SECRET, "msg_fixed", attempt=2)
-    assert [call.request.headers["webhook-id"] for call in responses.calls] == ["msg_fixed", "msg_fixed"]
+    assert [call.request.headers["webhook-id"] for call in http_mock.calls] == ["msg_fixed", "msg_fixed"]
 
 
-@responses.activate
+@http_mock.activate
 @pytest.mark.parametrize("status", [301, 302, 307, 308])
 def test_3xx_is_a_failure_and_is_not_followed(status):
-    responses.post(URL, status=status, headers={"Location": "http://169.254.169.254/latest/meta-data/"})
+    http_mock.post(URL, status=status, headers={"Location": "http://169.254.169.254/latest/meta-data/"})
     result = webhooks.deliver(URL, OUTCOME, SECRET, "msg_1", attempt=1, rng=random.Random(1))
     assert result.outcome == webhooks.RETRY and result.status_code == status
     assert "redirect" in result.reason
-    assert len(responses.calls) == 1
+    assert len(http_mock.calls) == 1
 
 
-@responses.activate
+@http_mock.activate
 def test_410_stops():
-    responses.post(URL, status=410)
+    http_mock.post(URL, status=410)
     result = webhooks.deliver(URL, OUTCOME, SECRET, "msg_1", attempt=3)
     assert result.outcome == webhooks.GONE and result.status_code == 410 and not result.delivered
 
 
-@responses.activate
+@http_mock.activate
 def test_429_honours_retry_after():
-    responses.post(URL, status=429, headers={"Retry-After": "120"})
+    http_mock.post(URL, status=429, headers={"Retry-After": "120"})
     result = webhooks.deliver(URL, OUTCOME, SECRET, "msg_1", attempt=1)
     assert result.outcome == webhooks.RETRY and result.status_code == 429 and result.delay_seconds == 120
 
 
-@responses.activate
+@http_mock.activate
 @pytest.mark.parametrize("status", [500, 502, 503, 429, 400, 401, 404, 409])
 def test_other_failures_retry_with_backoff(status):
     class Highest(random.Random):
         def uniform(self, a, b):
             return b
 
-    responses.post(URL, status=status)
+    http_mock.post(URL, status=status)
     result = webhooks.deliver(URL, OUTCOME, SECRET, "msg_1", attempt=3, rng=Highest())
     assert result.outcome == webhooks.RETRY and result.status_code == status and result.delay_seconds == 20
 
 
-@responses.activate
 def test_timeout_retries():
-    responses.post(URL, body=requests.ReadTimeout("read timed out"))
-    result = webhooks.deliver(URL, OUTCOME, SECRET, "msg_1", attempt=1)
+    # A real receiver on loopback that takes longer to answer than the read timeout allows.
+    def slow(request):
+        time.sleep(2)
+        answer(status=204, body=b"")(request)
+
+    with LoopbackServer(slow) as server:
+        started = time.monotonic()
+        result = webhooks.deliver(
+            f"http://127.0.0.1:{server.port}/x", OUTCOME, SECRET, "msg_1", attempt=1, allow_insecure=True, timeout=0.3
+        )
     assert result.outcome == webhooks.RETRY and result.status_code is None and "no answer" in result.reason
+    assert time.monotonic() - started < 1.5
 
 
-@responses.activate
 def test_connection_error_retries():
-    responses.post(URL, body=requests.ConnectionError("connection refused"))
-    result = webhooks.deliver(URL, OUTCOME, SECRET, "msg_1", attempt=1)
-    assert result.outcome == webhooks.RETRY and "ConnectionError" in result.reason
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = webhooks.deliver(f"http://127.0.0.1:{port}/x", OUTCOME, SECRET, "msg_1", attempt=1, allow_insecure=True)
+    assert result.outcome == webhooks.RETRY and result.reason == "request failed: NewConnectionError"
 
 
-def test_post_is_sent_with_connect_and_read_timeouts_and_without_redirects(monkeypatch):
-    seen = {}
-
-    class Answer:
-        status_code = 200
-        headers: ClassVar[dict[str, str]] = {}
-
-    def post(session, url, **kwargs):
-        seen.update(kwargs)
-        return Answer()
-
-    monkeypatch.setattr(requests.Session, "post", post)
+@http_mock.activate
+def test_post_is_sent_with_connect_and_read_timeouts_and_without_redirects():
+    http_mock.post(URL, status=200)
     webhooks.deliver(URL, OUTCOME, SECRET, "msg_1", attempt=1)
-    # Connect and read are bounded separately; the answer is read in full, not left streaming.
-    assert seen["timeout"] == (5, 15) and seen["allow_redirects"] is False and seen["stream"] is False
+    options = http_mock.calls[0].request.options
+    # Connect and read are bounded separately; nothing is retried or followed below us.
+    assert (options["timeout"].connect_timeout, options["timeout"].read_timeout) == (5, 15)
+    assert options["redirect"] is False and options["retries"] is False
 
 
-@responses.activate
+def test_a_real_delivery_verifies_at_the_receiver():
+    with LoopbackServer(answer(status=204, body=b"")) as server:
+        url = f"http://user:p%40ss@127.0.0.1:{server.port}/events?source=i2v"
+        result = webhooks.deliver(url, OUTCOME, SECRET, "msg_1", attempt=1, allow_insecure=True)
+    assert result.delivered and result.status_code == 204
+    [received] = server.requests
+    assert received["method"] == "POST" and received["path"] == "/events?source=i2v"
+    assert Webhook(SECRET).verify(received["body"], received["headers"]) == OUTCOME
+    assert received["headers"]["Authorization"] == "Basic " + base64.b64encode(b"user:p@ss").decode()
+    assert received["headers"]["Host"] == f"127.0.0.1:{server.port}"
+
+
+def test_a_receiver_that_answers_429_with_retry_after_over_the_wire():
+    with LoopbackServer(answer(status=429, body=b"slow down", headers={"Retry-After": "90"})) as server:
+        result = webhooks.deliver(
+            f"http://127.0.0.1:{server.port}/x", OUTCOME, SECRET, "msg_1", attempt=1, allow_insecure=True
+        )
+    assert result.outcome == webhooks.RETRY and result.status_code == 429 and result.delay_seconds == 90
+
+
+@http_mock.activate
 @pytest.mark.parametrize(
     "url, allow_insecure",
     [
@@ -221,12 +245,12 @@ def test_post_is_sent_with_connect_and_read_timeouts_and_without_redirects(monke
 def test_unsafe_url_is_never_called(url, allow_insecure):
     result = webhooks.deliver(url, OUTCOME, SECRET, "msg_1", attempt=1, allow_insecure=allow_insecure)
     assert result.outcome == webhooks.RETRY and "refused" in result.reason
-    assert len(responses.calls) == 0
+    assert len(http_mock.calls) == 0
 
 
-@responses.activate
+@http_mock.activate
 def test_loopback_http_allowed_in_the_local_stack():
-    responses.post("http://127.0.0.1:9000/hook", status=200)
+    http_mock.post("http://127.0.0.1:9000/hook", status=200)
     result = webhooks.deliver("http://127.0.0.1:9000/hook", OUTCOME, SECRET, "msg_1", attempt=1, allow_insecure=True)
     assert result.delivered
 
@@ -267,12 +291,12 @@ def test_visibility_is_capped_at_12_hours_from_receipt():
     assert webhooks.visibility_timeout(twelve_hours, twelve_hours + 5) == 0
 
 
-@responses.activate
+@http_mock.activate
 def test_backslash_webhook_url_is_never_called():
-    responses.post("https://169.254.169.254/", status=200)
+    http_mock.post("https://169.254.169.254/", status=200)
     result = webhooks.deliver("https://169.254.169.254\\@hooks.example.com/x", OUTCOME, SECRET, "msg_1", attempt=1)
     assert result.outcome == webhooks.RETRY and "refused" in result.reason
-    assert len(responses.calls) == 0
+    assert len(http_mock.calls) == 0
 
 
 def test_delivery_goes_to_the_address_that_was_checked(monkeypatch):
@@ -291,9 +315,9 @@ def test_delivery_goes_to_the_address_that_was_checked(monkeypatch):
             assert "webhook-signature" in good.requests[0]["headers"]
 
 
-@responses.activate
+@http_mock.activate
 def test_a_receiver_behind_basic_auth_gets_its_credentials():
-    responses.post("https://user:pw@hooks.example.com/x", status=204)
+    http_mock.post("https://user:pw@hooks.example.com/x", status=204)
     result = webhooks.deliver("https://user:pw@hooks.example.com/x", OUTCOME, SECRET, "msg_1", attempt=1)
     assert result.delivered
-    assert responses.calls[0].request.headers["Authorization"] == "Basic " + base64.b64encode(b"user:pw").decode()
+    assert http_mock.calls[0].request.headers["Authorization"] == "Basic " + base64.b64encode(b"user:pw").decode()

@@ -16,20 +16,20 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
-import requests
 import urllib3
 from aws_lambda_powertools import Logger
+from urllib3.util import Timeout
 
 from i2v import storage
 from i2v.errors import ResultDownloadTransientError, ResultFetchError
 from i2v.providers import PROVIDER_CLASSES
 from i2v.settings import ResultFetchSettings as Settings
-from i2v.urlsafety import CheckedUrl, UnsafeUrlError, check_url, pinned_session
+from i2v.urlsafety import CheckedUrl, UnsafeUrlError, check_url, pinned_pool
 
 logger = Logger(child=True)
 
 MAX_REDIRECTS = 3
-TIMEOUT = (10, 60)  # seconds: connect, and between bytes while reading
+TIMEOUT = Timeout(connect=10, read=60)  # seconds: connect, and between bytes while reading
 CHUNK_SIZE = 1024 * 1024
 # The per-read timeout does not bound a whole download (a byte every 59 s keeps it alive), so
 # the body must also arrive at this average rate, after a grace period for the first bytes.
@@ -43,6 +43,7 @@ IN_FUNCTION_ATTEMPTS = 3
 RETRY_BASE_DELAY_SECONDS = 1.0
 RETRY_MAX_DELAY_SECONDS = 4.0
 _LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
+REDIRECT_STATUSES = {301, 302, 303, 307, 308}
 # Ask for the bytes as stored: a compressed body is not a video, and decompressing costs memory.
 REQUEST_HEADERS = {"Accept-Encoding": "identity"}
 # What a result must start with: an MP4 (ISO base media file: its first box, at offset 4, is
@@ -101,9 +102,8 @@ def fetch_to_s3(
         first = _first_bytes(chunks, SNIFF_BYTES)
         content_type = _required_type(first, content_type, what)
         size = storage.upload_chunks(itertools.chain([first], chunks), bucket, key, content_type)
-    except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
-        # Read directly from urllib3 (read1), so its exceptions arrive unwrapped. A broken
-        # connection or a stalled read may pass: retried (here, then by the state machine).
+    except urllib3.exceptions.HTTPError as exc:
+        # A broken connection or a stalled read may pass: retried (here, then by the state machine).
         raise ResultDownloadTransientError(
             f"downloading the provider's {what} failed part way: {exc.__class__.__name__}"
         ) from exc
@@ -118,21 +118,29 @@ def download_allowance(size: int) -> float:
     return DOWNLOAD_GRACE_SECONDS + size / MIN_BYTES_PER_SECOND
 
 
-def _open(url: str, settings: Settings, what: str) -> requests.Response:
+def _open(url: str, settings: Settings, what: str) -> urllib3.BaseHTTPResponse:
     """GET the URL, following at most MAX_REDIRECTS redirects, each one checked before it is called
     and connected to at the address that was checked."""
     allowed = allowed_result_hosts(settings)
     for _ in range(MAX_REDIRECTS + 1):
-        session = pinned_session(_check(url, allowed, settings, what))
+        pool = pinned_pool(_check(url, allowed, settings, what))
         try:
-            response = session.get(url, stream=True, allow_redirects=False, timeout=TIMEOUT, headers=REQUEST_HEADERS)
-        except requests.RequestException as exc:
-            session.close()
+            response = pool.urlopen(
+                "GET",
+                url,
+                headers=REQUEST_HEADERS,
+                redirect=False,
+                retries=False,
+                timeout=TIMEOUT,
+                preload_content=False,
+            )
+        except urllib3.exceptions.HTTPError as exc:
+            pool.close()
             raise ResultDownloadTransientError(
                 f"the provider's {what} could not be downloaded from {_host(url)}: {exc.__class__.__name__}"
             ) from exc
-        response.pinned_session = session  # type: ignore[attr-defined]  # closed with the response
-        if not response.is_redirect:
+        response.pinned_pool = pool  # closed with the response
+        if response.status not in REDIRECT_STATUSES or "Location" not in response.headers:
             break
         location = response.headers.get("Location", "")
         _close(response)
@@ -140,30 +148,30 @@ def _open(url: str, settings: Settings, what: str) -> requests.Response:
     else:
         raise ResultFetchError(f"the provider's {what} link redirected more than {MAX_REDIRECTS} times")
 
-    if response.status_code in EXPIRED_STATUSES:
+    if response.status in EXPIRED_STATUSES:
         _close(response)
         raise ResultFetchError(
-            f"the provider's {what} link has expired or was refused (HTTP {response.status_code} from {_host(url)})"
+            f"the provider's {what} link has expired or was refused (HTTP {response.status} from {_host(url)})"
         )
-    if response.status_code in TRANSIENT_STATUSES or response.status_code >= 500:
+    if response.status in TRANSIENT_STATUSES or response.status >= 500:
         _close(response)
         raise ResultDownloadTransientError(
-            f"the provider's {what} could not be downloaded yet (HTTP {response.status_code} from {_host(url)})"
+            f"the provider's {what} could not be downloaded yet (HTTP {response.status} from {_host(url)})"
         )
-    if not 200 <= response.status_code < 300:  # a 3xx without Location is not a video either
+    if not 200 <= response.status < 300:  # a 3xx without Location is not a video either
         _close(response)
         raise ResultFetchError(
-            f"the provider's {what} could not be downloaded (HTTP {response.status_code} from {_host(url)})"
+            f"the provider's {what} could not be downloaded (HTTP {response.status} from {_host(url)})"
         )
     return response
 
 
-def _close(response: requests.Response) -> None:
-    """Close the response and the pinned session it came through."""
+def _close(response: urllib3.BaseHTTPResponse) -> None:
+    """Close the response and the pinned pool it came through."""
     response.close()
-    session = getattr(response, "pinned_session", None)
-    if session is not None:
-        session.close()
+    pool = getattr(response, "pinned_pool", None)
+    if pool is not None:
+        pool.close()
 
 
 def _check(url: str, allowed: tuple, settings: Settings, what: str) -> CheckedUrl:
@@ -175,13 +183,13 @@ def _check(url: str, allowed: tuple, settings: Settings, what: str) -> CheckedUr
         raise ResultFetchError(f"refused to download the provider's {what}: {exc}") from exc
 
 
-def _body(response: requests.Response, deadline: float, what: str) -> Iterator[bytes]:
+def _body(response: urllib3.BaseHTTPResponse, deadline: float, what: str) -> Iterator[bytes]:
     """The body as it arrives, stopping with an error once the deadline has passed.
 
     read1 returns after at most one socket read, and each read may wait only until the
     deadline (not the whole per-read timeout), so a trickle cannot outlast it.
     """
-    raw = response.raw
+    raw = response
     while True:
         _wait_at_most(raw, deadline - time.monotonic())
         try:

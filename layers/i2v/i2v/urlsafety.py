@@ -7,13 +7,13 @@ a URL must be HTTPS and every address its host resolves to must be public.
 
 Two attacks shape this module:
 
-- Parser confusion. ``urlsplit`` and urllib3 (which requests uses to connect) disagree on
+- Parser confusion. ``urlsplit`` and urllib3 (the HTTP client) disagree on
   some URLs: in ``https://169.254.169.254\\@cdn.example.com/`` urlsplit sees the host
   ``cdn.example.com``, urllib3 ends the authority at the backslash and connects to
   169.254.169.254. So the authority must be a plain ``host[:port]`` made of RFC 3986
   characters, and both parsers must agree on scheme, host and port.
 - DNS rebinding. The check resolves the name, then the HTTP client would resolve it again and
-  may get another answer. ``pinned_session`` connects to the checked address instead, while
+  may get another answer. ``pinned_pool`` connects to the checked address instead, while
   TLS (SNI, certificate verification) and the Host header still use the URL's host name.
 """
 
@@ -21,12 +21,13 @@ import ipaddress
 import re
 import socket
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
-import requests
-from requests.adapters import HTTPAdapter
+import urllib3
 from urllib3.exceptions import LocationParseError
-from urllib3.util import parse_url
+from urllib3.util import make_headers, parse_url
+
+from i2v.httpclient import CA_CERTS
 
 _DEFAULT_PORTS = {"https": 443, "http": 80}
 # host[:port]: a DNS name (letters, digits, '-', '.') or a bracketed IPv6 literal; stricter than
@@ -71,7 +72,7 @@ def check_url(
     ``allow_loopback_http``: local stack only; loopback addresses become acceptable, and
     plain http is accepted when every address of the host is loopback.
     ``allow_userinfo``: accept ``user:password@`` before the host (a webhook receiver's basic auth).
-    Returns the parsed URL with the checked address to connect to (see pinned_session).
+    Returns the parsed URL with the checked address to connect to (see pinned_pool).
     """
     scheme, host, port = _parse(url, allow_userinfo=allow_userinfo)
     if scheme != "https" and not (scheme == "http" and allow_loopback_http):
@@ -185,46 +186,55 @@ def _why_not_public(address: IPAddress, *, allow_loopback: bool) -> str | None:
 # ---------------------------------------------------------------- connecting to the checked address
 
 
-class PinnedAdapter(HTTPAdapter):
-    """A requests transport that connects to one checked address, whatever DNS answers later.
+class PinnedPool:
+    """A urllib3 connection pool to one checked address, whatever DNS answers later.
 
-    The connection pool is opened to the address; SNI and certificate verification use the
-    URL's host name (urllib3's ``server_hostname`` / ``assert_hostname``), and the Host header
-    names it, so the server and the certificate check see an ordinary request for the URL.
-    Proxies are never used: a proxy would resolve the name itself. Requests for any other
-    scheme, host or port than the checked one are refused.
+    The pool is opened to the address; SNI and certificate verification use the URL's host
+    name (urllib3's ``server_hostname`` / ``assert_hostname``), and the Host header names it,
+    so the server and the certificate check see an ordinary request for the URL. No proxy is
+    used (a proxy would resolve the name itself). ``urlopen`` takes a full URL and refuses any
+    other scheme, host or port than the checked one; user info in the URL (``user:pw@``)
+    becomes a Basic Authorization header.
     """
 
-    def __init__(self, checked: CheckedUrl):
+    def __init__(self, checked: CheckedUrl, *, ca_certs: str | None = None):
         self.checked = checked
-        super().__init__(max_retries=0)
+        address = str(checked.address)
+        if checked.scheme == "https":
+            self.pool = urllib3.HTTPSConnectionPool(
+                address,
+                checked.port,
+                retries=False,
+                server_hostname=checked.host,
+                assert_hostname=checked.host,
+                cert_reqs="CERT_REQUIRED",
+                ca_certs=ca_certs or CA_CERTS,
+            )
+        else:
+            self.pool = urllib3.HTTPConnectionPool(address, checked.port, retries=False)
 
-    def _require_checked_target(self, request: requests.PreparedRequest) -> None:
-        try:
-            scheme, host, port = _parse(request.url or "", allow_userinfo=True)
-        except UnsafeUrlError as exc:
-            raise requests.exceptions.InvalidURL(str(exc)) from None
+    def urlopen(self, method: str, url: str, *, headers: dict | None = None, **kwargs):
+        """urllib3's ``urlopen`` for ``url`` (which must be the checked URL's scheme, host and port)."""
+        scheme, host, port = _parse(url, allow_userinfo=True)
         if (scheme, host, port) != (self.checked.scheme, self.checked.host, self.checked.port):
-            raise requests.exceptions.InvalidURL("the request does not go to the URL that was checked")
+            raise UnsafeUrlError("the request does not go to the URL that was checked")
+        parsed = parse_url(url)
+        headers = {**(headers or {}), "Host": self.checked.host_header}
+        if parsed.auth and not any(name.lower() == "authorization" for name in headers):
+            user, _, password = parsed.auth.partition(":")
+            headers["Authorization"] = make_headers(basic_auth=f"{unquote(user)}:{unquote(password)}")["authorization"]
+        return self.pool.urlopen(method, parsed.request_uri, headers=headers, **kwargs)
 
-    def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):
-        self._require_checked_target(request)
-        host_params, pool_kwargs = self.build_connection_pool_key_attributes(request, verify, cert)
-        host_params = {**host_params, "host": str(self.checked.address)}
-        if self.checked.scheme == "https":
-            pool_kwargs = {**pool_kwargs, "server_hostname": self.checked.host, "assert_hostname": self.checked.host}
-        return self.poolmanager.connection_from_host(**host_params, pool_kwargs=pool_kwargs)
+    def close(self) -> None:
+        self.pool.close()
 
-    def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):
-        self._require_checked_target(request)
-        request.headers["Host"] = self.checked.host_header
-        return super().send(request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies={})
+    def __enter__(self) -> "PinnedPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
-def pinned_session(checked: CheckedUrl) -> requests.Session:
-    """A session whose every connection goes to ``checked.address`` (see PinnedAdapter)."""
-    session = requests.Session()
-    adapter = PinnedAdapter(checked)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    return session
+def pinned_pool(checked: CheckedUrl, *, ca_certs: str | None = None) -> PinnedPool:
+    """A connection pool whose every connection goes to ``checked.address`` (see PinnedPool)."""
+    return PinnedPool(checked, ca_certs=ca_certs)

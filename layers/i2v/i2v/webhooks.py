@@ -18,15 +18,15 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import requests
 from standardwebhooks.webhooks import Webhook
 
+from i2v.httpclient import TransportError, request
 from i2v.retry_after import retry_after_seconds
-from i2v.urlsafety import UnsafeUrlError, check_url, pinned_session
+from i2v.urlsafety import UnsafeUrlError, check_url, pinned_pool
 
-# (connect, read) for requests: the read timeout bounds the wait for the answer and every
-# stall while reading it in full (stream=False), so an attempt takes about 15 s against a
-# receiver that answers normally (DNS resolution is not bounded by these).
+# Connect and read timeouts: the read timeout bounds the wait for the answer and every stall
+# while reading it (up to httpclient.MAX_BODY_BYTES), so an attempt takes about 15 s against
+# a receiver that answers normally (DNS resolution is not bounded by these).
 CONNECT_TIMEOUT_SECONDS = 5.0
 TIMEOUT_SECONDS = 15.0
 BACKOFF_BASE_SECONDS = 5.0
@@ -176,21 +176,22 @@ def deliver(
     headers["user-agent"] = "image-to-video-webhooks/1"
     try:
         # Connect to the address that was checked: a second DNS answer cannot move the POST.
-        with pinned_session(checked) as session:
-            response = session.post(
+        with pinned_pool(checked) as pool:
+            response = request(
+                pool,
+                "POST",
                 url,
-                data=body,
                 headers=headers,
-                timeout=(CONNECT_TIMEOUT_SECONDS, timeout),
-                allow_redirects=False,
-                stream=False,
+                body=body,
+                connect_timeout=CONNECT_TIMEOUT_SECONDS,
+                read_timeout=timeout,
             )
-    except requests.Timeout:
-        return retry(None, f"no answer within {timeout:g} s")
-    except requests.RequestException as exc:
-        return retry(None, f"request failed: {type(exc).__name__}")
+    except TransportError as exc:
+        if exc.timed_out:
+            return retry(None, f"no answer within {timeout:g} s")
+        return retry(None, f"request failed: {exc.cause_name}")
 
-    status = response.status_code
+    status = response.status
     if 200 <= status < 300:
         return DeliveryResult(DELIVERED, status, f"HTTP {status}")
     if status == 410:

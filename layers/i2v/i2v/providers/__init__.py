@@ -11,10 +11,9 @@ import json
 import time
 from collections.abc import Callable
 
-import requests
-
 from i2v.aws import secret_string
 from i2v.errors import InvalidOptionError, ProviderNotConfiguredError
+from i2v.httpclient import new_pool_manager
 from i2v.providers.base import COMPLETED, FAILED, RUNNING, Provider, ProviderJob
 from i2v.providers.http import ProviderHttp
 from i2v.providers.nanobanana import NanoBananaProvider
@@ -23,7 +22,7 @@ from i2v.settings import ProviderAccess
 
 PROVIDER_CLASSES = {cls.name: cls for cls in (NanoBananaProvider, NoHumanProvider)}
 # One per container: status checks reuse its pooled connections instead of a TLS handshake per poll.
-SESSION = requests.Session()
+POOL = new_pool_manager()
 
 __all__ = [
     "COMPLETED",
@@ -93,7 +92,7 @@ def get_provider(
         create_read_timeout=cls.create_read_timeout,
         remaining_ms=remaining_ms,
         sleep=sleep,
-        session=SESSION,
+        pool=POOL,
         **({"create_attempts": create_attempts} if create_attempts else {}),
     )
     return cls(http)

@@ -1,4 +1,4 @@
-"""HTTP to a provider: one requests.Session, error classification, bounded retries on create.
+"""HTTP to a provider: pooled urllib3 connections, error classification, bounded retries on create.
 
 The rule that shapes this module: a create request that may have reached the provider is
 never sent again, because that can charge twice. Only failures where nothing was sent
@@ -15,11 +15,11 @@ import re
 import time
 from collections.abc import Callable
 from datetime import datetime
+from functools import cache
 from urllib.parse import urlsplit
 
-import requests
+import urllib3
 from aws_lambda_powertools import Logger
-from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
 
 from i2v import retry_after
 from i2v.errors import (
@@ -29,6 +29,7 @@ from i2v.errors import (
     ProviderTransientError,
     SubmitOutcomeUnknownError,
 )
+from i2v.httpclient import JSON_CONTENT_TYPE, Response, TransportError, json_payload, new_pool_manager, request
 
 logger = Logger(child=True)
 
@@ -47,25 +48,31 @@ GATEWAY_TIMEOUT_STATUS = frozenset({504, *range(520, 528)})
 # Provider messages may echo the presigned image_url (a credential until it expires), in any
 # spelling: HTTPS:// (case), https:\/\/ or https:\u002F\u002F (JSON-escaped), https%3A%2F%2F
 # (percent-encoded, any case), and signature parameters on their own (X-Amz-Signature=..., X-Amz-Credential=...).
-_URL = re.compile(r"https?(?::|%3a|\\u003a)(?:\\?/|%2f|\\u002f){2}\S*", re.IGNORECASE)
-_SIGNING_PARAMETER = re.compile(
-    r"\b(?:x-amz-[a-z0-9-]+|signature|sig|token|key-pair-id|policy|expires|awsaccesskeyid)(?:=|%3d)[^\s&\"']*",
-    re.IGNORECASE,
+# Compiled on first use (only error paths redact): compiling them costs about 3 ms of cold start.
+_URL = r"https?(?::|%3a|\\u003a)(?:\\?/|%2f|\\u002f){2}\S*"
+_SIGNING_PARAMETER = (
+    r"\b(?:x-amz-[a-z0-9-]+|signature|sig|token|key-pair-id|policy|expires|awsaccesskeyid)(?:=|%3d)[^\s&\"']*"
 )
+
+
+@cache
+def _patterns() -> tuple[re.Pattern, re.Pattern]:
+    return re.compile(_URL, re.IGNORECASE), re.compile(_SIGNING_PARAMETER, re.IGNORECASE)
 
 
 def redact_urls(text: str) -> str:
     """``text`` with every URL and every signing query parameter replaced by a placeholder."""
-    return _SIGNING_PARAMETER.sub("<redacted>", _URL.sub("<url>", text))
+    url, signing_parameter = _patterns()
+    return signing_parameter.sub("<redacted>", url.sub("<url>", text))
 
 
-def json_body(response: requests.Response):
-    """The body parsed by the standard library: ``json_body(response)`` uses simplejson when it is
-    installed, which reads NaN differently, so an answer would depend on what else is installed."""
-    return json.loads(response.content)
+def json_body(response: Response):
+    """The body parsed by the standard library's json, whatever else is installed (simplejson,
+    which requests would pick, reads NaN differently)."""
+    return json.loads(response.body)
 
 
-def error_message(response: requests.Response) -> str:
+def error_message(response: Response) -> str:
     """The provider's own explanation: `{"error": "..."}`, `{"error": {"message": ...}}`,
     `{"message": ...}` or plain text (NanoBanana's error bodies are undocumented)."""
     try:
@@ -86,20 +93,9 @@ def error_message(response: requests.Response) -> str:
     return redact_urls(str(message))[:MAX_MESSAGE_CHARS]
 
 
-def retry_after_seconds(response: requests.Response, now: datetime | None = None) -> float | None:
+def retry_after_seconds(response: Response, now: datetime | None = None) -> float | None:
     """The response's Retry-After as seconds; None when absent or unreadable."""
     return retry_after.retry_after_seconds(response.headers.get("Retry-After"), now=now)
-
-
-def nothing_was_sent(exc: requests.ConnectionError) -> bool:
-    """True when the connection was never established, so the provider cannot have seen the request."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    reason = exc.args[0] if exc.args else None
-    if isinstance(reason, MaxRetryError):
-        reason = reason.reason
-    # NewConnectionError covers refused connections and DNS failures.
-    return isinstance(reason, (NewConnectionError, ConnectTimeoutError))
 
 
 class ProviderHttp:
@@ -111,7 +107,7 @@ class ProviderHttp:
         create_read_timeout: float = 60.0,
         remaining_ms: Callable[[], int] | None = None,
         sleep: Callable[[float], None] = time.sleep,
-        session: requests.Session | None = None,
+        pool: urllib3.PoolManager | None = None,
         create_attempts: int = MAX_ATTEMPTS,
     ):
         self.base_url = base_url.rstrip("/")
@@ -119,7 +115,7 @@ class ProviderHttp:
         self.create_read_timeout = create_read_timeout
         self.remaining_ms = remaining_ms
         self.sleep = sleep
-        self.session = session or requests.Session()
+        self.pool = pool or new_pool_manager()
         self._key: str | None = None
         # 1 in the workflow's Admit step: a refused create goes back to waiting (a Wait state)
         # instead of sleeping in the function.
@@ -133,7 +129,7 @@ class ProviderHttp:
         return self._key
 
     def _headers(self) -> dict:
-        return {"Authorization": f"Bearer {self.api_key()}", "Accept": "application/json"}
+        return {"Authorization": f"Bearer {self.api_key()}", "Accept": JSON_CONTENT_TYPE}
 
     def _seconds_left(self) -> float | None:
         return None if self.remaining_ms is None else self.remaining_ms() / 1000.0
@@ -163,7 +159,8 @@ class ProviderHttp:
         (read timeout, broken connection, gateway timeout).
         """
         url = self.base_url + path
-        headers = self._headers()
+        headers = {**self._headers(), "Content-Type": JSON_CONTENT_TYPE}
+        body = json_payload(payload)
         last_problem = ""
         last_status = None
         for attempt in range(1, self.create_attempts + 1):
@@ -171,33 +168,35 @@ class ProviderHttp:
             try:
                 # Never follow a redirect: a 307/308 would re-send the body (with the presigned
                 # image link) and the API key to wherever Location points.
-                response = self.session.post(
+                response = request(
+                    self.pool,
+                    "POST",
                     url,
-                    json=payload,
                     headers=headers,
-                    timeout=(CONNECT_TIMEOUT, self._read_timeout(self.create_read_timeout)),
-                    allow_redirects=False,
+                    body=body,
+                    connect_timeout=CONNECT_TIMEOUT,
+                    read_timeout=self._read_timeout(self.create_read_timeout),
                 )
-            except requests.ConnectionError as exc:
-                if not nothing_was_sent(exc):
+            except TransportError as exc:
+                if exc.sent and exc.timed_out:
+                    # A read timeout: the provider has the request and may be rendering (and charging).
+                    raise _unknown_outcome("no answer came back in time") from None
+                if exc.sent:
                     raise _unknown_outcome(
-                        f"the connection broke after the request was sent ({type(exc).__name__})"
+                        f"the connection broke after the request was sent ({exc.cause_name})"
                     ) from None
-                last_problem = f"could not connect ({type(exc).__name__})"
-            except requests.Timeout:
-                # A read timeout: the provider has the request and may be rendering (and charging).
-                raise _unknown_outcome("no answer came back in time") from None
+                last_problem = f"could not connect ({exc.cause_name})"
             else:
-                if 200 <= response.status_code < 300:
+                if response.ok:
                     return _json_or_unknown(response)
-                if response.status_code in GATEWAY_TIMEOUT_STATUS:
+                if response.status in GATEWAY_TIMEOUT_STATUS:
                     raise _unknown_outcome(
-                        f"a gateway answered HTTP {response.status_code} (it stopped waiting for the provider, "
+                        f"a gateway answered HTTP {response.status} (it stopped waiting for the provider, "
                         "which may still be rendering)"
                     )
                 _raise_final(response)
-                last_problem = f"HTTP {response.status_code}: {error_message(response)}"
-                last_status = response.status_code
+                last_problem = f"HTTP {response.status}: {error_message(response)}"
+                last_status = response.status
                 retry_after = retry_after_seconds(response)
             if attempt == self.create_attempts:
                 break
@@ -218,31 +217,31 @@ class ProviderHttp:
         state machine's Retry; auth and validation failures are final."""
         url = self.base_url + path
         try:
-            response = self.session.get(
+            response = request(
+                self.pool,
+                "GET",
                 url,
                 headers=self._headers(),
-                timeout=(CONNECT_TIMEOUT, self._read_timeout(POLL_READ_TIMEOUT)),
-                allow_redirects=False,
+                connect_timeout=CONNECT_TIMEOUT,
+                read_timeout=self._read_timeout(POLL_READ_TIMEOUT),
             )
-        except requests.RequestException as exc:
-            raise ProviderTransientError(f"provider status check failed ({type(exc).__name__})") from None
-        if 200 <= response.status_code < 300:
+        except TransportError as exc:
+            raise ProviderTransientError(f"provider status check failed ({exc.cause_name})") from None
+        if response.ok:
             try:
                 return json_body(response)
             except ValueError:
                 raise ProviderTransientError("provider status check returned a body that is not JSON") from None
-        if response.status_code == 404:
+        if response.status == 404:
             # A job just created may not be visible yet; the deadline bounds how long we wait.
             raise ProviderTransientError(f"provider does not know the job yet (HTTP 404: {error_message(response)})")
         _raise_final(response)
-        raise ProviderTransientError(
-            f"provider status check failed: HTTP {response.status_code}: {error_message(response)}"
-        )
+        raise ProviderTransientError(f"provider status check failed: HTTP {response.status}: {error_message(response)}")
 
 
-def _raise_final(response: requests.Response) -> None:
+def _raise_final(response: Response) -> None:
     """Raise for answers that retrying cannot fix; return for retryable ones."""
-    status = response.status_code
+    status = response.status
     if status in (401, 403):
         raise ProviderAuthError(f"provider rejected the API key (HTTP {status})")
     if status in RETRYABLE_STATUS:
@@ -269,14 +268,14 @@ def _host_of(location: str | None) -> str:
         return ""
 
 
-def _json_or_unknown(response: requests.Response) -> dict:
+def _json_or_unknown(response: Response) -> dict:
     try:
         body = json_body(response)
     except ValueError:
         body = None
     if not isinstance(body, dict):
         # The provider accepted something, but we cannot tell what: do not resubmit.
-        raise _unknown_outcome(f"the provider answered HTTP {response.status_code} with a body that is not JSON")
+        raise _unknown_outcome(f"the provider answered HTTP {response.status} with a body that is not JSON")
     return body
 
 
