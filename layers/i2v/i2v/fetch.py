@@ -11,9 +11,11 @@ bytes must show it is what it claims to be (an MP4, or an image for a thumbnail)
 
 import itertools
 import random
+import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import urllib3
@@ -212,7 +214,7 @@ def _too_slow(what: str) -> ResultFetchError:
     )
 
 
-def _wait_at_most(raw, seconds: float) -> None:
+def _wait_at_most(raw: Any, seconds: float) -> None:
     """Shorten the socket's read timeout to what is left before the deadline (never lengthen it)."""
     sock = _socket_of(raw)
     if sock is None:
@@ -223,7 +225,7 @@ def _wait_at_most(raw, seconds: float) -> None:
         sock.settimeout(wanted)
 
 
-def _socket_of(raw):
+def _socket_of(raw: Any) -> socket.socket | None:
     """The socket a urllib3 response reads from. A kept-alive connection still holds it; when the
     server closes after the response (HTTP/1.0, Connection: close) http.client hands it to the
     response's file object, reachable only through its SocketIO."""

@@ -9,6 +9,7 @@ which says whether the server may have seen the request.
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import urllib3
 from botocore.httpsession import get_cert_path
@@ -54,7 +55,7 @@ class Response:
     def text(self) -> str:
         return self.body.decode(_charset(self.headers.get("Content-Type")), errors="replace")
 
-    def json(self):
+    def json(self) -> Any:
         """The body parsed by the standard library's json (NaN and Infinity are read as floats,
         as ``json.loads`` does); ValueError when it is not JSON."""
         return json.loads(self.body)
@@ -68,7 +69,7 @@ def _charset(content_type: str | None) -> str:
     return "utf-8"
 
 
-def json_payload(payload) -> bytes:
+def json_payload(payload: Any) -> bytes:
     """``payload`` as a JSON request body; NaN and Infinity are refused (they are not JSON)."""
     return json.dumps(payload, allow_nan=False).encode("utf-8")
 
@@ -79,7 +80,7 @@ def new_pool_manager() -> urllib3.PoolManager:
 
 
 def request(
-    opener,
+    opener: Any,
     method: str,
     url: str,
     *,

@@ -21,6 +21,7 @@ import ipaddress
 import re
 import socket
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import urllib3
@@ -200,6 +201,7 @@ class PinnedPool:
     def __init__(self, checked: CheckedUrl, *, ca_certs: str | None = None):
         self.checked = checked
         address = str(checked.address)
+        self.pool: urllib3.HTTPConnectionPool
         if checked.scheme == "https":
             self.pool = urllib3.HTTPSConnectionPool(
                 address,
@@ -213,7 +215,7 @@ class PinnedPool:
         else:
             self.pool = urllib3.HTTPConnectionPool(address, checked.port, retries=False)
 
-    def urlopen(self, method: str, url: str, *, headers: dict | None = None, **kwargs):
+    def urlopen(self, method: str, url: str, *, headers: dict | None = None, **kwargs: Any) -> Any:
         """urllib3's ``urlopen`` for ``url`` (which must be the checked URL's scheme, host and port)."""
         scheme, host, port = _parse(url, allow_userinfo=True)
         if (scheme, host, port) != (self.checked.scheme, self.checked.host, self.checked.port):
@@ -231,7 +233,7 @@ class PinnedPool:
     def __enter__(self) -> "PinnedPool":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 

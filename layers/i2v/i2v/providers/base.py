@@ -3,6 +3,7 @@
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Any
 
 from aws_lambda_powertools import Logger
 
@@ -56,7 +57,7 @@ class ProviderJob:
 # "unknown" (None) here, so nothing downstream (Store, after the video is published) trips on it.
 
 
-def text_field(value, name: str) -> str | None:
+def text_field(value: Any, name: str) -> str | None:
     """A string (ids may come as numbers); None, with a warning, for anything else."""
     if value is None:
         return None
@@ -68,7 +69,7 @@ def text_field(value, name: str) -> str | None:
     return None
 
 
-def count_field(value, name: str) -> int | float | None:
+def count_field(value: Any, name: str) -> int | float | None:
     """A finite, non-negative number (numeric strings accepted); None, with a warning, for anything else."""
     if value is None:
         return None
@@ -89,7 +90,7 @@ def count_field(value, name: str) -> int | float | None:
     return number
 
 
-def rate_limit_field(value) -> dict | None:
+def rate_limit_field(value: Any) -> dict | None:
     """NanoBanana's ``rate_limit {count, limit, remaining}``, keeping only readable counts."""
     if not isinstance(value, dict):
         return None

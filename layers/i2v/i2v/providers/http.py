@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from functools import cache
+from typing import Any
 from urllib.parse import urlsplit
 
 import urllib3
@@ -66,7 +67,7 @@ def redact_urls(text: str) -> str:
     return signing_parameter.sub("<redacted>", url.sub("<url>", text))
 
 
-def json_body(response: Response):
+def json_body(response: Response) -> Any:
     """The body parsed by the standard library's json, whatever else is installed (simplejson,
     which requests would pick, reads NaN differently)."""
     return json.loads(response.body)

@@ -68,7 +68,7 @@ class NoHumanProvider(Provider):
         return job
 
 
-def _error_text(error) -> str:
+def _error_text(error: Any) -> str:
     """NoHuman's `error` may be a string or an object."""
     if isinstance(error, dict):
         text = error.get("message") or error.get("detail") or error.get("code")
