@@ -22,9 +22,11 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import math
+import os
+import resource
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 
 from i2v_local.stack import LocalStack
@@ -54,8 +56,121 @@ def gb_seconds(records: list[dict]) -> float:
     return sum(r["duration_ms"] / 1000.0 * r["memory_mb"] / 1024.0 for r in records)
 
 
+def gb_seconds_net(records: list[dict]) -> float:
+    """GB-s with each invocation's run-queue wait taken out: the time its environment was
+    runnable but every core of this machine was busy (Linux schedstat, recorded by the local
+    runtime). On AWS each environment has its own CPU share and never waits for another's."""
+    return sum(
+        max(0.0, r["duration_ms"] - (r.get("cpu_wait_ms") or 0.0)) / 1000.0 * r["memory_mb"] / 1024.0 for r in records
+    )
+
+
+def _process_cpu() -> dict:
+    """CPU seconds of this process (moto's server, the state machine's interpreter, the
+    emulator's HTTP server and the local Lambda service all run in it) and of its reaped
+    children (the emulator's ffmpeg renders)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"stack": own.ru_utime + own.ru_stime, "children": children.ru_utime + children.ru_stime}
+
+
+def _quantiles(values: list[float]) -> str:
+    if not values:
+        return "-"
+    values = sorted(values)
+    pick = lambda q: values[min(len(values) - 1, int(q * (len(values) - 1) + 0.5))]  # noqa: E731
+    return f"p50 {pick(0.5):6.2f}  p90 {pick(0.9):6.2f}  max {values[-1]:6.2f}"
+
+
+def timeline(
+    records: list[dict], creates: list[dict], started: float, makespan: float, throttles: list[dict], cpu: dict
+) -> dict:
+    """Where a burst's time goes: when creates reached the provider against when the rate
+    allowed them, Admit round trips per job and what a queued Admit cost, Lambda throttling
+    (concurrency), cold starts, and the CPU the machine spent (per function and in all)."""
+    create_times = sorted(_epoch(j["created_at"]) - started for j in creates)
+    admits: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        if r["function"] == "AdmitFunction" or r["function"].startswith("Admit"):
+            admits[(r.get("event") or {}).get("job_key")].append(r)
+    by_function: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        by_function[r["function"]].append(r)
+    prepare = next((name for name in by_function if name.startswith("Prepare")), None)
+    prepare_end = sorted(
+        _epoch(r["start"]) - started + r["duration_ms"] / 1000 + (r.get("init_duration_ms") or 0) / 1000
+        for r in by_function.get(prepare, [])
+    )
+    # A queued Admit (the next one of the same job follows it) is admission alone: no create.
+    queued_admit = []
+    for runs in admits.values():
+        runs.sort(key=lambda r: r["start"])
+        queued_admit.extend(r["duration_ms"] / 1000 for r in runs[:-1])
+    lambda_cpu = sum((r.get("cpu_ms") or 0.0) for r in records) / 1000
+    lambda_wait = sum((r.get("cpu_wait_ms") or 0.0) for r in records) / 1000
+    return {
+        "create_times": create_times,
+        "prepare_end": prepare_end,
+        "admits_per_job": Counter(len(v) for v in admits.values()),
+        "queued_admit_seconds": queued_admit,
+        "throttles": Counter(t["function"] for t in throttles),
+        "cold": Counter(r["function"] for r in records if r.get("cold")),
+        "init_seconds": [(r.get("init_duration_ms") or 0) / 1000 for r in records if r.get("cold")],
+        "by_function": {
+            name: {
+                "calls": len(rs),
+                "duration": [r["duration_ms"] / 1000 for r in rs],
+                "cpu": sum((r.get("cpu_ms") or 0.0) for r in rs) / 1000,
+                "cpu_wait": sum((r.get("cpu_wait_ms") or 0.0) for r in rs) / 1000,
+            }
+            for name, rs in by_function.items()
+        },
+        "cpu": {"lambda": lambda_cpu, "lambda_run_queue_wait": lambda_wait, **cpu},
+        "makespan": makespan,
+        "cores": os.cpu_count() or 1,
+    }
+
+
+def report_timeline(t: dict, rate: int, jobs: int) -> None:
+    print("  timeline (seconds from the first upload)")
+    ends = t["prepare_end"]
+    if ends:
+        print(f"    Prepare finished: first {ends[0]:6.1f}  median {ends[len(ends) // 2]:6.1f}  last {ends[-1]:6.1f}")
+    creates = t["create_times"]
+    for wave in range(math.ceil(len(creates) / rate)):
+        chunk = creates[wave * rate : (wave + 1) * rate]
+        # The rolling window allows the k-th create 60 s after the (k-L)-th.
+        late = [
+            c - (creates[wave * rate + i - rate] + 60.0) for i, c in enumerate(chunk) if wave * rate + i - rate >= 0
+        ]
+        print(
+            f"    creates {wave * rate + 1:3d}-{wave * rate + len(chunk):3d}: first {chunk[0]:6.1f}  last {chunk[-1]:6.1f}"
+            + (f"   after the rate allowed them: {_quantiles(late)}" if late else "")
+        )
+    print(f"    Admit invocations per job: {dict(sorted(t['admits_per_job'].items()))}")
+    print(f"    a queued Admit (admission only) lasted: {_quantiles(t['queued_admit_seconds'])} s")
+    print(f"    Lambda throttled (TooManyRequests, retried by the workflow): {dict(t['throttles']) or 0}")
+    print(f"    cold starts: {dict(t['cold'])}  init {_quantiles(t['init_seconds'])} s")
+    print(f"    {'function':<24} {'calls':>6} {'duration p50/max s':>20} {'CPU s':>8} {'run-queue wait s':>17}")
+    for name, f in sorted(t["by_function"].items()):
+        d = sorted(f["duration"])
+        print(
+            f"    {name:<24} {f['calls']:6d} {d[len(d) // 2]:9.2f} /{d[-1]:8.2f} {f['cpu']:8.1f} {f['cpu_wait']:17.1f}"
+        )
+    cpu = t["cpu"]
+    total = cpu["lambda"] + cpu["stack"] + cpu["children"]
+    print(
+        f"    CPU seconds: Lambda environments {cpu['lambda']:.1f} (waited {cpu['lambda_run_queue_wait']:.1f} for a core), "
+        f"stack process (moto, state machine, emulator) {cpu['stack']:.1f}, ffmpeg renders {cpu['children']:.1f}"
+    )
+    print(
+        f"    {total:.1f} CPU-s in all = {total / jobs:.2f} per job; on {t['cores']} cores that is at least "
+        f"{total / t['cores']:.1f} s of the {t['makespan']:.1f} s makespan ({total / t['cores'] / t['makespan']:.0%} busy)"
+    )
+
+
 class InFlightSampler:
-    """The most leases the admission item held at once (sampled every 0.25 s)."""
+    """The most unexpired in-flight leases held at once (admission's lease items, sampled every 0.25 s)."""
 
     def __init__(self, stack: LocalStack, provider: str):
         self.stack, self.provider, self.most = stack, provider, 0
@@ -65,11 +180,16 @@ class InFlightSampler:
     def _run(self) -> None:
         table = self.stack.resource("ControlTable").physical_name
         dynamodb = self.stack.client("dynamodb")
+        prefix = f"admission#{self.provider}#lease#"
         while not self._stop.wait(0.25):
-            item = dynamodb.get_item(TableName=table, Key={"pk": {"S": f"admission#{self.provider}"}}).get("Item") or {}
+            items = dynamodb.scan(
+                TableName=table,
+                ConsistentRead=True,
+                FilterExpression="begins_with(pk, :p) AND attribute_exists(holder)",
+                ExpressionAttributeValues={":p": {"S": prefix}},
+            )["Items"]
             now = time.time()
-            leases = [v for v in (item.get("leases") or {}).get("M", {}).values() if float(v["L"][0]["N"]) > now]
-            self.most = max(self.most, len(leases))
+            self.most = max(self.most, sum(1 for i in items if float(i["expires_at"]["N"]) > now))
 
     def __enter__(self):
         self._thread.start()
@@ -85,6 +205,8 @@ def burst(stack: LocalStack, provider: str, count: int, label: str) -> dict:
     first_record = len(stack.runtime.invocations)
     first_create = len(stack.emulator_jobs())
     keys = [f"{stack.input_prefix}{label}-{i:03d}-{time.time_ns()}.jpg" for i in range(count)]
+    cpu_before = _process_cpu()
+    throttles_before = len(stack.runtime.throttles)
     started, started_wall = time.monotonic(), time.time()
     with InFlightSampler(stack, provider) as sampler:
         with concurrent.futures.ThreadPoolExecutor(max_workers=min(32, count)) as pool:
@@ -92,6 +214,7 @@ def burst(stack: LocalStack, provider: str, count: int, label: str) -> dict:
         notes = [stack.wait_for_notification(k, timeout=1800) for k in keys]
         makespan = time.monotonic() - started
     stack.settle(timeout=120)
+    cpu_after = _process_cpu()
     records = stack.runtime.invocations[first_record:]
     sent = stack.emulator_jobs()[first_create:]
     creates = [j for j in sent if j.get("http_status") == 200]
@@ -116,6 +239,18 @@ def burst(stack: LocalStack, provider: str, count: int, label: str) -> dict:
         # When the last accepted create reached the provider, counted from the uploads: admission's
         # own pacing, without the renders and the machine's load after it.
         "last_create": (times[-1] - started_wall) if times else float("nan"),
+        "gbs_net_per_job": gb_seconds_net(records) / count,
+        "gbs_net_by_function": {
+            name: gb_seconds_net([r for r in records if r["function"] == name]) / count for name in by_function
+        },
+        "timeline": timeline(
+            records,
+            creates,
+            started_wall,
+            makespan,
+            stack.runtime.throttles[throttles_before:],
+            {k: cpu_after[k] - cpu_before[k] for k in cpu_after},
+        ),
     }
 
 
@@ -176,6 +311,10 @@ def report(result: dict, faults: str) -> None:
         f"  Lambda GB-s per job, N={small['jobs']:<4d}              {small['gbs_per_job']:7.3f}   "
         f"(ratio {big['gbs_per_job'] / small['gbs_per_job']:.2f}x)"
     )
+    print(
+        f"  GB-s per job net of run-queue wait, N={big['jobs']:<4d} {big['gbs_net_per_job']:7.3f}   "
+        f"N={small['jobs']}: {small['gbs_net_per_job']:.3f}   (ratio {big['gbs_net_per_job'] / small['gbs_net_per_job']:.2f}x)"
+    )
     # On AWS every environment has its own CPU: durations do not stretch with the burst. Here 2
     # shared cores run every function and the emulator's renders, so wall-clock GB-s at N=120
     # mostly measure the machine. The AWS-like figure: invocations per job at N times each
@@ -197,6 +336,7 @@ def report(result: dict, faults: str) -> None:
             f"    {name:<28} {big['gbs_by_function'].get(name, 0.0):10.3f} {small['gbs_by_function'].get(name, 0.0):7.3f}"
             f"   {big['calls_by_function'].get(name, 0.0):12.2f} {small['calls_by_function'].get(name, 0.0):5.2f}"
         )
+    report_timeline(big["timeline"], result["rate"], big["jobs"])
 
 
 def main(argv: list[str] | None = None) -> None:
