@@ -17,7 +17,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from i2v import jobs, notify, steps
+from i2v import jobs, notify, state, steps
 from i2v.config import Settings
 from i2v.errors import CODES_BY_ERROR_NAME
 
@@ -38,6 +38,21 @@ def _processor():
 
 
 # ---------------------------------------------------------------- (a) the state machine
+
+
+def parse_ending_state(event: dict) -> dict:
+    """The typed job state of a job that ends here (``state.parse``, a Catch's ``caught`` kept).
+
+    The workflow's UnexpectedStatus path brings a status the model does not know: that job
+    still gets its one outcome, which names the status it ended with."""
+    try:
+        return state.parse(event)
+    except state.InvalidJobStateError:
+        if not isinstance(event, dict) or event.get("status") in state.STATUSES:
+            raise
+        job = state.parse({**event, "status": "failed"})
+        job["status"] = event.get("status")
+        return job
 
 
 def error_from_caught(caught: dict) -> dict:
@@ -142,7 +157,7 @@ def handle_destination_record(record: "SQSRecord") -> None:
     settings = Settings.from_env()
     for job in jobs_from_destination_record(record.json_body, settings):
         logger.append_keys(job_key=job["job_key"])
-        notify_job_failure(job)
+        notify_job_failure(state.parse(job))
 
 
 # ---------------------------------------------------------------- handler
@@ -159,4 +174,5 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
         return process_partial_response(
             event=event, record_handler=handle_destination_record, processor=_processor(), context=context
         )
-    return notify_job_failure(event)
+    # The state machine's path: the typed job state (a Catch's ``caught`` kept beside it).
+    return notify_job_failure(parse_ending_state(event))
