@@ -83,7 +83,13 @@ def _quantiles(values: list[float]) -> str:
 
 
 def timeline(
-    records: list[dict], creates: list[dict], started: float, makespan: float, throttles: list[dict], cpu: dict
+    records: list[dict],
+    creates: list[dict],
+    started: float,
+    makespan: float,
+    throttles: list[dict],
+    cpu: dict,
+    sampler: CpuSampler,
 ) -> dict:
     """Where a burst's time goes: when creates reached the provider against when the rate
     allowed them, Admit round trips per job and what a queued Admit cost, Lambda throttling
@@ -128,6 +134,8 @@ def timeline(
         "cpu": {"lambda": lambda_cpu, "lambda_run_queue_wait": lambda_wait, **cpu},
         "makespan": makespan,
         "cores": os.cpu_count() or 1,
+        "stack_share": sampler.stack_share,
+        "machine_share": sampler.machine_share,
     }
 
 
@@ -163,6 +171,14 @@ def report_timeline(t: dict, rate: int, jobs: int) -> None:
         f"    CPU seconds: Lambda environments {cpu['lambda']:.1f} (waited {cpu['lambda_run_queue_wait']:.1f} for a core), "
         f"stack process (moto, state machine, emulator) {cpu['stack']:.1f}, ffmpeg renders {cpu['children']:.1f}"
     )
+    shares, machine = t["stack_share"], t["machine_share"]
+    if shares:
+        saturated = sum(1 for v in shares if v >= 0.9) / len(shares)
+        print(
+            f"    stack process (one interpreter lock): {_quantiles([100 * v for v in shares])} % of a core; "
+            f"at >= 90 % in {saturated:.0%} of the seconds"
+        )
+        print(f"    whole machine busy (all users): {_quantiles([100 * v for v in machine])} %")
     print(
         f"    {total:.1f} CPU-s in all = {total / jobs:.2f} per job; on {t['cores']} cores that is at least "
         f"{total / t['cores']:.1f} s of the {t['makespan']:.1f} s makespan ({total / t['cores'] / t['makespan']:.0%} busy)"
@@ -200,6 +216,42 @@ class InFlightSampler:
         self._thread.join()
 
 
+class CpuSampler:
+    """Once a second: the share of one core this process used (moto's server, the state
+    machine's interpreter and the emulator share its interpreter lock, so 100 % is its ceiling)
+    and the share of the whole machine that was busy (everyone's work, /proc/stat)."""
+
+    def __init__(self):
+        self.stack_share: list[float] = []
+        self.machine_share: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def _machine() -> tuple[float, float]:
+        with open("/proc/stat") as stat:
+            fields = [float(v) for v in stat.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)
+        return sum(fields) - idle, sum(fields)
+
+    def _run(self) -> None:
+        last_own, last_wall, last_machine = time.process_time(), time.monotonic(), self._machine()
+        while not self._stop.wait(1.0):
+            own, wall, machine = time.process_time(), time.monotonic(), self._machine()
+            self.stack_share.append((own - last_own) / max(1e-6, wall - last_wall))
+            busy, total = machine[0] - last_machine[0], machine[1] - last_machine[1]
+            self.machine_share.append(busy / total if total else 0.0)
+            last_own, last_wall, last_machine = own, wall, machine
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
 def burst(stack: LocalStack, provider: str, count: int, label: str) -> dict:
     body = small_jpeg()
     first_record = len(stack.runtime.invocations)
@@ -208,7 +260,7 @@ def burst(stack: LocalStack, provider: str, count: int, label: str) -> dict:
     cpu_before = _process_cpu()
     throttles_before = len(stack.runtime.throttles)
     started, started_wall = time.monotonic(), time.time()
-    with InFlightSampler(stack, provider) as sampler:
+    with InFlightSampler(stack, provider) as sampler, CpuSampler() as cpu_sampler:
         with concurrent.futures.ThreadPoolExecutor(max_workers=min(32, count)) as pool:
             list(pool.map(lambda k: stack.upload(body, k), keys))
         notes = [stack.wait_for_notification(k, timeout=1800) for k in keys]
@@ -250,6 +302,7 @@ def burst(stack: LocalStack, provider: str, count: int, label: str) -> dict:
             makespan,
             stack.runtime.throttles[throttles_before:],
             {k: cpu_after[k] - cpu_before[k] for k in cpu_after},
+            cpu_sampler,
         ),
     }
 
