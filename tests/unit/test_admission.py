@@ -262,3 +262,21 @@ def test_jobs_in_threads_over_several_windows_keep_the_rate_and_the_cap(table):
 
 def test_before_create_is_a_no_op_without_spend_caps():
     admission.before_create({"job_key": "k"})
+
+
+def test_a_turn_that_finds_the_cap_full_keeps_its_place(table):
+    clock = Clock()
+    assert take(table, "a", clock, rate=1, cap=2).admitted
+    b = take(table, "b", clock, rate=1, cap=2)
+    assert b.reason == "rate limit"
+    held = set(admission.snapshot(table=table, provider="nanobanana")["leases"])
+    free = next(k for k in range(2) if admission._take_lease(table, "nanobanana", k, "x", clock.now, T0 + 600, T0))
+    assert free in (0, 1) and held == {"a"}
+    clock.now = b.reserved_at  # b's turn, but "a" and "x" still render
+    b = take(table, "b", clock, rate=1, cap=2, reserved_at=b.reserved_at)
+    assert not b.admitted and b.reason == "in-flight cap" and b.reserved_at >= clock.now
+    c = take(table, "c", clock, rate=1, cap=3)  # a newcomer cannot take b's slot meanwhile
+    assert not c.admitted and c.reserved_at is None
+    admission.release(table=table, provider="nanobanana", job_key="a", max_in_flight=2)
+    clock.now = b.reserved_at
+    assert take(table, "b", clock, rate=1, cap=2, reserved_at=b.reserved_at).admitted

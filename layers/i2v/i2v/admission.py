@@ -255,6 +255,12 @@ def effective_limit(configured: int, learned: int | None) -> int:
     return max(1, min(configured, learned) if learned else configured)
 
 
+def _wait_until(at: float, now: float) -> int:
+    """A Wait state lasts whole seconds: end it within the tolerance around ``at`` (a reservation
+    may be confirmed that early) rather than up to a second after it, at every window boundary."""
+    return max(1, math.ceil(at - now - RESERVATION_TOLERANCE_SECONDS))
+
+
 def free_at(slot: dict) -> float:
     """When a rate slot may be used again (the window after its last or reserved create)."""
     return -math.inf if slot["at"] is None else slot["at"] + RATE_WINDOW_SECONDS + RATE_MARGIN_SECONDS
@@ -306,9 +312,15 @@ def acquire(
         held = next((s for s in view.rate if s["holder"] == job_key and s["state"] == RESERVED), None)
         free_leases = [s for s in view.leases if not s["holder"] or s["expires_at"] <= now]
         if not free_leases:
-            if held is not None:  # the turn is lost; count it as used (never over the rate)
-                _update_reservation(table, provider, held["k"], job_key, at=held["at"], state=USED)
             wait = in_flight_wait(leases, now, now - (queued_at or now))
+            if held is None:
+                return Decision(False, wait, None, "in-flight cap", len(leases))
+            # Its turn came but no lease is free: the job keeps its rate slot, moved to when it
+            # asks again (nobody has chained on an unconfirmed reservation, so moving it later
+            # is safe), instead of losing its place in the queue.
+            at = round(max(held["at"], now + wait), 3)
+            if _update_reservation(table, provider, held["k"], job_key, at=at, state=RESERVED):
+                return Decision(False, wait, at, "in-flight cap", len(leases))
             return Decision(False, wait, None, "in-flight cap", len(leases))
 
         outcome = _rate(table, provider, view, job_key, held, requests_per_minute, now)
@@ -344,7 +356,7 @@ def _rate(table, provider, view: _View, job_key, held, configured, now):
                 table, provider, held["k"], job_key, at=due, state=RESERVED
             ):
                 return "conflict"  # given up meanwhile (grace passed): ask again from scratch
-            return Decision(False, max(1, math.ceil(due - now)), round(due, 3), "rate limit")
+            return Decision(False, _wait_until(due, now), round(due, 3), "rate limit")
         taken_at = max(now, held["at"])
         if _update_reservation(table, provider, held["k"], job_key, at=taken_at, state=USED):
             return held, held["at"], taken_at
@@ -370,7 +382,7 @@ def _rate(table, provider, view: _View, job_key, held, configured, now):
     for slot in chainable[:MAX_CONFLICTS]:
         at = round(times[slot["k"]], 3)
         if _put_rate(table, provider, slot, at=at, state=RESERVED, holder=job_key):
-            return Decision(False, max(1, math.ceil(at - now)), at, "rate limit")
+            return Decision(False, _wait_until(at, now), at, "rate limit")
     return "conflict"
 
 
