@@ -382,6 +382,15 @@ def report(result: dict, faults: str) -> None:
     print(f"  makespan                                 {big['makespan']:7.1f} s")
     print(f"  bound (ceil(N/L)-1) x 60 s + one job     {result['bound']:7.1f} s")
     print(f"  makespan / bound                         {big['makespan'] / result['bound']:7.2f}x")
+    if big["rejected_creates"]:
+        # The provider counts every request, refused or not (so does admission): N + refused
+        # requests have to fit the rate.
+        requests = big["jobs"] + big["rejected_creates"]
+        bound = (math.ceil(requests / result["rate"]) - 1) * 60 + result["one"]
+        print(
+            f"  bound for the {requests} requests sent          {bound:7.1f} s   "
+            f"(makespan / it {big['makespan'] / bound:.2f}x; refused requests count at the provider)"
+        )
     ideal = (math.ceil(big["jobs"] / result["rate"]) - 1) * 60
     print(
         f"  last create sent after                   {big['last_create']:7.1f} s   (the rate allows {ideal} s at the earliest)"

@@ -183,12 +183,13 @@ def test_a_reservation_past_its_grace_is_given_up(table):
     assert c.admitted or c.reserved_at >= b.reserved_at + 62
 
 
-def test_a_refused_create_gives_its_rate_slot_back_after_retry_after(table):
+def test_a_refused_create_still_counts_against_the_rate(table):
     clock = Clock()
     assert take(table, "a", clock, rate=1).admitted
     admission.rate_limited(table=table, provider="nanobanana", job_key="a", retry_after=5, clock=clock)
     clock.now += 5
-    assert take(table, "a", clock, rate=1).admitted  # not a window later: the 429 was not a create
+    again = take(table, "a", clock, rate=1)  # the provider counted the refused request too
+    assert not again.admitted and again.reserved_at == pytest.approx(T0 + 62)
 
 
 def test_simultaneous_jobs_never_exceed_the_cap_or_the_rate(table):

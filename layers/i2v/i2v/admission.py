@@ -35,9 +35,8 @@ In flight: a job takes a lease slot that is free or expired. A lease is released
 ends (Poll or Admit seeing the provider finish, Store, NotifyFailure: every path releases,
 idempotently) and renewed by each Poll window; a lease not renewed expires.
 
-A 429 (Retry-After): nobody creates before it, the refused job's lease is free again and its
-rate slot comes back when Retry-After has passed (the provider refused the create: it is not
-one of the accepted creates the rate counts).
+A 429 (Retry-After): nobody creates before it and the refused job's lease is free again; the
+rate slot it used stays used (providers count every request, refused or not).
 
 The spend-cap check of the operator CLI hooks in at ``before_create`` (see
 docs/architecture.md, "Admission"): the one place that runs right before every create.
@@ -495,30 +494,10 @@ def rate_limited(
     pause: Callable[[float], None] = time.sleep,
     max_in_flight: int | None = None,
 ) -> None:
-    """The provider answered 429: nobody creates before Retry-After, the job's lease is free
-    again, and its rate slot comes back once Retry-After has passed (the create was refused)."""
-    now = clock()
-    _block(table, provider, now + retry_after)
+    """The provider answered 429: nobody creates before Retry-After and the job's lease is free
+    again. Its rate slot stays used: the provider counts every request, refused or not."""
+    _block(table, provider, clock() + retry_after)
     release(table=table, provider=provider, job_key=job_key, max_in_flight=max_in_flight)
-    for item in _scan(table, f"admission#{provider}#rate#"):
-        if item.get("holder", {}).get("S") != job_key or item.get("state", {}).get("S") != USED:
-            continue
-        at = _float(item, "at")
-        back_at = now + retry_after - RATE_WINDOW_SECONDS - RATE_MARGIN_SECONDS
-        if at is not None and at > back_at:
-            _conditional(
-                "update_item",
-                TableName=table,
-                Key=rate_key(provider, _slot_index(item)),
-                UpdateExpression="SET #at = :back",
-                ConditionExpression="holder = :me AND #at = :seen",
-                ExpressionAttributeNames={"#at": "at"},
-                ExpressionAttributeValues={
-                    ":back": _number(back_at),
-                    ":me": {"S": job_key},
-                    ":seen": _number(at),
-                },
-            )
 
 
 def learn_limit(
