@@ -16,7 +16,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from i2v import failure
+from i2v import failure, state
 from i2v.settings import NotifyFailureSettings
 
 logger = Logger()
@@ -39,6 +39,21 @@ def _processor() -> "BatchProcessor":
 # ---------------------------------------------------------------- (a) the state machine
 
 
+def parse_ending_state(event: dict[str, Any]) -> dict[str, Any]:
+    """The typed job state of a job that ends here (``state.parse``, a Catch's ``caught`` kept).
+
+    The workflow's UnexpectedStatus path brings a status the model does not know: that job
+    still gets its one outcome, which names the status it ended with."""
+    try:
+        return state.parse(event)
+    except state.InvalidJobStateError:
+        if not isinstance(event, dict) or event.get("status") in state.STATUSES:
+            raise
+        job_state = state.parse({**event, "status": "failed"})
+        job_state["status"] = event.get("status")
+        return job_state
+
+
 def notify_job_failure(job: dict[str, Any], settings: NotifyFailureSettings) -> dict[str, Any]:
     result = failure.notify_job_failure(job, settings)
     if result.pop("published"):
@@ -54,7 +69,7 @@ def notify_job_failure(job: dict[str, Any], settings: NotifyFailureSettings) -> 
 def handle_destination_record(record: "SQSRecord", settings: NotifyFailureSettings) -> None:
     for job in failure.jobs_from_destination_record(record.json_body, settings):
         logger.append_keys(job_key=job["job_key"])
-        notify_job_failure(job, settings)
+        notify_job_failure(state.parse(job), settings)
 
 
 # ---------------------------------------------------------------- handler
@@ -75,4 +90,5 @@ def lambda_handler(event: dict, context: LambdaContext) -> Mapping[str, Any]:
             processor=_processor(),
             context=context,
         )
-    return notify_job_failure(event, settings)
+    # The state machine's path: the typed job state (a Catch's ``caught`` kept beside it).
+    return notify_job_failure(parse_ending_state(event), settings)

@@ -36,7 +36,7 @@ What it reproduces from AWS, because the pipeline depends on it:
 
 Every invocation is recorded (``invocations``; served as JSON at
 ``/_i2v/lambda/invocations`` on the admin server): function, request id, start, duration,
-memory size, peak memory, cold or warm, outcome.
+memory size, peak memory, CPU time and run-queue wait (Linux schedstat), cold or warm, outcome.
 """
 
 from __future__ import annotations
@@ -160,6 +160,8 @@ class _Invocation:
         self.done = threading.Event()
         self.deadline = 0.0  # monotonic, set on delivery
         self.delivered_at = 0.0
+        # The environment's CPU and run-queue wait (ns) when the invocation was delivered.
+        self.sched_at_delivery: tuple[int, int] | None = None
         self.result: InvocationResult | None = None
 
     def deliver(self) -> dict:
@@ -303,6 +305,26 @@ class _Environment:
         self.server.server_close()
 
 
+def _schedstat(pid: int) -> tuple[int, int] | None:
+    """(CPU time, run-queue wait) in ns, summed over the process's threads: the 1st and 2nd
+    fields of Linux's /proc/<pid>/task/<tid>/schedstat. The wait is time the process was
+    runnable but no core was free: on AWS each environment has its own CPU share, here every
+    environment shares the machine's cores, so this is what the machine adds to a duration."""
+    cpu = wait = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat", "rb") as stat:
+                fields = stat.read().split()
+            cpu, wait = cpu + int(fields[0]), wait + int(fields[1])
+        except (OSError, ValueError, IndexError):
+            continue  # a thread that ended meanwhile
+    return cpu, wait
+
+
 def _proc_status_mb(pid: int, field_name: str) -> int | None:
     try:
         with open(f"/proc/{pid}/status", "rb") as status:
@@ -362,6 +384,7 @@ class _RuntimeAPIHandler(BaseHTTPRequestHandler):
                 self._json(410, {"errorMessage": "environment shut down", "errorType": "Runtime.Stopped"})
                 self.close_connection = True
                 return
+            invocation.sched_at_delivery = _schedstat(env.proc.pid)
             self._send(200, invocation.body, invocation.deliver())
             return
         self._admin("GET", b"")
@@ -616,6 +639,12 @@ class LambdaRuntime:
         finally:
             self._pool(spec).release(env)
         ended = time.monotonic()
+        sched_end = _schedstat(env.proc.pid) if not env.dead else None
+        sched_start = invocation.sched_at_delivery
+        cpu_ms = cpu_wait_ms = None
+        if sched_start is not None and sched_end is not None:
+            cpu_ms = round((sched_end[0] - sched_start[0]) / 1e6, 1)
+            cpu_wait_ms = round((sched_end[1] - sched_start[1]) / 1e6, 1)
         init_ms = (invocation.delivered_at - started) * 1000 if cold and invocation.delivered_at else 0.0
         billed_from = invocation.delivered_at or started
         self._record(
@@ -628,6 +657,10 @@ class LambdaRuntime:
                 "init_duration_ms": round(init_ms, 1) if cold else None,
                 "memory_mb": spec.memory_mb,
                 "max_memory_used_mb": env.peak_memory_mb() if not env.dead else None,
+                # Linux schedstat of the environment's process over the billed duration: CPU
+                # time, and time runnable but waiting for a core (None when not measurable).
+                "cpu_ms": cpu_ms,
+                "cpu_wait_ms": cpu_wait_ms,
                 "cold": cold,
                 "outcome": "success" if not result.error else result.error_type,
                 "error": result.error,

@@ -1,5 +1,9 @@
 """Admission: the shared rate window and in-flight leases, atomic in DynamoDB (moto)."""
 
+import concurrent.futures
+import threading
+import time
+
 import pytest
 from moto import mock_aws
 
@@ -138,23 +142,142 @@ def test_the_providers_own_limit_lowers_the_configured_one(table):
     assert not take(table, "b", clock, rate=30).admitted
 
 
-def test_conflicting_writers_both_get_a_consistent_answer(table, monkeypatch):
-    """A write that lost the race reads again instead of overwriting the winner."""
+def test_a_write_that_lost_the_race_takes_another_slot(table, monkeypatch):
+    """Between our read and our write someone takes the slot we chose: our conditional write
+    fails and we take another one, never the winner's."""
     clock = Clock()
-    real_write = admission._write
+    real_put = admission._put_rate
     calls = {"n": 0}
 
-    def racing_write(table_name, provider, data, version):
+    def racing_put(table_name, provider, slot, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 1:  # someone else takes a slot between our read and our write
-            assert take(table_name, "other", clock, cap=1).admitted
-        return real_write(table_name, provider, data, version)
+        if calls["n"] == 1:  # someone else takes this very slot first
+            assert real_put(table_name, provider, slot, at=clock.now, state=admission.USED, holder="other")
+        return real_put(table_name, provider, slot, **kwargs)
 
-    monkeypatch.setattr(admission, "_write", racing_write)
-    decision = take(table, "me", clock, cap=1)
-    assert not decision.admitted and decision.reason == "in-flight cap"
-    assert set(admission.snapshot(table=table, provider="nanobanana")["leases"]) == {"other"}
+    monkeypatch.setattr(admission, "_put_rate", racing_put)
+    decision = take(table, "me", clock, rate=2)
+    assert decision.admitted and calls["n"] >= 2
+    assert sorted(admission.snapshot(table=table, provider="nanobanana")["starts"]) == [T0, T0]
+
+
+def test_a_reservation_is_never_chained_on_before_it_is_confirmed(table):
+    clock = Clock()
+    assert take(table, "a", clock, rate=1).admitted
+    b = take(table, "b", clock, rate=1)
+    assert not b.admitted and b.reserved_at == pytest.approx(T0 + 62)
+    c = take(table, "c", clock, rate=1)  # the only slot is owed to b: c asks again after b's turn
+    assert not c.admitted and c.reserved_at is None and c.wait_seconds >= 62
+    clock.now = b.reserved_at
+    assert take(table, "b", clock, rate=1, reserved_at=b.reserved_at).admitted
+    c = take(table, "c", clock, rate=1)
+    assert not c.admitted and c.reserved_at == pytest.approx(b.reserved_at + 62)
+
+
+def test_a_reservation_past_its_grace_is_given_up(table):
+    clock = Clock()
+    assert take(table, "a", clock, rate=1).admitted
+    b = take(table, "b", clock, rate=1)
+    clock.now = b.reserved_at + admission.RESERVATION_GRACE_SECONDS + 1  # b crashed and never came
+    c = take(table, "c", clock, rate=1)
+    assert c.admitted or c.reserved_at >= b.reserved_at + 62
+
+
+def test_a_refused_create_still_counts_against_the_rate(table):
+    clock = Clock()
+    assert take(table, "a", clock, rate=1).admitted
+    admission.rate_limited(table=table, provider="nanobanana", job_key="a", retry_after=5, clock=clock)
+    clock.now += 5
+    again = take(table, "a", clock, rate=1)  # the provider counted the refused request too
+    assert not again.admitted and again.reserved_at == pytest.approx(T0 + 62)
+
+
+def test_simultaneous_jobs_never_exceed_the_cap_or_the_rate(table):
+    """50 executions ask at the same instant (threads against moto): at most the cap is
+    admitted, each admitted job holds its own lease and rate slot, the others wait in order."""
+    clock = Clock()
+    rate, cap = 10, 6
+    with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+        decisions = dict(
+            zip(
+                range(50),
+                pool.map(lambda i: take(table, f"j{i}", clock, rate=rate, cap=cap), range(50)),
+                strict=True,
+            )
+        )
+    admitted = [i for i, d in decisions.items() if d.admitted]
+    snapshot = admission.snapshot(table=table, provider="nanobanana")
+    assert 1 <= len(admitted) <= cap
+    assert set(snapshot["leases"]) == {f"j{i}" for i in admitted}
+    assert len(snapshot["starts"]) <= rate
+    assert all(not d.admitted and d.wait_seconds >= 1 for i, d in decisions.items() if i not in admitted)
+
+
+def test_jobs_in_threads_over_several_windows_keep_the_rate_and_the_cap(table):
+    """12 executions in threads on a clock running 10x real time (a window is 6 real seconds):
+    every job gets through, no rolling minute holds more than the limit, in flight never above the cap."""
+    started = time.monotonic()
+    speed = 10.0
+
+    def clock():
+        return T0 + (time.monotonic() - started) * speed
+
+    rate, cap = 4, 3
+    lock = threading.Lock()
+    creates, running, most = [], [0], [0]
+
+    def job(i):
+        key, reserved = f"j{i}", None
+        while True:
+            decision = admission.acquire(
+                table=table,
+                provider="nanobanana",
+                job_key=key,
+                requests_per_minute=rate,
+                max_in_flight=cap,
+                expected_seconds=10,
+                lease_seconds=600,
+                reserved_at=reserved,
+                clock=clock,
+            )
+            if decision.admitted:
+                break
+            reserved = decision.reserved_at
+            time.sleep(decision.wait_seconds / speed)
+        with lock:
+            creates.append(clock())
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(15 / speed)  # the render
+        with lock:
+            running[0] -= 1
+        admission.release(table=table, provider="nanobanana", job_key=key, max_in_flight=cap)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=12) as pool:
+        list(pool.map(job, range(12)))
+    creates.sort()
+    assert len(creates) == 12 and most[0] <= cap
+    for i in range(len(creates) - rate):
+        assert creates[i + rate] - creates[i] >= 60, creates
 
 
 def test_before_create_is_a_no_op_without_spend_caps():
     admission.before_create({"job_key": "k"})
+
+
+def test_a_turn_that_finds_the_cap_full_keeps_its_place(table):
+    clock = Clock()
+    assert take(table, "a", clock, rate=1, cap=2).admitted
+    b = take(table, "b", clock, rate=1, cap=2)
+    assert b.reason == "rate limit"
+    held = set(admission.snapshot(table=table, provider="nanobanana")["leases"])
+    free = next(k for k in range(2) if admission._take_lease(table, "nanobanana", k, "x", clock.now, T0 + 600, T0))
+    assert free in (0, 1) and held == {"a"}
+    clock.now = b.reserved_at  # b's turn, but "a" and "x" still render
+    b = take(table, "b", clock, rate=1, cap=2, reserved_at=b.reserved_at)
+    assert not b.admitted and b.reason == "in-flight cap" and b.reserved_at >= clock.now
+    c = take(table, "c", clock, rate=1, cap=3)  # a newcomer cannot take b's slot meanwhile
+    assert not c.admitted and c.reserved_at is None
+    admission.release(table=table, provider="nanobanana", job_key="a", max_in_flight=2)
+    clock.now = b.reserved_at
+    assert take(table, "b", clock, rate=1, cap=2, reserved_at=b.reserved_at).admitted

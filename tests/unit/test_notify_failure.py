@@ -8,7 +8,7 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 from moto import mock_aws
 
 from functions.notify_failure import app
-from i2v import failure, identity
+from i2v import failure, identity, state
 from tests.aws_resources import create_table, create_topic_with_queue
 
 
@@ -199,4 +199,22 @@ def test_malformed_record_fails_alone(aws, event, lambda_context):
     result = app.lambda_handler(sqs_event, lambda_context)
 
     assert result == {"batchItemFailures": [{"itemIdentifier": "broken"}]}
+    assert len(published(aws)) == 1
+
+
+def test_the_state_is_parsed_at_the_boundary(aws, event, lambda_context):
+    job = event("notify_failure_timed_out.json")
+    job["poll_count"] = "three"  # a broken workflow, not a user error: the task fails visibly
+    with pytest.raises(state.InvalidJobStateError):
+        app.lambda_handler(job, lambda_context)
+    assert published(aws) == []
+    with pytest.raises(state.InvalidJobStateError):
+        app.lambda_handler({"status": "failed"}, lambda_context)
+
+
+def test_an_older_state_missing_fields_is_filled_in(aws, event, lambda_context):
+    job = event("notify_failure_timed_out.json")
+    for name in ("checks", "reserved_at", "admit_count"):
+        job.pop(name, None)
+    assert app.lambda_handler(job, lambda_context)["status"] == "failed"
     assert len(published(aws)) == 1

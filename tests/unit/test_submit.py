@@ -13,7 +13,7 @@ from moto import mock_aws
 from PIL import Image
 from urllib3.exceptions import ReadTimeoutError
 
-from i2v import identity, records, submission
+from i2v import admission, identity, records, submission
 from i2v.aws import client
 from tests import http_mock
 from tests.aws_resources import create_table
@@ -330,8 +330,7 @@ def test_unreadable_api_key_raises_without_claiming_and_a_retry_succeeds(aws, ap
 
     assert len(http_mock.calls) == 0
     assert boto3.client("dynamodb").scan(TableName="i2v-jobs")["Count"] == 0  # no claim left behind
-    leases = boto3.client("dynamodb").scan(TableName="i2v-control")["Items"][0]["leases"]["M"]
-    assert leases == {}  # nor an admission slot
+    assert admission.snapshot(table="i2v-control", provider="nohuman")["leases"] == {}  # nor an admission slot
 
     secrets.create_secret(Name="i2v/provider-key", SecretString="sk-test")
     parameters.clear_caches()

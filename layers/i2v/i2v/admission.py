@@ -1,21 +1,42 @@
 """Admission: the slot every job takes right before its paid create call.
 
-One item per provider in CONTROL_TABLE (partition key ``pk`` = ``admission#<provider>``) holds
-everything all executions share, and every change is one conditional write on it (optimistic
-concurrency on ``version``), so two executions can never both take the last slot:
+Shared by all executions through small items in CONTROL_TABLE, each taken with one
+conditional write on that item alone, so executions contend only when they go for the very
+same slot (and then the loser simply tries another one):
 
-    starts        create times (epoch seconds, ascending) of the last rolling minute, including
-                  *reservations*: future times handed to jobs that arrived while the minute was full
-    leases        {job_key: [expires_at, expected_end]}: jobs in flight at the provider
-    blocked_until a 429's Retry-After: nobody creates before it
-    learned_limit the provider's own per-minute limit, when it told us (NanoBanana's rate_limit.limit)
+    admission#<provider>#rate#<k>   k < the per-minute limit: one *rate slot*. ``at`` is the
+                                    time of the slot's last create (``state`` used) or of the
+                                    create it is reserved for (``state`` reserved, ``holder``
+                                    the job). A slot is used at most once per window
+                                    (RATE_WINDOW_SECONDS + a margin), so no rolling window
+                                    ever holds more than ``limit`` creates.
+    admission#<provider>#lease#<k>  k < MaxJobsInFlight: one *in-flight lease*. ``holder`` is
+                                    the job at the provider, ``expires_at`` when the slot comes
+                                    back on its own (a crashed execution), ``expected_end``.
+    admission#<provider>#meta       ``blocked_until`` (a 429's Retry-After: nobody creates
+                                    before it) and ``learned_limit`` (NanoBanana's own
+                                    ``rate_limit.limit``).
 
-Rate: at most ``limit`` starts in any window of RATE_WINDOW_SECONDS (+ a safety margin). A job
-that finds the minute full reserves the earliest time that keeps the rule and waits (a Wait
-state) until then: first come, first served, one round trip per job, no thundering herd at
-the window boundary. In flight: at most ``max_in_flight`` unexpired leases. A lease expires on
-its own (a crashed execution's slot comes back) and is released when the job ends (Poll or
-Admit seeing the provider finish, Store, NotifyFailure: every path releases, idempotently).
+One consistent BatchGetItem reads them all; every change is a conditional PutItem/UpdateItem
+on one item that holds only if the item is still as read (or free), so two executions can
+never both take the same slot, and a conflict costs one round trip on another slot instead of
+a re-read of everything (the single shared item this replaced made 120 simultaneous jobs
+retry against each other).
+
+Rate: a job takes a rate slot that was last used a window ago. When every slot was used within
+the window, it *reserves* the slot that frees first, for the moment it frees (``state``
+reserved): it waits in a Wait state until then and confirms (``state`` used, ``at`` = the
+create time). Reservations are first come first served and nobody chains on a reservation not
+yet confirmed, so a job that arrives while every slot is reserved waits until the first
+reservation is due and asks again. The number of items is fixed (limit + cap + 1 per provider):
+they are overwritten in place, no TTL is needed.
+
+In flight: a job takes a lease slot that is free or expired. A lease is released when the job
+ends (Poll or Admit seeing the provider finish, Store, NotifyFailure: every path releases,
+idempotently) and renewed by each Poll window; a lease not renewed expires.
+
+A 429 (Retry-After): nobody creates before it and the refused job's lease is free again; the
+rate slot it used stays used (providers count every request, refused or not).
 
 The spend-cap check of the operator CLI hooks in at ``before_create`` (see
 docs/architecture.md, "Admission"): the one place that runs right before every create.
@@ -28,6 +49,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
@@ -38,17 +60,22 @@ logger = Logger(child=True)
 
 RATE_WINDOW_SECONDS = 60.0
 # Our clock and the provider's differ, and the create reaches the provider a little after we
-# decide: creates are spaced this much more than the window strictly needs.
+# decide: a rate slot is used again this much later than the window strictly needs.
 RATE_MARGIN_SECONDS = 2.0
-# A reservation this close to now is taken at once.
+# A reservation this close to now is taken at once (and confirmed this early at most).
 RESERVATION_TOLERANCE_SECONDS = 0.5
-# Conditional-write conflicts tolerated before the job simply waits and tries again.
+# A reservation not confirmed this long after its time is given up (its holder crashed, or
+# came back late: it then asks again); others may chain on it as if it had been used.
+RESERVATION_GRACE_SECONDS = 30.0
+# Conditional writes that lost a race tolerated in one Admit before the job waits and asks again.
 MAX_CONFLICTS = 12
 # Jobs waiting for an in-flight slot retry after about this long (jittered, older jobs sooner).
 IN_FLIGHT_RETRY_MIN_SECONDS = 2
 IN_FLIGHT_RETRY_MAX_SECONDS = 60
 # A lease outlives the job's expected end by this much before another job may take its slot.
 LEASE_GRACE_SECONDS = 300
+USED, RESERVED = "used", "reserved"
+_BATCH = 100  # BatchGetItem's limit on keys per request
 
 
 @dataclass
@@ -63,58 +90,96 @@ class Decision:
     details: dict = field(default_factory=dict)
 
 
-def item_key(provider: str) -> dict:
-    return {"pk": {"S": f"admission#{provider}"}}
+def meta_key(provider: str) -> dict:
+    return {"pk": {"S": f"admission#{provider}#meta"}}
 
 
-def _read(table: str, provider: str) -> tuple[dict, int | None]:
-    item = client("dynamodb").get_item(TableName=table, Key=item_key(provider), ConsistentRead=True).get("Item")
-    if not item:
-        return {"starts": [], "leases": {}, "blocked_until": 0.0, "learned_limit": None}, None
-    leases = {}
-    for key, value in (item.get("leases") or {}).get("M", {}).items():
-        numbers = [float(n["N"]) for n in value.get("L", [])]
-        if numbers:
-            leases[key] = numbers + [numbers[0]] * (2 - len(numbers))
-    return {
-        "starts": sorted(float(n["N"]) for n in (item.get("starts") or {}).get("L", [])),
-        "leases": leases,
-        "blocked_until": float((item.get("blocked_until") or {}).get("N", 0)),
-        "learned_limit": int(item["learned_limit"]["N"]) if "learned_limit" in item else None,
-    }, (int(item["version"]["N"]) if "version" in item else -1)
+def rate_key(provider: str, k: int) -> dict:
+    return {"pk": {"S": f"admission#{provider}#rate#{k}"}}
+
+
+def lease_key(provider: str, k: int) -> dict:
+    return {"pk": {"S": f"admission#{provider}#lease#{k}"}}
 
 
 def _number(value: float) -> dict:
     return {"N": f"{value:.3f}"}
 
 
-def _write(table: str, provider: str, data: dict, version: int | None) -> bool:
-    """Replace the shared state if nobody changed it since ``version``; False on a conflict."""
-    values = {
-        ":starts": {"L": [_number(t) for t in data["starts"]]},
-        ":leases": {"M": {k: {"L": [_number(v[0]), _number(v[1])]} for k, v in data["leases"].items()}},
-        ":blocked": _number(data["blocked_until"]),
-        ":next": {"N": str(max(version or 0, 0) + 1)},
-    }
-    expression = "SET starts = :starts, leases = :leases, blocked_until = :blocked, version = :next"
-    if data.get("learned_limit"):
-        values[":learned"] = {"N": str(int(data["learned_limit"]))}
-        expression += ", learned_limit = :learned"
-    if version is None:
-        condition = "attribute_not_exists(pk)"
-    elif version < 0:  # an item some other write left without a version: claim it the same way
-        condition = "attribute_not_exists(version)"
-    else:
-        condition = "version = :seen"
-        values[":seen"] = {"N": str(version)}
-    try:
-        client("dynamodb").update_item(
-            TableName=table,
-            Key=item_key(provider),
-            UpdateExpression=expression,
-            ConditionExpression=condition,
-            ExpressionAttributeValues=values,
+def _float(item: dict, name: str, default: float | None = None) -> float | None:
+    value = item.get(name)
+    return float(value["N"]) if value and "N" in value else default
+
+
+def _get_many(table: str, keys: list[dict]) -> dict[str, dict]:
+    """Consistent reads of ``keys`` (BatchGetItem, in chunks); items by pk, absent ones left out."""
+    dynamodb = client("dynamodb")
+    found: dict[str, dict] = {}
+    for start in range(0, len(keys), _BATCH):
+        request = {table: {"Keys": keys[start : start + _BATCH], "ConsistentRead": True}}
+        for _ in range(10):
+            response = dynamodb.batch_get_item(RequestItems=request)
+            for item in response.get("Responses", {}).get(table, []):
+                found[item["pk"]["S"]] = item
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                break
+            time.sleep(random.uniform(0.01, 0.05))
+    return found
+
+
+@dataclass
+class _View:
+    """The provider's admission items as read: what a decision is made on."""
+
+    blocked_until: float
+    learned_limit: int | None
+    rate: list[dict]  # per slot k: {k, at, state, holder, item}
+    leases: list[dict]  # per slot k: {k, holder, expires_at, expected_end}
+
+
+def _read(table: str, provider: str, rate_slots: int, lease_slots: int) -> _View:
+    keys = [meta_key(provider)]
+    keys += [rate_key(provider, k) for k in range(rate_slots)]
+    keys += [lease_key(provider, k) for k in range(lease_slots)]
+    items = _get_many(table, keys)
+    meta = items.get(meta_key(provider)["pk"]["S"], {})
+    rate = []
+    for k in range(rate_slots):
+        item = items.get(rate_key(provider, k)["pk"]["S"])
+        rate.append(
+            {
+                "k": k,
+                "at": _float(item, "at") if item else None,
+                "state": item.get("state", {}).get("S", USED) if item else None,
+                "holder": item.get("holder", {}).get("S") if item else None,
+            }
         )
+    leases = []
+    for k in range(lease_slots):
+        item = items.get(lease_key(provider, k)["pk"]["S"]) or {}
+        leases.append(
+            {
+                "k": k,
+                "holder": item.get("holder", {}).get("S"),
+                "expires_at": _float(item, "expires_at", 0.0),
+                "expected_end": _float(item, "expected_end", 0.0),
+            }
+        )
+    learned = meta.get("learned_limit", {}).get("N")
+    return _View(
+        blocked_until=_float(meta, "blocked_until", 0.0) or 0.0,
+        learned_limit=int(learned) if learned else None,
+        rate=rate,
+        leases=leases,
+    )
+
+
+def _conditional(operation: str, **kwargs: Any) -> bool:
+    """One conditional write (``put_item``/``update_item``): True if it held, False if the item
+    had changed meanwhile."""
+    try:
+        getattr(client("dynamodb"), operation)(**kwargs)
         return True
     except ClientError as exc:
         if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
@@ -122,41 +187,88 @@ def _write(table: str, provider: str, data: dict, version: int | None) -> bool:
         raise
 
 
-def _update(
-    table: str,
-    provider: str,
-    change: Callable[[dict, float], Decision | None],
-    *,
-    clock: Callable[[], float],
-    pause: Callable[[float], None],
-) -> Decision | None:
-    """Read, apply ``change`` (which edits the data in place and returns the decision), write
-    conditionally; again on a conflict. ``change`` returning a decision with ``details["write"]``
-    False means nothing needs writing."""
-    for attempt in range(MAX_CONFLICTS):
-        data, version = _read(table, provider)
-        decision = change(data, clock())
-        if decision is not None and decision.details.pop("write", True) is False:
-            return decision
-        if _write(table, provider, data, version):
-            return decision
-        # Contention between executions: a few milliseconds, then read again.
-        pause(random.uniform(0.005, 0.02 * (attempt + 1)))
-    return None
+def _put_rate(table: str, provider: str, slot: dict, *, at: float, state: str, holder: str) -> bool:
+    """Write rate slot ``slot`` if it is still as read (``at`` unchanged, or never set)."""
+    if slot["at"] is None:
+        condition, values = "attribute_not_exists(#at)", None
+    else:
+        condition, values = "#at = :seen", {":seen": _number(slot["at"])}
+    kwargs = {
+        "TableName": table,
+        "Item": {**rate_key(provider, slot["k"]), "at": _number(at), "state": {"S": state}, "holder": {"S": holder}},
+        "ConditionExpression": condition,
+        "ExpressionAttributeNames": {"#at": "at"},
+    }
+    if values:
+        kwargs["ExpressionAttributeValues"] = values
+    return _conditional("put_item", **kwargs)
+
+
+def _update_reservation(table: str, provider: str, k: int, holder: str, *, at: float, state: str) -> bool:
+    """Move or confirm the reservation ``holder`` has on rate slot ``k`` (if it still has it)."""
+    return _conditional(
+        "update_item",
+        TableName=table,
+        Key=rate_key(provider, k),
+        UpdateExpression="SET #at = :at, #state = :state",
+        ConditionExpression="holder = :me AND #state = :reserved",
+        ExpressionAttributeNames={"#at": "at", "#state": "state"},
+        ExpressionAttributeValues={
+            ":at": _number(at),
+            ":state": {"S": state},
+            ":me": {"S": holder},
+            ":reserved": {"S": RESERVED},
+        },
+    )
+
+
+def _take_lease(table: str, provider: str, k: int, holder: str, now: float, expires_at: float, end: float) -> bool:
+    """Lease slot ``k`` for ``holder`` if it is free, expired, or already its own."""
+    return _conditional(
+        "put_item",
+        TableName=table,
+        Item={
+            **lease_key(provider, k),
+            "holder": {"S": holder},
+            "expires_at": _number(expires_at),
+            "expected_end": _number(end),
+        },
+        ConditionExpression=(
+            "attribute_not_exists(pk) OR attribute_not_exists(holder) OR expires_at <= :now OR holder = :me"
+        ),
+        ExpressionAttributeValues={":now": _number(now), ":me": {"S": holder}},
+    )
+
+
+def _free_lease(table: str, provider: str, k: int, holder: str) -> bool:
+    return _conditional(
+        "update_item",
+        TableName=table,
+        Key=lease_key(provider, k),
+        UpdateExpression="REMOVE holder SET expires_at = :zero",
+        ConditionExpression="holder = :me",
+        ExpressionAttributeValues={":me": {"S": holder}, ":zero": {"N": "0"}},
+    )
 
 
 def effective_limit(configured: int, learned: int | None) -> int:
     return max(1, min(configured, learned) if learned else configured)
 
 
-def next_start(starts: list[float], limit: int, now: float, blocked_until: float) -> float:
-    """The earliest create time at or after ``now`` that keeps ``limit`` starts per window."""
-    at = max(now, blocked_until)
-    if len(starts) >= limit:
-        at = max(at, starts[-limit] + RATE_WINDOW_SECONDS + RATE_MARGIN_SECONDS)
-    if starts:
-        at = max(at, starts[-1])  # the list stays in order
-    return at
+def _wait_until(at: float, now: float) -> int:
+    """A Wait state lasts whole seconds: end it within the tolerance around ``at`` (a reservation
+    may be confirmed that early) rather than up to a second after it, at every window boundary."""
+    return max(1, math.ceil(at - now - RESERVATION_TOLERANCE_SECONDS))
+
+
+def free_at(slot: dict) -> float:
+    """When a rate slot may be used again (the window after its last or reserved create)."""
+    return -math.inf if slot["at"] is None else slot["at"] + RATE_WINDOW_SECONDS + RATE_MARGIN_SECONDS
+
+
+def pending(slot: dict, now: float) -> bool:
+    """A reservation still owed to its holder: nobody may chain on it until it is confirmed."""
+    return slot["state"] == RESERVED and slot["at"] + RESERVATION_GRACE_SECONDS > now
 
 
 def in_flight_wait(leases: dict, now: float, waited_seconds: float) -> int:
@@ -166,6 +278,12 @@ def in_flight_wait(leases: dict, now: float, waited_seconds: float) -> int:
     base = min(IN_FLIGHT_RETRY_MAX_SECONDS, max(IN_FLIGHT_RETRY_MIN_SECONDS, soonest))
     base /= 1.0 + max(0.0, waited_seconds) / 60.0
     return max(IN_FLIGHT_RETRY_MIN_SECONDS, math.ceil(base * random.uniform(1.0, 1.5)))
+
+
+def _live_leases(view: _View, now: float) -> dict:
+    return {
+        s["holder"]: [s["expires_at"], s["expected_end"]] for s in view.leases if s["holder"] and s["expires_at"] > now
+    }
 
 
 def acquire(
@@ -183,75 +301,188 @@ def acquire(
     pause: Callable[[float], None] = time.sleep,
 ) -> Decision:
     """Take a slot for one create, or say how long to wait. Atomic across all executions."""
-
-    def change(data: dict, now: float) -> Decision:
-        leases = {k: v for k, v in data["leases"].items() if v[0] > now}
-        data["leases"] = leases
-        data["starts"] = [t for t in data["starts"] if t > now - RATE_WINDOW_SECONDS - RATE_MARGIN_SECONDS]
-        if job_key in leases:  # an earlier attempt of this step took it and stopped before the create
+    conflicts = 0
+    while conflicts < MAX_CONFLICTS:
+        now = clock()
+        view = _read(table, provider, requests_per_minute, max_in_flight)
+        leases = _live_leases(view, now)
+        mine = next((s for s in view.leases if s["holder"] == job_key and s["expires_at"] > now), None)
+        if mine is not None:  # an earlier attempt of this step took it and stopped before the create
             return Decision(True, in_flight=len(leases), reason="lease already held")
-        if len(leases) >= max_in_flight:
+        held = next((s for s in view.rate if s["holder"] == job_key and s["state"] == RESERVED), None)
+        free_leases = [s for s in view.leases if not s["holder"] or s["expires_at"] <= now]
+        if not free_leases:
             wait = in_flight_wait(leases, now, now - (queued_at or now))
-            return Decision(False, wait, reserved_at, "in-flight cap", len(leases), {"write": False})
-        limit = effective_limit(requests_per_minute, data.get("learned_limit"))
-        holds_reservation = (
-            reserved_at is not None
-            and reserved_at <= now + 1.0
-            and any(abs(t - reserved_at) < 0.001 for t in data["starts"])
-        )
-        if not holds_reservation:
-            at = next_start(data["starts"], limit, now, data["blocked_until"])
-            data["starts"].append(round(at, 3))
-            if at > now + RESERVATION_TOLERANCE_SECONDS:
-                # The minute is full: this job's turn is at `at`; the reservation counts from now on.
-                return Decision(False, max(1, math.ceil(at - now)), round(at, 3), "rate limit", len(leases))
-        leases[job_key] = [now + lease_seconds, now + expected_seconds]
-        return Decision(True, in_flight=len(leases), reason="admitted")
+            if held is None:
+                return Decision(False, wait, None, "in-flight cap", len(leases))
+            # Its turn came but no lease is free: the job keeps its rate slot, moved to when it
+            # asks again (nobody has chained on an unconfirmed reservation, so moving it later
+            # is safe), instead of losing its place in the queue.
+            at = round(max(held["at"], now + wait), 3)
+            if _update_reservation(table, provider, held["k"], job_key, at=at, state=RESERVED):
+                return Decision(False, wait, at, "in-flight cap", len(leases))
+            return Decision(False, wait, None, "in-flight cap", len(leases))
 
-    decision = _update(table, provider, change, clock=clock, pause=pause)
-    if decision is None:
-        return Decision(False, random.randint(1, 3), reserved_at, "contention")
-    return decision
+        outcome = _rate(table, provider, view, job_key, held, requests_per_minute, now)
+        if isinstance(outcome, str):  # "conflict"
+            conflicts += 1
+            pause(random.uniform(0.002, 0.01 * conflicts))
+            continue
+        if isinstance(outcome, Decision):
+            outcome.in_flight = len(leases)
+            return outcome
+        slot, previous_at, taken_at = outcome  # the rate slot taken for a create now
+
+        random.shuffle(free_leases)
+        for lease in free_leases:
+            if _take_lease(table, provider, lease["k"], job_key, now, now + lease_seconds, now + expected_seconds):
+                return Decision(True, in_flight=len(leases) + 1, reason="admitted")
+        # Every free lease went to someone else meanwhile: give the rate slot back and wait.
+        _restore_rate(table, provider, slot["k"], job_key, taken_at, previous_at)
+        wait = in_flight_wait(leases, now, now - (queued_at or now))
+        return Decision(False, wait, None, "in-flight cap", len(leases))
+    return Decision(False, random.randint(1, 3), reserved_at, "contention")
 
 
-def release(*, table: str, provider: str, job_key: str) -> None:
+def _rate(
+    table: str, provider: str, view: _View, job_key: str, held: dict | None, configured: int, now: float
+) -> tuple[dict, float | None, float] | Decision | str:
+    """The rate part of ``acquire``: (slot, its previous ``at``, the ``at`` taken) for a create
+    now, a Decision to wait, or "conflict" (a write lost a race: read again)."""
+    limit = effective_limit(configured, view.learned_limit)
+    slots = view.rate[:limit]
+    if held is not None:
+        due = max(held["at"], view.blocked_until)
+        if due > now + RESERVATION_TOLERANCE_SECONDS:
+            if due > held["at"] and not _update_reservation(
+                table, provider, held["k"], job_key, at=due, state=RESERVED
+            ):
+                return "conflict"  # given up meanwhile (grace passed): ask again from scratch
+            return Decision(False, _wait_until(due, now), round(due, 3), "rate limit")
+        taken_at = max(now, held["at"])
+        if _update_reservation(table, provider, held["k"], job_key, at=taken_at, state=USED):
+            return held, held["at"], taken_at
+        return "conflict"
+
+    # Each slot's earliest create time; nobody chains on a reservation not yet confirmed.
+    chainable = [s for s in slots if s["at"] is None or not pending(s, now)]
+    if not chainable:  # every slot is owed to a job that reserved it: ask again when the first is due
+        first = min(s["at"] for s in slots)
+        wait = max(1.0, first - now + 1.0) + random.uniform(0, 1.0)
+        return Decision(False, math.ceil(wait), None, "rate limit (all reserved)")
+    times = {s["k"]: max(free_at(s), view.blocked_until, now) for s in chainable}
+    ready = [s for s in chainable if times[s["k"]] <= now + RESERVATION_TOLERANCE_SECONDS]
+    if ready:
+        # Free now: in random order, so simultaneous jobs spread over the slots instead of racing.
+        random.shuffle(ready)
+        for slot in ready:
+            if _put_rate(table, provider, slot, at=now, state=USED, holder=job_key):
+                return slot, slot["at"], now
+        return "conflict"
+    # Reserve the slot that frees first (ties spread at random): first come, first served.
+    chainable.sort(key=lambda s: (times[s["k"]], random.random()))
+    for slot in chainable[:MAX_CONFLICTS]:
+        at = round(times[slot["k"]], 3)
+        if _put_rate(table, provider, slot, at=at, state=RESERVED, holder=job_key):
+            return Decision(False, _wait_until(at, now), at, "rate limit")
+    return "conflict"
+
+
+def _restore_rate(table: str, provider: str, k: int, job_key: str, taken_at: float, previous_at: float | None) -> None:
+    """Undo a rate slot taken for a create that will not happen (best effort: if someone chained
+    on it meanwhile, it stays used, which only errs on the safe side)."""
+    values = {":me": {"S": job_key}, ":taken": _number(taken_at)}
+    if previous_at is None:
+        expression = "REMOVE #at, holder"
+    else:
+        expression = "SET #at = :previous"
+        values[":previous"] = _number(previous_at)
+    _conditional(
+        "update_item",
+        TableName=table,
+        Key=rate_key(provider, k),
+        UpdateExpression=expression,
+        ConditionExpression="holder = :me AND #at = :taken",
+        ExpressionAttributeNames={"#at": "at"},
+        ExpressionAttributeValues=values,
+    )
+
+
+def _leases_of(table: str, provider: str, max_in_flight: int | None) -> list[dict]:
+    """The lease slots (read by key when the cap is known, else found with a Scan)."""
+    if max_in_flight:
+        return list(_get_many(table, [lease_key(provider, k) for k in range(max_in_flight)]).values())
+    return _scan(table, f"admission#{provider}#lease#")
+
+
+def _scan(table: str, prefix: str) -> list[dict]:
+    dynamodb = client("dynamodb")
+    kwargs = {
+        "TableName": table,
+        "ConsistentRead": True,
+        "FilterExpression": "begins_with(pk, :prefix)",
+        "ExpressionAttributeValues": {":prefix": {"S": prefix}},
+    }
+    items = []
+    while True:
+        response = dynamodb.scan(**kwargs)
+        items.extend(response.get("Items", []))
+        if not response.get("LastEvaluatedKey"):
+            return items
+        kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+def _slot_index(item: dict) -> int:
+    return int(item["pk"]["S"].rsplit("#", 1)[1])
+
+
+def release(*, table: str, provider: str, job_key: str, max_in_flight: int | None = None) -> None:
     """Give the job's in-flight slot back (idempotent; every path that ends a job calls it)."""
-    try:
-        client("dynamodb").update_item(
-            TableName=table,
-            Key=item_key(provider),
-            UpdateExpression="REMOVE leases.#k SET version = if_not_exists(version, :zero) + :one",
-            ConditionExpression="attribute_exists(leases.#k)",
-            ExpressionAttributeNames={"#k": job_key},
-            ExpressionAttributeValues={":one": {"N": "1"}, ":zero": {"N": "0"}},
-        )
-    except ClientError as exc:
-        # ConditionalCheckFailed: already released (or never taken), nothing to do.
-        if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-            raise
+    for item in _leases_of(table, provider, max_in_flight):
+        if item.get("holder", {}).get("S") == job_key:
+            # Lost a race only if the lease expired and someone else took it: nothing to do.
+            _free_lease(table, provider, _slot_index(item), job_key)
 
 
 def renew(
-    *, table: str, provider: str, job_key: str, lease_seconds: float, expected_end: float, now: float | None = None
+    *,
+    table: str,
+    provider: str,
+    job_key: str,
+    lease_seconds: float,
+    expected_end: float,
+    now: float | None = None,
+    max_in_flight: int | None = None,
 ) -> None:
     """Extend a running job's lease (Poll calls it each window)."""
     now = time.time() if now is None else now
-    try:
-        client("dynamodb").update_item(
+    for item in _leases_of(table, provider, max_in_flight):
+        if item.get("holder", {}).get("S") != job_key:
+            continue
+        _conditional(
+            "update_item",
             TableName=table,
-            Key=item_key(provider),
-            UpdateExpression="SET leases.#k = :lease, version = if_not_exists(version, :zero) + :one",
-            ConditionExpression="attribute_exists(leases.#k)",
-            ExpressionAttributeNames={"#k": job_key},
+            Key=lease_key(provider, _slot_index(item)),
+            UpdateExpression="SET expires_at = :expires, expected_end = :end",
+            ConditionExpression="holder = :me",
             ExpressionAttributeValues={
-                ":lease": {"L": [_number(now + lease_seconds), _number(expected_end)]},
-                ":one": {"N": "1"},
-                ":zero": {"N": "0"},
+                ":expires": _number(now + lease_seconds),
+                ":end": _number(expected_end),
+                ":me": {"S": job_key},
             },
         )
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-            raise
+
+
+def _block(table: str, provider: str, until: float) -> None:
+    """Nobody creates before ``until`` (a later block never shortens an earlier one)."""
+    _conditional(
+        "update_item",
+        TableName=table,
+        Key=meta_key(provider),
+        UpdateExpression="SET blocked_until = :until",
+        ConditionExpression="attribute_not_exists(blocked_until) OR blocked_until < :until",
+        ExpressionAttributeValues={":until": _number(until)},
+    )
 
 
 def rate_limited(
@@ -262,14 +493,12 @@ def rate_limited(
     retry_after: float,
     clock: Callable[[], float] = time.time,
     pause: Callable[[float], None] = time.sleep,
+    max_in_flight: int | None = None,
 ) -> None:
-    """The provider answered 429: nobody creates before Retry-After, and the job's slot is free again."""
-
-    def change(data: dict, now: float) -> None:
-        data["leases"].pop(job_key, None)
-        data["blocked_until"] = max(data["blocked_until"], now + retry_after)
-
-    _update(table, provider, change, clock=clock, pause=pause)
+    """The provider answered 429: nobody creates before Retry-After and the job's lease is free
+    again. Its rate slot stays used: the provider counts every request, refused or not."""
+    _block(table, provider, clock() + retry_after)
+    release(table=table, provider=provider, job_key=job_key, max_in_flight=max_in_flight)
 
 
 def learn_limit(
@@ -281,27 +510,44 @@ def learn_limit(
     pause: Callable[[float], None] = time.sleep,
 ) -> None:
     """NanoBanana's ``rate_limit {count, limit, remaining}``: remember its limit, and when
-    nothing remains, hold creates back for a window."""
+    nothing remains, hold creates back for a moment."""
     if not isinstance(rate_limit, dict) or not isinstance(rate_limit.get("limit"), (int, float)):
         return
-    limit = int(rate_limit["limit"])
+    limit = max(1, int(rate_limit["limit"]))
     remaining = rate_limit.get("remaining")
-    data_now, _ = _read(table, provider)
-    if data_now.get("learned_limit") == limit and remaining != 0:
-        return
-
-    def change(data: dict, now: float) -> None:
-        data["learned_limit"] = max(1, limit)
-        if remaining == 0:
-            data["blocked_until"] = max(data["blocked_until"], now + RATE_WINDOW_SECONDS / max(1, limit))
-
-    _update(table, provider, change, clock=clock, pause=pause)
+    _conditional(
+        "update_item",
+        TableName=table,
+        Key=meta_key(provider),
+        UpdateExpression="SET learned_limit = :limit",
+        ConditionExpression="attribute_not_exists(learned_limit) OR learned_limit <> :limit",
+        ExpressionAttributeValues={":limit": {"N": str(limit)}},
+    )
+    if remaining == 0:
+        _block(table, provider, clock() + RATE_WINDOW_SECONDS / limit)
 
 
 def snapshot(*, table: str, provider: str) -> dict:
-    """The shared state as it is now (for the CLI, benchmarks and tests)."""
-    data, version = _read(table, provider)
-    return {**data, "version": version}
+    """The shared state as it is now (for the CLI, benchmarks and tests): ``starts`` the rate
+    slots' create times (reservations included, ascending), ``reservations`` {job: time},
+    ``leases`` {job: [expires_at, expected_end]} (expired ones included until taken again), ``blocked_until``, ``learned_limit``."""
+    items = _scan(table, f"admission#{provider}#")
+    meta = next((i for i in items if i["pk"]["S"] == meta_key(provider)["pk"]["S"]), {})
+    rate = [i for i in items if "#rate#" in i["pk"]["S"] and "at" in i]
+    learned = meta.get("learned_limit", {}).get("N")
+    return {
+        "starts": sorted(_float(i, "at") for i in rate),
+        "reservations": {
+            i["holder"]["S"]: _float(i, "at") for i in rate if i.get("state", {}).get("S") == RESERVED and "holder" in i
+        },
+        "leases": {
+            i["holder"]["S"]: [_float(i, "expires_at", 0.0), _float(i, "expected_end", 0.0)]
+            for i in items
+            if "#lease#" in i["pk"]["S"] and "holder" in i
+        },
+        "blocked_until": _float(meta, "blocked_until", 0.0),
+        "learned_limit": int(learned) if learned else None,
+    }
 
 
 def before_create(state: dict) -> None:

@@ -158,6 +158,8 @@ class PollSettings:
     jobs_table: str
     provider_base_url: str = ""
     control_table: str = ""
+    # How many lease items admission keeps (read by key); None: they are found with a Scan.
+    max_jobs_in_flight: int | None = None
     initial_render_estimate_seconds: float = 0.0
 
     @classmethod
@@ -169,6 +171,7 @@ class PollSettings:
             jobs_table=env.required("JOBS_TABLE", "signed result links have nowhere to be kept"),
             provider_base_url=env.text("PROVIDER_BASE_URL"),
             control_table=env.text("CONTROL_TABLE"),
+            max_jobs_in_flight=env.integer("MAX_JOBS_IN_FLIGHT", 0) or None,
             initial_render_estimate_seconds=float(env.text("INITIAL_RENDER_ESTIMATE_SECONDS") or 0),
         )
 
@@ -202,6 +205,8 @@ class StoreSettings:
     allow_loopback_http: bool = False
     max_result_bytes: int = 500 * 1024 * 1024
     control_table: str = ""
+    # How many lease items admission keeps (read by key); None: they are found with a Scan.
+    max_jobs_in_flight: int | None = None
 
     @property
     def jobs_table(self) -> str:
@@ -223,6 +228,7 @@ class StoreSettings:
             allow_loopback_http=env.flag("ALLOW_LOOPBACK_HTTP"),
             max_result_bytes=env.integer("MAX_RESULT_BYTES", 500 * 1024 * 1024),
             control_table=env.text("CONTROL_TABLE"),
+            max_jobs_in_flight=env.integer("MAX_JOBS_IN_FLIGHT", 0) or None,
         )
 
 
@@ -231,6 +237,8 @@ class NotifyFailureSettings:
     provider: str
     publish: PublishSettings
     control_table: str = ""
+    # How many lease items admission keeps (read by key); None: they are found with a Scan.
+    max_jobs_in_flight: int | None = None
     limits: JobLimits = field(default_factory=JobLimits)
 
     @classmethod
@@ -240,6 +248,7 @@ class NotifyFailureSettings:
             provider=env.provider(),
             publish=PublishSettings.read(env),
             control_table=env.text("CONTROL_TABLE"),
+            max_jobs_in_flight=env.integer("MAX_JOBS_IN_FLIGHT", 0) or None,
             limits=JobLimits.read(env),
         )
 
@@ -311,6 +320,9 @@ class ControlSettings(Protocol):
 
     @property
     def control_table(self) -> str: ...
+
+    @property
+    def max_jobs_in_flight(self) -> int | None: ...
 
 
 class EstimateSettings(ControlSettings, Protocol):

@@ -55,7 +55,12 @@ def _estimate(state: dict, settings: EstimateSettings) -> estimates.Estimate:
 
 def release_slot(state: dict, settings: ControlSettings) -> None:
     if settings.control_table and state.get("provider"):
-        admission.release(table=settings.control_table, provider=state["provider"], job_key=state["job_key"])
+        admission.release(
+            table=settings.control_table,
+            provider=state["provider"],
+            job_key=state["job_key"],
+            max_in_flight=settings.max_jobs_in_flight,
+        )
 
 
 def _queue_timeout(state: dict, waited_minutes: float) -> dict:
@@ -186,6 +191,7 @@ def _refused(
             retry_after=retry_after,
             clock=clock,
             pause=pause,
+            max_in_flight=settings.max_jobs_in_flight,
         )
         wait = retry_after + random.uniform(0, max(1.0, retry_after / 2))
     else:
@@ -282,6 +288,7 @@ def poll(
             lease_seconds=state["wait_seconds"] + remaining_seconds() + LEASE_GRACE_SECONDS,
             expected_end=created_at + float(estimate["p50"]),
             now=now,
+            max_in_flight=settings.max_jobs_in_flight,
         )
     return state
 
