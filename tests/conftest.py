@@ -1,10 +1,13 @@
 """Fixtures shared by every test: fake AWS credentials, a fake Lambda context, sample events."""
 
+import functools
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import botocore.loaders
+import botocore.session
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -24,6 +27,12 @@ os.environ.update(
 )
 os.environ.pop("AWS_ENDPOINT_URL", None)
 os.environ.pop("AWS_PROFILE", None)
+
+
+# moto's mock_aws starts each test with a new default boto3 session, and each new botocore session
+# parses the service models (large JSON files) again: most of the unit tests' time went there. The
+# models are read-only data, so every session of the test process shares one loader.
+botocore.session.create_loader = functools.cache(botocore.loaders.create_loader)
 
 
 def load_event(name: str) -> dict:
