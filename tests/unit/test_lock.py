@@ -7,7 +7,7 @@ from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from tests.conftest import REPO_ROOT
+from tests.fixtures import REPO_ROOT
 
 LOCK = REPO_ROOT / "requirements" / "dev.lock"
 LAYER = REPO_ROOT / "layers" / "i2v" / "requirements.txt"
