@@ -31,10 +31,10 @@ test: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
 
-## check: the fast tier, well under a minute: lint, format, types, then every test that needs
-## neither the local stack nor the SAM CLI (markers e2e and slow)
+## check: the fast tier, well under a minute: lint, format, types, then the unit tests and template
+## rules (tests/unit; no local stack, no SAM CLI, nothing marked e2e or slow) on every core
 check: static
-	$(BIN)/python -m pytest -q -m "not e2e and not slow" -p no:cacheprovider
+	$(BIN)/python -m pytest tests/unit -q -n auto -m "not e2e and not slow"
 
 ## static: ruff's lint and format checks and mypy (CI runs these before the suite)
 static: $(STAMP)

@@ -8,6 +8,8 @@ import socket
 import botocore.loaders
 import botocore.session
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from moto.sns import models as sns_models
 
 from tests.fixtures import (
     AWS_ENVIRONMENT,
@@ -32,6 +34,16 @@ for name in AWS_ENVIRONMENT_UNSET:
 # parses the service models (large JSON files) again: most of the unit tests' time went there. The
 # models are read-only data, so every session of the test process shares one loader.
 botocore.session.create_loader = functools.cache(botocore.loaders.create_loader)
+
+
+# moto's SNS makes a 2048-bit RSA key for every subscription that signs an HTTP delivery; one
+# key for the whole test process signs just as well.
+@functools.cache
+def _sns_signing_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+sns_models.Subscription.private_key = lambda self: _sns_signing_key()
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import uuid
 
 from i2v_local import moto_internals
 from i2v_local.stack import ACCOUNT_ID, REGION, LocalStack
+from tests import fixtures
 
 OUTCOME_TIMEOUT = 120
 SETTLE_TIMEOUT = 60
@@ -18,6 +19,11 @@ QUEUE_COUNTS = [
     "ApproximateNumberOfMessagesNotVisible",
     "ApproximateNumberOfMessagesDelayed",
 ]
+
+
+def jpeg(width: int = 1280, height: int = 720, color=(40, 90, 160)) -> bytes:
+    """A camera-sized photo with some structure, so the encoder has something to do."""
+    return fixtures.jpeg(width, height, color, stripes=True)
 
 
 def unique(name: str) -> str:
