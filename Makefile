@@ -92,4 +92,4 @@ lock: $(STAMP)
 	mv $(LAYER_REQUIREMENTS).new $(LAYER_REQUIREMENTS)
 
 clean:
-	rm -rf $(VENV) $(LAMBDA_VENV) .aws-sam out .pytest_cache
+	rm -rf $(VENV) $(LAMBDA_VENV) .aws-sam out .pytest_cache .mypy_cache .ruff_cache
