@@ -1,34 +1,49 @@
-"""Fixtures shared by every test: fake AWS credentials, a fake Lambda context, sample events."""
+"""Fixtures shared by every test: fake AWS credentials, a fake Lambda context, sample events, a
+resolver that never reaches DNS. The builders behind them are in tests/fixtures.py."""
 
-import json
+import functools
 import os
-from dataclasses import dataclass
-from pathlib import Path
+import socket
 
+import botocore.loaders
+import botocore.session
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from moto.sns import models as sns_models
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-EVENTS_DIR = REPO_ROOT / "events"
+from tests.fixtures import (
+    AWS_ENVIRONMENT,
+    AWS_ENVIRONMENT_UNSET,
+    EVENTS_DIR,
+    REPO_ROOT,
+    FakeLambdaContext,
+    load_event,
+    resolver,
+    resolving_to,
+)
+
+__all__ = ["EVENTS_DIR", "REPO_ROOT", "FakeLambdaContext", "load_event"]
 
 # Before anything imports boto3: tests never reach real AWS, whatever the machine has.
-os.environ.update(
-    AWS_ACCESS_KEY_ID="testing",
-    AWS_SECRET_ACCESS_KEY="testing",
-    AWS_SECURITY_TOKEN="testing",
-    AWS_SESSION_TOKEN="testing",
-    AWS_DEFAULT_REGION="us-east-1",
-    POWERTOOLS_SERVICE_NAME="image-to-video",
-    POWERTOOLS_METRICS_NAMESPACE="ImageToVideo",
-    POWERTOOLS_TRACE_DISABLED="true",
-    POWERTOOLS_DEV="false",
-)
-os.environ.pop("AWS_ENDPOINT_URL", None)
-os.environ.pop("AWS_PROFILE", None)
+os.environ.update(AWS_ENVIRONMENT)
+for name in AWS_ENVIRONMENT_UNSET:
+    os.environ.pop(name, None)
 
 
-def load_event(name: str) -> dict:
-    """One sample event from events/, as the tests and `sam local invoke -e` use them."""
-    return json.loads((EVENTS_DIR / name).read_text())
+# moto's mock_aws starts each test with a new default boto3 session, and each new botocore session
+# parses the service models (large JSON files) again: most of the unit tests' time went there. The
+# models are read-only data, so every session of the test process shares one loader.
+botocore.session.create_loader = functools.cache(botocore.loaders.create_loader)
+
+
+# moto's SNS makes a 2048-bit RSA key for every subscription that signs an HTTP delivery; one
+# key for the whole test process signs just as well.
+@functools.cache
+def _sns_signing_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+sns_models.Subscription.private_key = lambda self: _sns_signing_key()
 
 
 @pytest.fixture
@@ -36,21 +51,33 @@ def event():
     return load_event
 
 
-@dataclass
-class FakeLambdaContext:
-    function_name: str = "test-function"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:test-function"
-    aws_request_id: str = "52fdfc07-2182-154f-163f-5f0f9a621d72"
-    remaining_ms: int = 300_000
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
-
-
 @pytest.fixture
 def lambda_context():
     return FakeLambdaContext()
+
+
+@pytest.fixture
+def public_dns(monkeypatch):
+    """Every name resolves to one public address; no test reaches a real resolver."""
+    monkeypatch.setattr(socket, "getaddrinfo", resolver())
+
+
+@pytest.fixture
+def dns(monkeypatch):
+    """A resolver answering from the returned table (host -> address), a public address otherwise."""
+    table: dict = {}
+    monkeypatch.setattr(socket, "getaddrinfo", resolver(table))
+    return table
+
+
+@pytest.fixture
+def resolves_to(monkeypatch):
+    """Call with addresses: every name then resolves to all of them."""
+
+    def set_addresses(*addresses):
+        monkeypatch.setattr(socket, "getaddrinfo", resolving_to(*addresses))
+
+    return set_addresses
 
 
 @pytest.fixture(autouse=True)

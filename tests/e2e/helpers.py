@@ -4,29 +4,26 @@ Each test module starts one stack (module scope: moto's backends are process-wid
 one stack runs at a time) and every test uses keys of its own, so tests stay independent.
 """
 
-import io
 import json
 import time
 import uuid
 
-from PIL import Image
-
-from i2v_local.stack import LocalStack
+from i2v_local import moto_internals
+from i2v_local.stack import ACCOUNT_ID, REGION, LocalStack
+from tests import fixtures
 
 OUTCOME_TIMEOUT = 120
-# "Exactly one" needs a wait: the collectors long-poll for 1 s, so a late duplicate published
-# just before the stack settled shows up only after that.
-GRACE_AFTER_FIRST = 2.5
-GRACE_AFTER_SETTLE = 1.5
+SETTLE_TIMEOUT = 60
+QUEUE_COUNTS = [
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesNotVisible",
+    "ApproximateNumberOfMessagesDelayed",
+]
 
 
 def jpeg(width: int = 1280, height: int = 720, color=(40, 90, 160)) -> bytes:
-    image = Image.new("RGB", (width, height), color)
-    for x in range(0, width, 64):  # some structure, so the encoder has something to do
-        image.paste((220, 180, 60), (x, 0, x + 8, height))
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=85)
-    return buffer.getvalue()
+    """A camera-sized photo with some structure, so the encoder has something to do."""
+    return fixtures.jpeg(width, height, color, stripes=True)
 
 
 def unique(name: str) -> str:
@@ -40,19 +37,51 @@ def start_stack(provider: str, **kwargs) -> LocalStack:
     return LocalStack(provider=provider, **kwargs)
 
 
-def settle_with_grace(stack: LocalStack, first_seen: float) -> None:
-    """Settle, then wait long enough that anything already published has been collected."""
-    stack.settle(timeout=60)
-    settled = time.monotonic()
-    wait_until = max(first_seen + GRACE_AFTER_FIRST, settled + GRACE_AFTER_SETTLE)
-    time.sleep(max(0.0, wait_until - time.monotonic()))
-    stack.settle(timeout=60)
+def settle(stack: LocalStack, *queues: str, timeout: float = SETTLE_TIMEOUT) -> None:
+    """Wait until nothing more can arrive, so that counts taken afterwards are final.
+
+    The stack has settled when no execution runs and no invocation is queued or running: nothing
+    is left to publish. Every notification and event it published was delivered to the
+    collectors' queues as it was published (moto's SNS and EventBridge deliver synchronously);
+    once those queues are empty, the collectors have read it all. ``queues`` are other queues
+    with a reader of their own (the webhook queue) that must be empty too.
+    """
+    sqs = stack.client("sqs")
+    urls = [c.queue_url for c in (stack.notifications, stack.events) if c] + list(queues)
+    deadline = time.monotonic() + timeout
+    while True:
+        stack.settle(timeout=max(1.0, deadline - time.monotonic()))
+        counts = [sqs.get_queue_attributes(QueueUrl=url, AttributeNames=QUEUE_COUNTS)["Attributes"] for url in urls]
+        if not any(int(value) for attributes in counts for value in attributes.values()) and stack.runtime.idle():
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"messages left unread after {timeout:.0f} s: {counts}")
+        time.sleep(0.1)
+
+
+def published_outcomes(stack: LocalStack, key: str) -> list[dict]:
+    """Every outcome notification published for key, from moto's record of the topics' messages."""
+    found = []
+    for topic in stack.template.of_type("AWS::SNS::Topic"):
+        published, _email = moto_internals.sns_published(ACCOUNT_ID, REGION, topic.ref)
+        for _id, message, _subject, _attributes, _group in published:
+            try:
+                body = json.loads(message)
+                if isinstance(body, dict) and "default" in body:  # MessageStructure=json: one text per protocol
+                    body = json.loads(body["default"])
+            except ValueError:
+                continue  # not an outcome (an alarm, say)
+            if isinstance(body, dict) and (body.get("source") or {}).get("key") == key:
+                found.append(body)
+    return found
 
 
 def outcome(stack: LocalStack, key: str, timeout: float = OUTCOME_TIMEOUT) -> dict:
-    """The one outcome notification for key; fails if a second one follows."""
+    """The one outcome notification for key; fails if another one was published or collected."""
     notification = stack.wait_for_notification(key, timeout=timeout)
-    settle_with_grace(stack, time.monotonic())
+    settle(stack)
+    published = published_outcomes(stack, key)
+    assert len(published) == 1, json.dumps(published, indent=2)
     found = stack.notifications_for(key)
     assert len(found) == 1, json.dumps(found, indent=2)
     return notification
@@ -68,7 +97,7 @@ def redeliver_upload_event(stack: LocalStack, key: str, times: int = 2) -> None:
     for _ in range(times):
         response = stack.invoke("SubmitFunction", delivered[0])
         assert response["FunctionError"] is None, response
-    settle_with_grace(stack, time.monotonic())
+    settle(stack)
 
 
 def create_requests(stack: LocalStack) -> list[dict]:

@@ -15,7 +15,7 @@ from datetime import datetime
 
 import pytest
 
-from tests.e2e.helpers import jpeg, settle_with_grace, start_stack, unique
+from tests.e2e.helpers import jpeg, settle, start_stack, unique
 
 UPLOADS = 8
 RATE = 6
@@ -69,7 +69,7 @@ def test_a_burst_under_faults_ends_in_exactly_one_outcome_each(stack):
     finally:
         stop.set()
         sampler.join()
-    settle_with_grace(stack, time.monotonic())
+    settle(stack)
 
     outcomes = {}
     for key in keys:

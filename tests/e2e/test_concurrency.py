@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import boto3
 import pytest
 
-from tests.e2e.helpers import jpeg, settle_with_grace, start_stack, unique
+from tests.e2e.helpers import jpeg, settle, start_stack, unique
 
 UPLOADS = 20
 RENDER_SECONDS = 5.0
@@ -56,7 +56,7 @@ def test_twenty_uploads_at_once_each_get_exactly_one_notification(stack):
     for key in keys:
         stack.wait_for_notification(key, timeout=600)
     makespan = time.monotonic() - started
-    settle_with_grace(stack, time.monotonic())
+    settle(stack)
 
     # The stack's collector: one succeeded notification per upload, no more.
     for key in keys:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.e2e.helpers import GRACE_AFTER_FIRST, jpeg, outcome, start_stack, unique
+from tests.e2e.helpers import jpeg, outcome, settle, start_stack, unique
 
 pytestmark = pytest.mark.e2e
 
@@ -42,9 +42,8 @@ def _wait(predicate, timeout=30):
 def _assert_every_channel_once(stack, key, note, detail_type):
     assert _wait(lambda: _deliveries_for(stack, note["job_key"])), "no webhook delivery"
     event = stack.events.wait_for(lambda e: e["detail"].get("job_key") == note["job_key"], timeout=30)
-    # Every channel has delivered once; give a duplicate time to arrive before counting.
-    time.sleep(GRACE_AFTER_FIRST)
-    stack.settle(timeout=60)
+    # Every channel has delivered once; once nothing is left to deliver, the counts are final.
+    settle(stack, stack.queue_urls["WebhookQueue"])
 
     deliveries = _deliveries_for(stack, note["job_key"])
     assert len(deliveries) == 1, deliveries

@@ -6,11 +6,9 @@ Every upload must still end in exactly one correct outcome: a video here, since 
 renders every one of these jobs.
 """
 
-import time
-
 import pytest
 
-from tests.e2e.helpers import jpeg, settle_with_grace, start_stack, unique
+from tests.e2e.helpers import jpeg, settle, start_stack, unique
 
 pytestmark = pytest.mark.e2e
 
@@ -59,7 +57,7 @@ def test_every_upload_ends_in_exactly_one_video_under_aws_throttling(stack):
     notes = {key: stack.wait_for_notification(key, timeout=300) for key in keys}
     # A Store that published and then failed to record it is retried (and skips) up to a minute later.
     stack.settle(timeout=300)
-    settle_with_grace(stack, time.monotonic())
+    settle(stack)
     described = stack.aws_faults.describe()
     stack.set_aws_faults([])  # what the test itself reads next is not under test
 
@@ -89,7 +87,7 @@ def test_lambda_throttling_of_step_functions_tasks_is_retried_by_the_workflow(st
     stack.set_aws_faults(["lambda:Invoke:TooManyRequestsException:0.5"], seed=5)
     stack.upload(jpeg(), key)
     note = stack.wait_for_notification(key, timeout=300)
-    settle_with_grace(stack, time.monotonic())
+    settle(stack)
     described = stack.aws_faults.describe()
     stack.set_aws_faults([])
     assert described["calls"].get("lambda:Invoke", 0) > 0, described

@@ -12,7 +12,7 @@ from moto import mock_aws
 from i2v import webhooks
 from i2v.aws import client
 from i2v_local.webhook_receiver import WebhookReceiver, new_secret
-from tests.conftest import load_event
+from tests.fixtures import load_event
 
 OUTCOME = {"schema_version": "1", "status": "succeeded", "job_key": "e" * 64, "error": None}
 BODY = webhooks.encode_body(OUTCOME)

@@ -3,7 +3,6 @@
 import base64
 import json
 import random
-import socket
 
 import pytest
 from aws_lambda_powertools.utilities import parameters
@@ -14,7 +13,7 @@ from standardwebhooks.webhooks import Webhook
 from functions.deliver_webhook import app
 from i2v.aws import client
 from tests import http_mock
-from tests.conftest import load_event
+from tests.fixtures import load_event
 
 URL = "https://hooks.example.com/video-events"
 SECRET = "whsec_" + base64.b64encode(b"deliver-webhook-test-secret-0001").decode()
@@ -22,12 +21,7 @@ SAMPLE = load_event("webhook_sqs.json")
 SAMPLE_OUTCOME = json.loads(SAMPLE["Records"][0]["body"])
 
 
-@pytest.fixture(autouse=True)
-def public_dns(monkeypatch):
-    def getaddrinfo(host, port, *args, **kwargs):
-        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", port))]
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+pytestmark = pytest.mark.usefixtures("public_dns")  # tests/conftest.py: no test reaches a real resolver
 
 
 @pytest.fixture

@@ -19,32 +19,12 @@ from tests.loopback import LoopbackServer, answer, rebinding_resolver, second_lo
 
 BUCKET = "out-bucket"
 VIDEO_URL = "https://cdn.nanobananavideo.com/videos/vid_1.mp4"
-PUBLIC_IP = "93.184.216.34"
 FTYP = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
 
 
 def mp4(size: int) -> bytes:
     """``size`` bytes that start like an MP4 file."""
     return (FTYP + b"v" * size)[:size]
-
-
-def resolver(table: dict):
-    """A getaddrinfo answering from ``table`` (host -> address), so no test touches DNS."""
-
-    def getaddrinfo(host, port, *args, **kwargs):
-        address = table.get(host, PUBLIC_IP)
-        family = socket.AF_INET6 if ":" in address else socket.AF_INET
-        sockaddr = (address, port, 0, 0) if family == socket.AF_INET6 else (address, port)
-        return [(family, socket.SOCK_STREAM, 6, "", sockaddr)]
-
-    return getaddrinfo
-
-
-@pytest.fixture
-def dns(monkeypatch):
-    table: dict = {}
-    monkeypatch.setattr(socket, "getaddrinfo", resolver(table))
-    return table
 
 
 @pytest.fixture

@@ -1,20 +1,11 @@
 """The MP4 probe helper and the emulator's renderer, on files rendered here (no network)."""
 
-import io
-
 import pytest
 from PIL import Image, UnidentifiedImageError
 
 from i2v_local.emulator.render import RenderError, output_dimensions, render_video
 from i2v_local.media import ProbeError, parse_ffmpeg_info, probe
-
-
-def _jpeg(width=320, height=240) -> bytes:
-    image = Image.new("RGB", (width, height), (30, 90, 160))
-    image.paste((240, 200, 40), (width // 4, height // 4, width // 2, height // 2))
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG")
-    return buffer.getvalue()
+from tests.fixtures import jpeg
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +13,8 @@ def rendered(tmp_path_factory):
     """Two small clips: 3 s silent 16:9 and 4 s with sound 9:16."""
     folder = tmp_path_factory.mktemp("renders")
     silent, sound = folder / "silent.mp4", folder / "sound.mp4"
-    render_video(_jpeg(), silent, folder / "silent.jpg", width=192, height=108, duration=3, sound=False)
-    render_video(_jpeg(), sound, folder / "sound.jpg", width=108, height=192, duration=4, sound=True)
+    render_video(jpeg(320, 240), silent, folder / "silent.jpg", width=192, height=108, duration=3, sound=False)
+    render_video(jpeg(320, 240), sound, folder / "sound.jpg", width=108, height=192, duration=4, sound=True)
     return folder
 
 
@@ -48,7 +39,7 @@ def test_render_writes_a_jpeg_thumbnail_of_the_frame_size(rendered):
 
 def test_probe_of_a_still_image_reports_its_codec(tmp_path):
     path = tmp_path / "still.jpg"
-    path.write_bytes(_jpeg(64, 48))
+    path.write_bytes(jpeg(64, 48))
     info = probe(path)
     assert info["codec"] == "mjpeg"
     assert (info["width"], info["height"], info["has_audio"]) == (64, 48, False)
@@ -132,4 +123,4 @@ def test_render_rejects_bytes_that_are_not_an_image(tmp_path):
 def test_render_reports_ffmpeg_failure(tmp_path):
     # yuv420p H.264 cannot have odd dimensions: ffmpeg refuses, and the caller hears why.
     with pytest.raises(RenderError, match="ffmpeg exited"):
-        render_video(_jpeg(), tmp_path / "v.mp4", tmp_path / "t.jpg", width=101, height=101, duration=1)
+        render_video(jpeg(320, 240), tmp_path / "v.mp4", tmp_path / "t.jpg", width=101, height=101, duration=1)

@@ -9,7 +9,7 @@ from urllib3.exceptions import ProtocolError
 from i2v import state as state_model
 from i2v.errors import ProviderAuthError
 from tests import http_mock
-from tests.conftest import load_event
+from tests.fixtures import load_event
 
 STATUS_URL = "https://api.nohuman.studio/v1/videos/generations/gen_img2v_x7y8z9"
 

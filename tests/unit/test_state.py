@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from i2v import state
-from tests.conftest import load_event
+from tests.fixtures import load_event
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "architecture.md"
 

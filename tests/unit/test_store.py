@@ -2,7 +2,6 @@
 
 import io
 import json
-import socket
 from datetime import UTC, datetime, timedelta
 
 import boto3
@@ -23,14 +22,6 @@ VIDEO_URL = "https://cdn.nanobananavideo.com/videos/vid_f7g8h9.mp4"
 THUMB_URL = "https://cdn.nanobananavideo.com/thumbs/vid_f7g8h9.jpg"
 VIDEO = b"\x00\x00\x00\x18ftypmp42" + b"m" * 5000
 THUMB = b"\xff\xd8\xff\xe0thumbnail"
-
-
-@pytest.fixture
-def public_dns(monkeypatch):
-    def getaddrinfo(host, port, *args, **kwargs):
-        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", port))]
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
 
 
 @pytest.fixture

@@ -1,5 +1,4 @@
 import base64
-import io
 import json
 from datetime import UTC, datetime
 from unittest import mock
@@ -10,14 +9,13 @@ import pytest
 from aws_lambda_powertools.utilities import parameters
 from botocore.exceptions import ClientError
 from moto import mock_aws
-from PIL import Image
 from urllib3.exceptions import ReadTimeoutError
 
 from i2v import admission, identity, records, submission
 from i2v.aws import client
 from tests import http_mock
 from tests.aws_resources import create_table
-from tests.conftest import load_event
+from tests.fixtures import jpeg, load_event
 from tests.provider_samples import NB_SUCCESS
 
 INPUT = "i2v-input-123456789012-us-east-1"
@@ -25,12 +23,6 @@ OUTPUT = "i2v-output-123456789012-us-east-1"
 MACHINE_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:i2v-pipeline"
 NH_CREATE = "https://api.nohuman.studio/v1/videos/generate"
 NB_CREATE = "https://nanobananavideo.com/api/v1/image-to-video.php"
-
-
-def jpeg(size=(1024, 1024)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, (40, 90, 160)).save(buffer, "JPEG", quality=85)
-    return buffer.getvalue()
 
 
 @pytest.fixture
@@ -192,7 +184,7 @@ def test_nanobanana_upload_is_completed_straight_away(aws, app, lambda_context, 
 
 @http_mock.activate
 def test_small_image_is_accepted_with_a_warning(aws, app, lambda_context):
-    body = jpeg((640, 480))
+    body = jpeg(640, 480)
     event = event_for(aws, "uploads/small.jpg", body=body)
     nohuman_created()
     app.lambda_handler(event, lambda_context)
@@ -380,7 +372,7 @@ def test_template_default_duration_gives_way_to_the_models_own(aws, app, lambda_
 @http_mock.activate
 def test_nohuman_with_a_4_3_stack_default_uses_16_9_and_says_so(aws, app, lambda_context, monkeypatch):
     monkeypatch.setenv("DEFAULT_ASPECT_RATIO", "4:3")
-    event = event_for(aws, "uploads/harbour.jpg", body=jpeg((640, 480)))
+    event = event_for(aws, "uploads/harbour.jpg", body=jpeg(640, 480))
     nohuman_created()
 
     app.lambda_handler(event, lambda_context)

@@ -7,28 +7,6 @@ import pytest
 from i2v.urlsafety import UnsafeUrlError, check_url
 
 
-def _fake_resolver(*addresses):
-    """A getaddrinfo that answers with the given addresses, whatever the name."""
-
-    def getaddrinfo(host, port, *args, **kwargs):
-        infos = []
-        for address in addresses:
-            family = socket.AF_INET6 if ":" in address else socket.AF_INET
-            sockaddr = (address, port, 0, 0) if family == socket.AF_INET6 else (address, port)
-            infos.append((family, socket.SOCK_STREAM, 6, "", sockaddr))
-        return infos
-
-    return getaddrinfo
-
-
-@pytest.fixture
-def resolves_to(monkeypatch):
-    def set_addresses(*addresses):
-        monkeypatch.setattr(socket, "getaddrinfo", _fake_resolver(*addresses))
-
-    return set_addresses
-
-
 def test_https_to_public_address_passes(resolves_to):
     resolves_to("93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946")
     check_url("https://hooks.example.com/path?x=1")

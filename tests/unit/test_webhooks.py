@@ -27,16 +27,7 @@ SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode
 OUTCOME = {"schema_version": "1", "status": "succeeded", "job_key": "ab" * 32, "error": None}
 
 
-@pytest.fixture(autouse=True)
-def public_dns(monkeypatch):
-    """hooks.example.com resolves to a public address; no test reaches a real resolver. IP
-    literals resolve to themselves (the loopback receivers)."""
-
-    def getaddrinfo(host, port, *args, **kwargs):
-        address = host if host.replace(".", "").isdigit() else "93.184.216.34"
-        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+pytestmark = pytest.mark.usefixtures("public_dns")  # tests/conftest.py: no test reaches a real resolver
 
 
 def test_signature_matches_the_specification_example():
