@@ -182,6 +182,63 @@ def test_claim_is_exclusive(table, settings):
     assert "provider_job_id" not in existing
 
 
+def test_a_claim_whose_answer_was_lost_is_recognised_as_ours(table, settings):
+    # botocore retried a put that had landed: the condition now fails on our own claim.
+    assert records.claim_submission(settings.jobs_table, "k1", provider="nohuman", now=NOW, token="a1") is None
+    assert records.claim_submission(settings.jobs_table, "k1", provider="nohuman", now=NOW, token="a1") is None
+    # Another attempt (a retry of the step) is not the claim's owner: its outcome stays unknown.
+    assert records.claim_submission(settings.jobs_table, "k1", provider="nohuman", now=NOW, token="b2") is not None
+
+
+def _throttle_then_pass(monkeypatch, operation, failures):
+    """The jobs table throttles ``operation`` ``failures`` times, then answers as usual."""
+    from botocore.exceptions import ClientError
+
+    from i2v import aws
+
+    real = aws.client("dynamodb")
+    calls = {"n": 0}
+
+    class Throttling:
+        def __getattr__(self, name):
+            if name != operation:
+                return getattr(real, name)
+
+            def call(**kwargs):
+                calls["n"] += 1
+                if calls["n"] <= failures:
+                    error = {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}
+                    raise ClientError({"Error": error, "ResponseMetadata": {"HTTPStatusCode": 400}}, name)
+                return getattr(real, name)(**kwargs)
+
+            return call
+
+    monkeypatch.setattr(records, "client", lambda service: Throttling())
+    monkeypatch.setattr(records.time, "sleep", lambda seconds: None)
+    return calls
+
+
+def test_the_answer_to_a_create_is_recorded_through_throttling(table, settings, monkeypatch):
+    calls = _throttle_then_pass(monkeypatch, "update_item", failures=3)
+    submission.ensure_provider_job("k1", FakeProvider(), "https://img", {}, jobs_table=settings.jobs_table, now=NOW)
+    assert calls["n"] == 4
+    assert records.get(settings.jobs_table, "k1")["state"] == records.SUBMITTED
+
+
+def test_a_create_whose_answer_cannot_be_recorded_goes_on_from_the_state(table, settings, monkeypatch):
+    _throttle_then_pass(monkeypatch, "update_item", failures=100)
+    provider = FakeProvider()
+    job = submission.ensure_provider_job("k1", provider, "https://img", {}, jobs_table=settings.jobs_table, now=NOW)
+    assert job.id == "gen_1" and provider.creates == 1
+
+
+def test_a_refused_write_is_not_retried(table, settings, monkeypatch):
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError, match="ValidationException"):
+        records._write_hard("update_item", "a test value", TableName=settings.jobs_table, Key={})
+
+
 def test_ensure_provider_job_creates_once_and_reuses_the_record(table, settings):
     provider = FakeProvider()
     first = submission.ensure_provider_job("k1", provider, "https://img", {}, jobs_table=settings.jobs_table, now=NOW)

@@ -31,6 +31,7 @@ import contextlib
 import json
 import random
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -143,14 +144,24 @@ def get(table: str, job_key: str) -> dict | None:
 
 
 def claim_submission(
-    table: str, job_key: str, *, provider: str, now: datetime, source: Mapping[str, Any] | None = None
+    table: str,
+    job_key: str,
+    *,
+    provider: str,
+    now: datetime,
+    source: Mapping[str, Any] | None = None,
+    token: str | None = None,
 ) -> dict | None:
     """Claim the right to call the provider's create for this job.
 
     Returns None when the claim is ours, or the existing record when someone got there first.
+    ``token`` names this attempt: when botocore retries a put whose answer was lost, the
+    condition fails on our own claim, which the token recognises (a later attempt has another).
     """
+    token = token or uuid.uuid4().hex
     record: dict[str, Any] = {
         "job_key": job_key,
+        "claim_token": token,
         "state": SUBMITTING,
         "provider": provider,
         "created_at": isoformat(now),
@@ -171,7 +182,10 @@ def claim_submission(
     except ClientError as exc:
         if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
             raise
-    return get(table, job_key)
+    existing = get(table, job_key)
+    if existing is not None and existing.get("claim_token") == token and existing.get("state") == SUBMITTING:
+        return None  # our own put, answered after a retry: the create has not been sent
+    return existing
 
 
 def _public_view(provider_job: ProviderJob) -> dict:
@@ -196,13 +210,48 @@ def record_submission(table: str, job_key: str, provider_job: ProviderJob, *, no
     if provider_job.id:
         sets += ", provider_job_id = :id"
         values[":id"] = _typed(str(provider_job.id))
-    client("dynamodb").update_item(
+    _write_hard(
+        "update_item",
+        "the provider's answer to a create",
         TableName=table,
         Key=_key(job_key),
         UpdateExpression="SET " + sets,
         ExpressionAttributeNames={"#s": "state"},
         ExpressionAttributeValues=values,
     )
+
+
+def _write_hard(
+    operation: str,
+    what: str,
+    *,
+    sleep: Callable[[float], None] | None = None,
+    rng: random.Random | None = None,
+    **request: Any,
+) -> None:
+    """One DynamoDB write that must not be lost to a passing fault (throttling, a timeout, a 5xx
+    past botocore's own retries): tried REMEMBER_ATTEMPTS times with jittered backoff."""
+    jitter = rng or random.Random()
+    sleep = sleep or time.sleep
+    for attempt in range(REMEMBER_ATTEMPTS):
+        try:
+            getattr(client("dynamodb"), operation)(**request)
+            return
+        except (ClientError, BotoCoreError) as exc:
+            if attempt == REMEMBER_ATTEMPTS - 1 or _is_refusal(exc):
+                raise
+            logger.warning(f"Could not record {what} yet; trying again", extra={"error": str(exc)})
+            sleep(jitter.uniform(0, REMEMBER_FIRST_DELAY * 2**attempt))
+
+
+def _is_refusal(exc: Exception) -> bool:
+    """A ClientError that retrying cannot change (validation, permissions, a failed condition)."""
+    if not isinstance(exc, ClientError):
+        return False
+    code = exc.response.get("Error", {}).get("Code", "")
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500)
+    transient = ("Throttl", "ProvisionedThroughputExceeded", "RequestLimitExceeded", "InternalServerError")
+    return status < 500 and not any(name in code for name in transient)
 
 
 def release_claim(table: str, job_key: str) -> None:
@@ -235,7 +284,12 @@ def keep_result_links(table: str, job_key: str, provider_job: ProviderJob, *, no
     for name in ("video_url", "thumbnail_url"):
         if getattr(provider_job, name):
             record[name] = getattr(provider_job, name)
-    client("dynamodb").put_item(TableName=table, Item={name: _typed(value) for name, value in record.items()})
+    _write_hard(
+        "put_item",
+        "a result's signed links",
+        TableName=table,
+        Item={name: _typed(value) for name, value in record.items()},
+    )
 
 
 def result_links(table: str, job_state: Mapping[str, Any], *, now: datetime | None = None) -> dict:
@@ -406,21 +460,16 @@ def remember_sent(
 ) -> None:
     """Record that one channel went out (its message id), trying hard: this is what stops a
     takeover from sending it again."""
-    jitter = rng or random.Random()
-    for attempt in range(REMEMBER_ATTEMPTS):
-        try:
-            client("dynamodb").update_item(
-                TableName=table,
-                Key=_key(job_key),
-                UpdateExpression=f"SET {field} = :value",
-                ExpressionAttributeValues={":value": _typed(value)},
-            )
-            return
-        except (ClientError, BotoCoreError):
-            if attempt == REMEMBER_ATTEMPTS - 1:
-                raise
-            logger.warning("Could not record a sent notification yet; trying again", extra={"job_key": job_key})
-            sleep(jitter.uniform(0, REMEMBER_FIRST_DELAY * 2**attempt))
+    _write_hard(
+        "update_item",
+        "a sent notification",
+        sleep=sleep,
+        rng=rng,
+        TableName=table,
+        Key=_key(job_key),
+        UpdateExpression=f"SET {field} = :value",
+        ExpressionAttributeValues={":value": _typed(value)},
+    )
 
 
 def mark_notified(table: str, job_key: str, *, now: datetime) -> None:

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from i2v import options, polling, records, spend, storage
 from i2v import state as job_states
@@ -232,6 +232,11 @@ def ensure_provider_job(
     except NOTHING_CREATED:
         records.release_claim(jobs_table, key)
         raise
+    try:
+        records.record_submission(jobs_table, key, provider_job, now=now)
+    except (ClientError, BotoCoreError):
+        # Tried hard already. The job exists and the state this step returns carries it: go on.
+        # Only a retry of this very step would now find the answer missing (and not create again).
+        logger.exception("the provider's answer could not be recorded; the job goes on from its state")
     records.keep_result_links(jobs_table, key, provider_job, now=now)
-    records.record_submission(jobs_table, key, provider_job, now=now)
     return provider_job
