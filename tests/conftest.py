@@ -11,6 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from moto.sns import models as sns_models
 
+from i2v_local import moto_internals
 from tests.fixtures import (
     AWS_ENVIRONMENT,
     AWS_ENVIRONMENT_UNSET,
@@ -23,6 +24,10 @@ from tests.fixtures import (
 )
 
 __all__ = ["EVENTS_DIR", "REPO_ROOT", "FakeLambdaContext", "load_event"]
+
+# moto's conditional writes race across threads where AWS's do not (the admission tests take
+# slots from many threads at once): make them atomic for every test, as the local stack does.
+moto_internals.serialise_dynamodb_item_operations()
 
 # Before anything imports boto3: tests never reach real AWS, whatever the machine has.
 os.environ.update(AWS_ENVIRONMENT)

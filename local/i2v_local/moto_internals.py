@@ -16,8 +16,10 @@ one, and pyproject.toml pins moto to the minor range the suite passes on.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -47,6 +49,7 @@ REQUIRED: list[tuple[str, str]] = [
     ("moto.stepfunctions.parser.asl.component.common.error_name.error_equals_decl", "ErrorEqualsDecl._eval_body"),
     ("moto.stepfunctions.parser.api", "HistoryEventType.TaskFailed"),
     ("moto.stepfunctions.parser.api", "TaskFailedEventDetails"),
+    *(("moto.dynamodb.models", f"DynamoDBBackend.{name}") for name in ("put_item", "update_item", "delete_item")),
 ]
 
 STATE_DATA_LIMIT = 256 * 1024  # bytes of UTF-8: Step Functions' limit on a state's input and output
@@ -68,6 +71,41 @@ def missing() -> list[str]:
         except (ImportError, AttributeError):
             gone.append(f"{module}:{path}")
     return gone
+
+
+# ---- DynamoDB: one item operation at a time, as AWS's conditional writes are atomic -----------
+
+# moto checks a ConditionExpression and then stores the item with no lock between the two, so
+# two threads of its server (two executions) can both pass "slot is free" and both take it;
+# a Scan iterating a table while a write changes it fails with a 500. AWS does neither.
+_DYNAMODB_ITEM_OPERATIONS = (
+    "put_item",
+    "update_item",
+    "delete_item",
+    "get_item",
+    "query",
+    "scan",
+    "transact_write_items",
+)
+_dynamodb_lock = threading.RLock()
+
+
+def serialise_dynamodb_item_operations() -> None:
+    """Make moto's DynamoDB item operations atomic across threads (idempotent, process-wide)."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    for name in _DYNAMODB_ITEM_OPERATIONS:
+        method = getattr(DynamoDBBackend, name)
+        if getattr(method, "serialised", False):
+            continue
+
+        @functools.wraps(method)
+        def locked(self: Any, *args: Any, _method: Callable = method, **kwargs: Any) -> Any:
+            with _dynamodb_lock:
+                return _method(self, *args, **kwargs)
+
+        locked.serialised = True  # type: ignore[attr-defined]
+        setattr(DynamoDBBackend, name, locked)
 
 
 # ---- the server ------------------------------------------------------------------------------

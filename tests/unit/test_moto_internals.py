@@ -56,3 +56,37 @@ def test_nothing_else_imports_moto_internals():
 @pytest.mark.parametrize("module, attribute", moto_internals.REQUIRED)
 def test_each_required_internal_resolves(module, attribute):
     assert moto_internals._resolve(module, attribute) is not None
+
+
+def test_dynamodb_item_operations_run_one_at_a_time_as_conditional_writes_do_on_aws():
+    """moto checks a condition and stores the item with no lock between: two executions could
+    both take one admission slot. Serialised, a write waits while another operation runs."""
+    import threading
+
+    import boto3
+    from moto import mock_aws
+
+    moto_internals.serialise_dynamodb_item_operations()
+    moto_internals.serialise_dynamodb_item_operations()  # idempotent
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+        dynamodb.create_table(
+            TableName="slots",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        done = threading.Event()
+
+        def take() -> None:
+            dynamodb.put_item(
+                TableName="slots", Item={"pk": {"S": "slot#0"}}, ConditionExpression="attribute_not_exists(pk)"
+            )
+            done.set()
+
+        with moto_internals._dynamodb_lock:  # another operation is between its check and its store
+            writer = threading.Thread(target=take)
+            writer.start()
+            assert not done.wait(0.5)
+        assert done.wait(10)
+        writer.join()

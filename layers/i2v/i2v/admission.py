@@ -366,9 +366,13 @@ def _rate(
 
     # Each slot's earliest create time; nobody chains on a reservation not yet confirmed.
     chainable = [s for s in slots if s["at"] is None or not pending(s, now)]
-    if not chainable:  # every slot is owed to a job that reserved it: ask again when the first is due
-        first = min(s["at"] for s in slots)
-        wait = max(1.0, first - now + 1.0) + random.uniform(0, 1.0)
+    if not chainable:
+        # Every slot is owed to a job that reserved it: ask again just after one of them is due,
+        # drawn at random from the earlier half, not the first (everyone waiting would ask at once, and again while
+        # that holder is late): each re-ask is an Admit invocation and a Wait round trip.
+        ats = sorted(s["at"] for s in slots)
+        due = random.choice(ats[: max(1, len(ats) // 2)])
+        wait = max(1.0, due - now + 1.0) + random.uniform(0, 1.0)
         return Decision(False, math.ceil(wait), None, "rate limit (all reserved)")
     times = {s["k"]: max(free_at(s), view.blocked_until, now) for s in chainable}
     ready = [s for s in chainable if times[s["k"]] <= now + RESERVATION_TOLERANCE_SECONDS]

@@ -103,7 +103,7 @@ def render_video(
             # A soft 220 Hz tone: a real AAC track for players and probes to find.
             cmd += ["-f", "lavfi", "-i", f"sine=frequency=220:sample_rate=44100:duration={duration}"]
         cmd += ["-vf", video_filter, "-frames:v", str(frames), "-r", str(FPS)]
-        cmd += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "26", "-pix_fmt", "yuv420p"]
+        cmd += ["-c:v", "libx264", "-preset", "ultrafast", "-crf", "26", "-pix_fmt", "yuv420p"]
         if sound:
             cmd += ["-c:a", "aac", "-b:a", "64k", "-af", "volume=0.1", "-t", str(duration)]
         else:
