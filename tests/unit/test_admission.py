@@ -281,3 +281,18 @@ def test_a_turn_that_finds_the_cap_full_keeps_its_place(table):
     admission.release(table=table, provider="nanobanana", job_key="a", max_in_flight=2)
     clock.now = b.reserved_at
     assert take(table, "b", clock, rate=1, cap=2, reserved_at=b.reserved_at).admitted
+
+
+def test_a_view_left_partial_by_throttling_is_not_decided_on(table, monkeypatch):
+    """BatchGetItem keeps answering UnprocessedKeys: the attempt fails as the throttling it is
+    (the workflow retries ClientError) instead of missing a Retry-After block or a lease."""
+    from botocore.exceptions import ClientError
+
+    class Throttled:
+        def batch_get_item(self, RequestItems):
+            return {"Responses": {}, "UnprocessedKeys": RequestItems}
+
+    monkeypatch.setattr(admission, "client", lambda service: Throttled())
+    monkeypatch.setattr(admission.time, "sleep", lambda seconds: None)
+    with pytest.raises(ClientError, match="ProvisionedThroughputExceededException"):
+        take(table, "j1", Clock())

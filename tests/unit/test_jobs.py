@@ -77,6 +77,7 @@ def settings(monkeypatch):
     monkeypatch.setenv("MAX_WAIT_MINUTES", "30")
     monkeypatch.setenv("POLL_INTERVAL_SECONDS", "5")
     monkeypatch.setenv("PROVIDER_API_KEY_SECRET", "key")
+    monkeypatch.setenv("CONTROL_TABLE", "control")
     return AdmitSettings.from_env()
 
 
@@ -339,3 +340,31 @@ def test_pillow_is_not_imported_by_functions_that_never_use_it(module):
     # A fresh interpreter: this test session has long since imported Pillow.
     code = f"import sys, {module}; sys.exit('PIL' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[2]).returncode == 0
+
+
+def test_bookkeeping_that_fails_before_the_create_leaves_no_claim(table, settings, monkeypatch):
+    """The spend caps' counter write is throttled for good: nothing was sent, so the retry creates."""
+    from botocore.exceptions import ClientError
+
+    from i2v import spend
+
+    def throttled(*args, **kwargs):
+        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "UpdateItem")
+
+    monkeypatch.setattr(spend, "admit", throttled)
+    provider = FakeProvider()
+    with pytest.raises(ClientError):
+        submission.ensure_provider_job("k1", provider, "https://img", {}, jobs_table=settings.jobs_table, now=NOW)
+    assert provider.creates == 0 and records.get(settings.jobs_table, "k1") is None
+
+    monkeypatch.undo()
+    submission.ensure_provider_job("k1", provider, "https://img", {}, jobs_table=settings.jobs_table, now=NOW)
+    assert provider.creates == 1
+
+
+def test_a_claim_is_released_only_by_the_attempt_that_holds_it(table, settings):
+    records.claim_submission(settings.jobs_table, "k1", provider="nohuman", now=NOW, token="mine")
+    records.release_claim(settings.jobs_table, "k1", token="someone else")
+    assert records.get(settings.jobs_table, "k1")["state"] == records.SUBMITTING
+    records.release_claim(settings.jobs_table, "k1", token="mine")
+    assert records.get(settings.jobs_table, "k1") is None

@@ -117,14 +117,22 @@ def _get_many(table: str, keys: list[dict]) -> dict[str, dict]:
     found: dict[str, dict] = {}
     for start in range(0, len(keys), _BATCH):
         request = {table: {"Keys": keys[start : start + _BATCH], "ConsistentRead": True}}
-        for _ in range(10):
+        for attempt in range(8):
             response = dynamodb.batch_get_item(RequestItems=request)
             for item in response.get("Responses", {}).get(table, []):
                 found[item["pk"]["S"]] = item
             request = response.get("UnprocessedKeys") or {}
             if not request:
                 break
-            time.sleep(random.uniform(0.01, 0.05))
+            time.sleep(random.uniform(0, 0.05 * 2**attempt))
+        if request:
+            # Throttled for good: a decision on a partial view could pass a Retry-After block or
+            # a lease, so this attempt fails instead, as the throttling it is (every task that
+            # reads admission retries ClientError).
+            message = "DynamoDB left admission items unread (UnprocessedKeys)"
+            raise ClientError(
+                {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": message}}, "BatchGetItem"
+            )
     return found
 
 

@@ -254,15 +254,24 @@ def _is_refusal(exc: Exception) -> bool:
     return status < 500 and not any(name in code for name in transient)
 
 
-def release_claim(table: str, job_key: str) -> None:
-    """The provider certainly started nothing: forget the claim so a later retry may try again."""
-    client("dynamodb").delete_item(
-        TableName=table,
-        Key=_key(job_key),
-        ConditionExpression="#s = :s",
-        ExpressionAttributeNames={"#s": "state"},
-        ExpressionAttributeValues={":s": _typed(SUBMITTING)},
-    )
+def release_claim(table: str, job_key: str, *, token: str | None = None) -> None:
+    """The provider certainly started nothing: forget the claim so a later retry may try again
+    (only this attempt's claim, when ``token`` names it; nothing when there is none)."""
+    condition, values = "#s = :s", {":s": _typed(SUBMITTING)}
+    if token is not None:
+        condition += " AND claim_token = :token"
+        values[":token"] = _typed(token)
+    try:
+        client("dynamodb").delete_item(
+            TableName=table,
+            Key=_key(job_key),
+            ConditionExpression=condition,
+            ExpressionAttributeNames={"#s": "state"},
+            ExpressionAttributeValues=values,
+        )
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            raise
 
 
 # ---------------------------------------------------------------- signed result links

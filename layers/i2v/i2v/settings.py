@@ -144,7 +144,7 @@ class AdmitSettings:
             jobs_table=env.required("JOBS_TABLE", "without it a create could be sent twice"),
             provider_base_url=env.text("PROVIDER_BASE_URL"),
             presign_expiry_seconds=env.presign_expiry_seconds(),
-            control_table=env.text("CONTROL_TABLE"),
+            control_table=env.required("CONTROL_TABLE", "admission has nowhere to keep its slots"),
             requests_per_minute=max(1, env.integer("PROVIDER_REQUESTS_PER_MINUTE", 60)),
             max_jobs_in_flight=max(1, env.integer("MAX_JOBS_IN_FLIGHT", 20)),
             initial_render_estimate_seconds=float(env.text("INITIAL_RENDER_ESTIMATE_SECONDS") or 0),

@@ -17,6 +17,7 @@ started nothing (refused key, refused request, provider unavailable) gives its r
 """
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -68,13 +69,23 @@ def price_cents(provider: str, options: dict) -> int:
 
 
 def create_within_caps(
-    provider: Provider, image_url: str, job_options: dict, *, table: str, now: datetime, caps: Caps | None = None
+    provider: Provider,
+    image_url: str,
+    job_options: dict,
+    *,
+    table: str,
+    now: datetime,
+    caps: Caps | None = None,
+    sending: Callable[[], None] | None = None,
 ) -> ProviderJob:
-    """provider.create_job, if today's caps allow it; counts it (and its credits) when they do."""
+    """provider.create_job, if today's caps allow it; counts it (and its credits) when they do.
+    ``sending`` is called right before the request goes out: whatever fails before it sent nothing."""
     caps = caps or Caps.from_env()
     cents = price_cents(provider.name, job_options)
     key = counter_key(provider.name, now)
     admit(provider.name, cents, key=key, table=table, now=now, caps=caps)
+    if sending is not None:
+        sending()
     try:
         job = provider.create_job(image_url, job_options)
     except REFUNDED:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from aws_lambda_powertools import Logger
+from botocore.exceptions import BotoCoreError, ClientError
 
 from i2v import admission, estimates, polling, records, storage, submission
 from i2v.clock import isoformat, parse_time
@@ -154,23 +155,35 @@ def admit(
     state["created_at"] = _iso(created_at)
     state["deadline"] = _iso(created_at + 60 * state["max_wait_minutes"])
     apply_provider_job(state, provider_job)
+    # The job exists now: admission's bookkeeping must not fail it (a retry of this step would
+    # find the create sent and end the job as an unknown outcome). A lease left behind expires.
     if provider_job.rate_limit:
-        admission.learn_limit(
-            table=settings.control_table,
-            provider=provider.name,
-            rate_limit=provider_job.rate_limit,
-            clock=clock,
-            pause=pause,
+        _best_effort(
+            "learning the provider's rate limit",
+            lambda: admission.learn_limit(
+                table=settings.control_table,
+                provider=provider.name,
+                rate_limit=provider_job.rate_limit,
+                clock=clock,
+                pause=pause,
+            ),
         )
     if state["status"] != RUNNING:
         state["provider_finished_at"] = _iso(clock())
-        release_slot(state, settings)
+        _best_effort("releasing the admission slot", lambda: release_slot(state, settings))
         return state
     if state["poll_strategy"] == FIXED:
         state["wait_seconds"] = state["poll_interval_seconds"]
     else:
         state["wait_seconds"] = polling.first_wait(created_at, estimate.low, state["poll_interval_seconds"], clock())
     return state
+
+
+def _best_effort(what: str, action: Callable[[], object]) -> None:
+    try:
+        action()
+    except (ClientError, BotoCoreError):
+        logger.exception(f"{what} failed; the job goes on")
 
 
 def _refused(

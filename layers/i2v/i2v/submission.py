@@ -6,6 +6,7 @@ costs nothing. The create is guarded by the job record's submission claim (recor
 """
 
 import json
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -218,7 +219,14 @@ def ensure_provider_job(
     # no permission) must fail this attempt for S3 to retry, not leave a claim that makes
     # the retry look like a create that was sent.
     provider.load_api_key()
-    existing = records.claim_submission(jobs_table, key, provider=provider.name, now=now, source=source)
+    token = uuid.uuid4().hex
+    try:
+        existing = records.claim_submission(
+            jobs_table, key, provider=provider.name, now=now, source=source, token=token
+        )
+    except BaseException:
+        _forget_claim(jobs_table, key, token)  # in case the put landed: nothing was sent
+        raise
     if existing is not None:
         if existing.get("state") == records.SUBMITTED and "provider_job" in existing:
             logger.info("reusing the provider job recorded by an earlier attempt")
@@ -227,16 +235,41 @@ def ensure_provider_job(
             "an earlier attempt sent the create request and stopped before recording the answer: "
             "its outcome is unknown; nothing was resubmitted, to avoid paying twice"
         )
+    sent = False
+
+    def sending() -> None:
+        nonlocal sent
+        sent = True
+
     try:
-        provider_job = spend.create_within_caps(provider, image_url, job_options, table=jobs_table, now=now)
+        provider_job = spend.create_within_caps(
+            provider, image_url, job_options, table=jobs_table, now=now, sending=sending
+        )
     except NOTHING_CREATED:
-        records.release_claim(jobs_table, key)
+        _forget_claim(jobs_table, key, token)
         raise
-    try:
-        records.record_submission(jobs_table, key, provider_job, now=now)
-    except (ClientError, BotoCoreError):
-        # Tried hard already. The job exists and the state this step returns carries it: go on.
-        # Only a retry of this very step would now find the answer missing (and not create again).
-        logger.exception("the provider's answer could not be recorded; the job goes on from its state")
-    records.keep_result_links(jobs_table, key, provider_job, now=now)
+    except BaseException:
+        if not sent:  # the spend caps' bookkeeping failed (throttling, say): no request went out
+            _forget_claim(jobs_table, key, token)
+        raise
+    # From here the job exists and the state this step returns carries it: the bookkeeping is
+    # tried hard, and if it still fails the job goes on (a retry of this step would find the
+    # answer missing and, rightly, not create again).
+    for write, what in (
+        (records.record_submission, "the provider's answer"),
+        (records.keep_result_links, "the result's signed links"),
+    ):
+        try:
+            write(jobs_table, key, provider_job, now=now)
+        except (ClientError, BotoCoreError):
+            logger.exception(f"{what} could not be recorded; the job goes on from its state")
     return provider_job
+
+
+def _forget_claim(jobs_table: str, key: str, token: str) -> None:
+    """Release this attempt's claim when certainly nothing was sent (best effort: a claim left
+    behind only makes a retry fail safe, as an unknown outcome)."""
+    try:
+        records.release_claim(jobs_table, key, token=token)
+    except (ClientError, BotoCoreError):
+        logger.exception("the submission claim could not be released")
