@@ -296,3 +296,13 @@ def test_a_view_left_partial_by_throttling_is_not_decided_on(table, monkeypatch)
     monkeypatch.setattr(admission.time, "sleep", lambda seconds: None)
     with pytest.raises(ClientError, match="ProvisionedThroughputExceededException"):
         take(table, "j1", Clock())
+
+
+def test_a_held_lease_still_waits_out_a_retry_after(table):
+    """An attempt that took its lease and stopped before the create, retried after someone's 429:
+    it waits for the Retry-After like everyone else instead of creating at once."""
+    clock = Clock()
+    assert take(table, "j1", clock).admitted
+    admission.rate_limited(table=table, provider="nanobanana", job_key="j2", retry_after=30, clock=clock)
+    again = take(table, "j1", clock)
+    assert not again.admitted and again.wait_seconds >= 29

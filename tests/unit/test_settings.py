@@ -18,6 +18,7 @@ COMPLETE = {
     "STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:m",
     "OUTPUT_BUCKET": "out",
     "JOBS_TABLE": "jobs",
+    "CONTROL_TABLE": "control",
     "TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:outcomes",
     "PROVIDER_API_KEY_SECRET": "i2v/key",
     "PRESIGN_EXPIRY_SECONDS": "9999999",
@@ -32,6 +33,7 @@ REQUIRED = [
     (PrepareSettings, "OUTPUT_BUCKET"),
     (AdmitSettings, "PROVIDER_API_KEY_SECRET"),
     (AdmitSettings, "JOBS_TABLE"),
+    (AdmitSettings, "CONTROL_TABLE"),
     (PollSettings, "PROVIDER_API_KEY_SECRET"),
     (PollSettings, "JOBS_TABLE"),
     (StoreSettings, "OUTPUT_BUCKET"),
@@ -85,3 +87,11 @@ def test_a_handler_fails_the_invocation_naming_the_variable(monkeypatch, lambda_
     monkeypatch.delenv("STATE_MACHINE_ARN", raising=False)
     with pytest.raises(MissingSettingError, match="STATE_MACHINE_ARN is not set for Submit"):
         app.lambda_handler({"Records": []}, lambda_context)
+
+
+@pytest.mark.parametrize("value", ["five", "1.5", "nan", "inf"])
+def test_a_number_that_is_not_one_names_its_variable(value):
+    from i2v.settings import InvalidSettingError
+
+    with pytest.raises(InvalidSettingError, match="MAX_JOBS_IN_FLIGHT"):
+        AdmitSettings.from_env({**COMPLETE, "MAX_JOBS_IN_FLIGHT": value})

@@ -40,13 +40,18 @@ def create(provider, table, caps, options=NOHUMAN_OPTIONS, now=NOW):
     return spend.create_within_caps(provider, "https://img", options, table=table, now=now, caps=caps)
 
 
-def test_caps_parse_from_the_one_environment_variable(monkeypatch):
-    monkeypatch.setenv("SPEND_CAPS", "jobs=3;usd=2.5;credits=40")
-    assert spend.Caps.from_env() == spend.Caps(jobs=3, usd=2.5, credits=40)
-    monkeypatch.setenv("SPEND_CAPS", "jobs=0;usd=0;credits=0")
-    assert spend.Caps.from_env() == spend.Caps()
-    monkeypatch.delenv("SPEND_CAPS")
-    assert spend.Caps.from_env() == spend.Caps()
+def test_caps_parse_from_the_one_environment_variable():
+    from i2v.settings import AdmitSettings
+
+    def caps(value):
+        environ = {"PROVIDER_API_KEY_SECRET": "k", "JOBS_TABLE": "j", "CONTROL_TABLE": "c"}
+        if value is not None:
+            environ["SPEND_CAPS"] = value
+        return spend.Caps.parse(AdmitSettings.from_env(environ).spend_caps)
+
+    assert caps("jobs=3;usd=2.5;credits=40") == spend.Caps(jobs=3, usd=2.5, credits=40)
+    assert caps("jobs=0;usd=0;credits=0") == spend.Caps()
+    assert caps(None) == spend.Caps()
 
 
 def test_zero_means_no_cap(table):

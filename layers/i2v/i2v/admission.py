@@ -316,6 +316,8 @@ def acquire(
         leases = _live_leases(view, now)
         mine = next((s for s in view.leases if s["holder"] == job_key and s["expires_at"] > now), None)
         if mine is not None:  # an earlier attempt of this step took it and stopped before the create
+            if view.blocked_until > now + RESERVATION_TOLERANCE_SECONDS:  # a 429's Retry-After came since
+                return Decision(False, _wait_until(view.blocked_until, now), None, "rate limit", len(leases))
             return Decision(True, in_flight=len(leases), reason="lease already held")
         held = next((s for s in view.rate if s["holder"] == job_key and s["state"] == RESERVED), None)
         free_leases = [s for s in view.leases if not s["holder"] or s["expires_at"] <= now]

@@ -27,6 +27,10 @@ class MissingSettingError(ValueError):
         super().__init__(f"{variable} is not set for {function}{': ' + why if why else ''}")
 
 
+class InvalidSettingError(ValueError):
+    """A variable is set to something the function cannot read (a number that is not one)."""
+
+
 class Env:
     """Typed reads of one environment (os.environ by default; tests pass a dict)."""
 
@@ -44,8 +48,22 @@ class Env:
         return value
 
     def integer(self, name: str, default: int) -> int:
+        number = self.number(name, default)
+        if number != int(number):
+            raise InvalidSettingError(f"{name} must be a whole number for {self.function} (got {self.text(name)!r})")
+        return int(number)
+
+    def number(self, name: str, default: float) -> float:
         value = self.text(name)
-        return int(value) if value else default
+        if not value:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            raise InvalidSettingError(f"{name} must be a number for {self.function} (got {value!r})") from None
+        if number != number or number in (float("inf"), float("-inf")):
+            raise InvalidSettingError(f"{name} must be a finite number for {self.function} (got {value!r})")
+        return number
 
     def flag(self, name: str) -> bool:
         return self.text(name).lower() == "true"
@@ -134,6 +152,8 @@ class AdmitSettings:
     requests_per_minute: int = 60
     max_jobs_in_flight: int = 20
     initial_render_estimate_seconds: float = 0.0
+    # The daily caps checked right before each create (``jobs=N;usd=X;credits=Y``, see i2v.spend).
+    spend_caps: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> AdmitSettings:
@@ -147,7 +167,8 @@ class AdmitSettings:
             control_table=env.required("CONTROL_TABLE", "admission has nowhere to keep its slots"),
             requests_per_minute=max(1, env.integer("PROVIDER_REQUESTS_PER_MINUTE", 60)),
             max_jobs_in_flight=max(1, env.integer("MAX_JOBS_IN_FLIGHT", 20)),
-            initial_render_estimate_seconds=float(env.text("INITIAL_RENDER_ESTIMATE_SECONDS") or 0),
+            initial_render_estimate_seconds=env.number("INITIAL_RENDER_ESTIMATE_SECONDS", 0.0),
+            spend_caps=env.text("SPEND_CAPS"),
         )
 
 
@@ -172,7 +193,7 @@ class PollSettings:
             provider_base_url=env.text("PROVIDER_BASE_URL"),
             control_table=env.text("CONTROL_TABLE"),
             max_jobs_in_flight=env.integer("MAX_JOBS_IN_FLIGHT", 0) or None,
-            initial_render_estimate_seconds=float(env.text("INITIAL_RENDER_ESTIMATE_SECONDS") or 0),
+            initial_render_estimate_seconds=env.number("INITIAL_RENDER_ESTIMATE_SECONDS", 0.0),
         )
 
 

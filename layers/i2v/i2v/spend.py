@@ -1,7 +1,8 @@
 """Spend guardrails: daily caps per provider, checked atomically right before each paid create.
 
-Three caps, each 0 = no cap, read at call time from SPEND_CAPS (``jobs=N;usd=X;credits=Y``, from
-the stack parameters DailyJobCap, DailySpendCapUsd, DailySpendCapCredits):
+Three caps, each 0 = no cap, from the Admit function's SPEND_CAPS (``jobs=N;usd=X;credits=Y``,
+read into AdmitSettings.spend_caps; from the stack parameters DailyJobCap, DailySpendCapUsd,
+DailySpendCapCredits):
 
     jobs     jobs created per provider per UTC day
     usd      NoHuman Studio: USD per UTC day, from its price table (known before the call)
@@ -16,7 +17,6 @@ job ends in one failure notification with code ``SpendCapReached``. A create tha
 started nothing (refused key, refused request, provider unavailable) gives its reservation back.
 """
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -40,10 +40,6 @@ class Caps:
     jobs: int = 0
     usd: float = 0.0
     credits: float = 0.0
-
-    @classmethod
-    def from_env(cls) -> "Caps":
-        return cls.parse(os.environ.get("SPEND_CAPS", ""))
 
     @classmethod
     def parse(cls, text: str) -> "Caps":
@@ -75,12 +71,11 @@ def create_within_caps(
     *,
     table: str,
     now: datetime,
-    caps: Caps | None = None,
+    caps: Caps,
     sending: Callable[[], None] | None = None,
 ) -> ProviderJob:
     """provider.create_job, if today's caps allow it; counts it (and its credits) when they do.
     ``sending`` is called right before the request goes out: whatever fails before it sent nothing."""
-    caps = caps or Caps.from_env()
     cents = price_cents(provider.name, job_options)
     key = counter_key(provider.name, now)
     admit(provider.name, cents, key=key, table=table, now=now, caps=caps)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
-from i2v import admission, estimates, polling, records, storage, submission
+from i2v import admission, estimates, polling, records, spend, storage, submission
 from i2v.clock import isoformat, parse_time
 from i2v.errors import PipelineError, ProviderJobFailedError, ProviderTransientError, QueueTimeoutError
 from i2v.providers import COMPLETED, RUNNING, Provider
@@ -141,6 +141,7 @@ def admit(
             jobs_table=settings.jobs_table,
             now=datetime.now(UTC),
             source=state["source"],
+            caps=spend.Caps.parse(settings.spend_caps),
         )
     except ProviderTransientError as exc:
         # Nothing was created (the claim is released): back to waiting, never to failure.

@@ -213,8 +213,10 @@ def ensure_provider_job(
     jobs_table: str,
     now: datetime,
     source: dict | None = None,
+    caps: spend.Caps | None = None,
 ) -> ProviderJob:
-    """The provider job for this upload: created at most once, reused on every retry."""
+    """The provider job for this upload: created at most once, reused on every retry, within
+    the daily spend ``caps`` (none when not given)."""
     # Read the key before claiming: a key that cannot be read (missing secret, throttling,
     # no permission) must fail this attempt for S3 to retry, not leave a claim that makes
     # the retry look like a create that was sent.
@@ -243,7 +245,7 @@ def ensure_provider_job(
 
     try:
         provider_job = spend.create_within_caps(
-            provider, image_url, job_options, table=jobs_table, now=now, sending=sending
+            provider, image_url, job_options, table=jobs_table, now=now, caps=caps or spend.Caps(), sending=sending
         )
     except NOTHING_CREATED:
         _forget_claim(jobs_table, key, token)
