@@ -9,8 +9,12 @@ from functools import cache, lru_cache
 from typing import Any
 
 import boto3
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities import parameters
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+logger = Logger(child=True)
 
 SECRET_MAX_AGE_SECONDS = 300
 # Worst case per call: 3 attempts x (3 s connect + 8 s read) = 33 s, plus standard-mode
@@ -34,6 +38,15 @@ def client(service: str) -> Any:
 def reset_clients() -> None:
     """Forget cached clients (tests switch endpoints and credentials between cases)."""
     client.cache_clear()
+
+
+def best_effort(what: str, action: Callable[[], object]) -> None:
+    """Run an AWS write whose failure must not fail the job (after a paid create, say): an
+    AWS error is logged, naming ``what``, and the job goes on."""
+    try:
+        action()
+    except (ClientError, BotoCoreError):
+        logger.exception(f"{what} failed; the job goes on")
 
 
 @lru_cache(maxsize=4)

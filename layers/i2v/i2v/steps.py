@@ -14,9 +14,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from aws_lambda_powertools import Logger
-from botocore.exceptions import BotoCoreError, ClientError
 
 from i2v import admission, estimates, polling, records, spend, storage, submission
+from i2v.aws import best_effort
 from i2v.clock import isoformat, parse_time
 from i2v.errors import PipelineError, ProviderJobFailedError, ProviderTransientError, QueueTimeoutError
 from i2v.providers import COMPLETED, RUNNING, Provider
@@ -159,7 +159,7 @@ def admit(
     # The job exists now: admission's bookkeeping must not fail it (a retry of this step would
     # find the create sent and end the job as an unknown outcome). A lease left behind expires.
     if provider_job.rate_limit:
-        _best_effort(
+        best_effort(
             "learning the provider's rate limit",
             lambda: admission.learn_limit(
                 table=settings.control_table,
@@ -171,20 +171,13 @@ def admit(
         )
     if state["status"] != RUNNING:
         state["provider_finished_at"] = _iso(clock())
-        _best_effort("releasing the admission slot", lambda: release_slot(state, settings))
+        best_effort("releasing the admission slot", lambda: release_slot(state, settings))
         return state
     if state["poll_strategy"] == FIXED:
         state["wait_seconds"] = state["poll_interval_seconds"]
     else:
         state["wait_seconds"] = polling.first_wait(created_at, estimate.low, state["poll_interval_seconds"], clock())
     return state
-
-
-def _best_effort(what: str, action: Callable[[], object]) -> None:
-    try:
-        action()
-    except (ClientError, BotoCoreError):
-        logger.exception(f"{what} failed; the job goes on")
 
 
 def _refused(

@@ -11,11 +11,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from i2v import options, polling, records, spend, storage
 from i2v import state as job_states
-from i2v.aws import client
+from i2v.aws import best_effort, client
 from i2v.clock import isoformat
 from i2v.errors import (
     ImageError,
@@ -257,21 +257,18 @@ def ensure_provider_job(
     # From here the job exists and the state this step returns carries it: the bookkeeping is
     # tried hard, and if it still fails the job goes on (a retry of this step would find the
     # answer missing and, rightly, not create again).
-    for write, what in (
-        (records.record_submission, "the provider's answer"),
-        (records.keep_result_links, "the result's signed links"),
-    ):
-        try:
-            write(jobs_table, key, provider_job, now=now)
-        except (ClientError, BotoCoreError):
-            logger.exception(f"{what} could not be recorded; the job goes on from its state")
+    best_effort(
+        "recording the provider's answer",
+        lambda: records.record_submission(jobs_table, key, provider_job, now=now),
+    )
+    best_effort(
+        "keeping the result's signed links",
+        lambda: records.keep_result_links(jobs_table, key, provider_job, now=now),
+    )
     return provider_job
 
 
 def _forget_claim(jobs_table: str, key: str, token: str) -> None:
     """Release this attempt's claim when certainly nothing was sent (best effort: a claim left
     behind only makes a retry fail safe, as an unknown outcome)."""
-    try:
-        records.release_claim(jobs_table, key, token=token)
-    except (ClientError, BotoCoreError):
-        logger.exception("the submission claim could not be released")
+    best_effort("releasing the submission claim", lambda: records.release_claim(jobs_table, key, token=token))
