@@ -63,6 +63,7 @@ from urllib.parse import quote_plus, unquote_plus
 from botocore.exceptions import BotoCoreError, ClientError
 
 from . import moto_internals
+from .forkserver import ForkedProcess, ForkServer
 
 log = logging.getLogger("i2v_local.lambda_runtime")
 
@@ -203,15 +204,7 @@ class _Environment:
         )
         self._thread.start()
         self.address = f"127.0.0.1:{self.server.server_address[1]}"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "awslambdaric", spec.handler],
-            cwd=str(spec.code_uri),
-            env=runtime.process_environment(spec, self.address),
-            stdin=subprocess.DEVNULL,
-            stdout=runtime.log_fd,
-            stderr=runtime.log_fd,
-            start_new_session=True,
-        )
+        self.proc = runtime.launch(spec, self.address)
 
     # -- called by the Runtime API handler threads --
 
@@ -267,7 +260,7 @@ class _Environment:
                     "Runtime.ExitError",
                     f"RequestId: {invocation.request_id} Error: Runtime exited with error: exit status {self.proc.returncode}",
                 )
-            rss = _proc_status_mb(self.proc.pid, "VmRSS")
+            rss = _resident_mb(self.proc.pid)
             if rss is not None and rss > spec.memory_mb:
                 self.kill()
                 return _error(
@@ -323,6 +316,19 @@ def _schedstat(pid: int) -> tuple[int, int] | None:
         except (OSError, ValueError, IndexError):
             continue  # a thread that ended meanwhile
     return cpu, wait
+
+
+_PAGE_MB = os.sysconf("SC_PAGE_SIZE") / (1024 * 1024) if hasattr(os, "sysconf") else 4096 / (1024 * 1024)
+
+
+def _resident_mb(pid: int) -> int | None:
+    """The process's resident set: /proc/PID/statm's second field (pages), one short read,
+    cheap enough to sample every running environment several times a second."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as statm:
+            return int(int(statm.read().split()[1]) * _PAGE_MB)
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _proc_status_mb(pid: int, field_name: str) -> int | None:
@@ -525,6 +531,7 @@ class LambdaRuntime:
         default_concurrency: int = DEFAULT_CONCURRENCY,
         fault_injector: Any = None,
         log_fd: int | None = None,
+        fork_server: bool | None = None,
     ):
         self.functions: dict[str, FunctionSpec] = {}
         self.base_environment = dict(base_environment or {})
@@ -532,6 +539,11 @@ class LambdaRuntime:
         # pick("lambda", "Invoke") -> None or an object with .code and .message (and optionally .status)
         self.fault_injector = fault_injector
         self.log_fd = log_fd if log_fd is not None else _stderr_fd()
+        # Environments are forked from a process with the layer's libraries imported (see
+        # forkserver) where the platform can fork; otherwise each is a fresh interpreter.
+        self.use_fork_server = hasattr(os, "fork") and sys.platform == "linux" if fork_server is None else fork_server
+        self._fork_server: ForkServer | None = None
+        self._fork_server_lock = threading.Lock()
         self.closed = False
         self._pools: dict[str, _Pool] = {}
         self._pools_lock = threading.Lock()
@@ -600,6 +612,25 @@ class LambdaRuntime:
         env.update(self.base_environment)
         env.update({k: str(v) for k, v in spec.environment.items()})
         return env
+
+    def launch(self, spec: FunctionSpec, runtime_api: str) -> subprocess.Popen | ForkedProcess:
+        """Start an execution environment's process: ``python -m awslambdaric HANDLER``."""
+        env = self.process_environment(spec, runtime_api)
+        if self.use_fork_server:
+            with self._fork_server_lock:
+                if self._fork_server is None:
+                    self._fork_server = ForkServer(self.log_fd)
+                server = self._fork_server
+            return server.spawn([spec.handler], str(spec.code_uri), env)
+        return subprocess.Popen(
+            [sys.executable, "-m", "awslambdaric", spec.handler],
+            cwd=str(spec.code_uri),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log_fd,
+            stderr=self.log_fd,
+            start_new_session=True,
+        )
 
     # ---- invocation -----------------------------------------------------------------
 
@@ -896,6 +927,10 @@ class LambdaRuntime:
             self._admin.shutdown()
             self._admin.server_close()
             self._admin = None
+        with self._fork_server_lock:
+            if self._fork_server is not None:
+                self._fork_server.close()
+                self._fork_server = None
         self._patches.remove()
 
     def _install_patches(self) -> None:

@@ -28,6 +28,7 @@ REQUIRED: list[tuple[str, str]] = [
     ("moto.core.config", "default_user_config"),
     ("moto.server", "DomainDispatcherApplication"),
     ("moto.server", "create_backend_app"),
+    ("moto.backends", "list_of_moto_modules"),
     ("moto.moto_server.werkzeug_app", "MotoRequestHandler"),
     ("moto.awslambda.models", "LambdaFunction.invoke"),
     ("moto.awslambda.exceptions", "LambdaClientError"),
@@ -122,7 +123,25 @@ def moto_server_app_and_handler() -> tuple[Callable, Any]:
     from moto.moto_server.werkzeug_app import MotoRequestHandler
     from moto.server import DomainDispatcherApplication, create_backend_app
 
+    cache_moto_module_list()
     return DomainDispatcherApplication(create_backend_app), MotoRequestHandler
+
+
+def cache_moto_module_list() -> None:
+    """moto's server lists its own package directory (an ``isdir`` per service, about 200) on
+    every request, inside the lock that picks the request's service, so under load requests
+    queue on that lock; the list cannot change while the process runs (idempotent)."""
+    from moto import backends
+
+    if getattr(backends.list_of_moto_modules, "cached", False):
+        return
+    modules = tuple(backends.list_of_moto_modules())
+
+    def list_of_moto_modules() -> tuple[str, ...]:
+        return modules
+
+    list_of_moto_modules.cached = True  # type: ignore[attr-defined]
+    backends.list_of_moto_modules = list_of_moto_modules
 
 
 # ---- configuration ---------------------------------------------------------------------------
