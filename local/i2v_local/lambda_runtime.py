@@ -160,6 +160,7 @@ class _Invocation:
         self.delivered = threading.Event()
         self.done = threading.Event()
         self.deadline = 0.0  # monotonic, set on delivery
+        self.init_deadline = 0.0  # monotonic: an environment that has not asked for it by then timed out
         self.delivered_at = 0.0
         # The environment's CPU and run-queue wait (ns) when the invocation was delivered.
         self.sched_at_delivery: tuple[int, int] | None = None
@@ -191,7 +192,8 @@ class _Environment:
         self.runtime, self.spec = runtime, spec
         self.id = uuid.uuid4().hex[:12]
         self.inbox: queue.Queue = queue.Queue()
-        self.current: _Invocation | None = None
+        self.current: _Invocation | None = None  # delivered to the process, not yet answered
+        self.running: _Invocation | None = None  # handed to run(), delivered or not
         self.init_error: dict | None = None
         self.used = False
         self.dead = False
@@ -231,45 +233,55 @@ class _Environment:
         return _proc_status_mb(self.proc.pid, "VmHWM")
 
     def run(self, invocation: _Invocation) -> InvocationResult:
+        """Hand the invocation to the environment's process and wait for its result. The
+        runtime's watchdog ends it early (init error, process exit, memory, deadline)."""
+        invocation.init_deadline = time.monotonic() + INIT_TIMEOUT + self.spec.timeout
+        self.running = invocation
+        self.runtime.watchdog.watch(self, invocation)
+        try:
+            self.inbox.put(invocation)
+            invocation.done.wait()
+        finally:
+            self.runtime.watchdog.unwatch(self)
+            self.running = None
+        if not self.dead:
+            self.current = None
+        assert invocation.result is not None
+        return invocation.result
+
+    def check(self, invocation: _Invocation, now: float) -> InvocationResult | None:
+        """What ends the invocation before the handler answers, if anything has yet."""
         spec = self.spec
-        self.inbox.put(invocation)
-        init_deadline = time.monotonic() + INIT_TIMEOUT + spec.timeout
-        while not invocation.delivered.wait(0.05):
+        exited = self.proc.poll() is not None
+        if not invocation.delivered.is_set():
             if self.init_error is not None:
-                self.kill()
                 payload = dict(self.init_error)
                 payload.setdefault("errorType", "Runtime.Unknown")
                 return InvocationResult(payload, True)
-            if self.proc.poll() is not None:
-                self.kill()
-                return _error(
-                    "Runtime.ExitError",
-                    f"RequestId: {invocation.request_id} Error: Runtime exited with error: exit status {self.proc.returncode}",
-                )
-            if time.monotonic() > init_deadline:
-                self.kill()
-                return self._timed_out(invocation)
-        while True:
-            remaining = invocation.deadline - time.monotonic()
-            if invocation.done.wait(max(0.0, min(0.1, remaining))):
-                self.current = None
-                return invocation.result
-            if self.proc.poll() is not None:
-                self.kill()
-                return _error(
-                    "Runtime.ExitError",
-                    f"RequestId: {invocation.request_id} Error: Runtime exited with error: exit status {self.proc.returncode}",
-                )
-            rss = _resident_mb(self.proc.pid)
-            if rss is not None and rss > spec.memory_mb:
-                self.kill()
-                return _error(
-                    "Runtime.OutOfMemory",
-                    f"RequestId: {invocation.request_id} Error: Runtime exited with error: signal: killed",
-                )
-            if time.monotonic() >= invocation.deadline:
-                self.kill()
-                return self._timed_out(invocation)
+            if exited:
+                return self._exited(invocation)
+            return self._timed_out(invocation) if now > invocation.init_deadline else None
+        if exited:
+            return self._exited(invocation)
+        rss = _resident_mb(self.proc.pid)
+        if rss is not None and rss > spec.memory_mb:
+            return _error(
+                "Runtime.OutOfMemory",
+                f"RequestId: {invocation.request_id} Error: Runtime exited with error: signal: killed",
+            )
+        return self._timed_out(invocation) if now >= invocation.deadline else None
+
+    def end(self, invocation: _Invocation, result: InvocationResult) -> None:
+        """End the invocation with result and kill the environment (it is not reused)."""
+        self.dead = True  # first: the invoking thread must not hand it back to the pool
+        invocation.finish(result)
+        self.kill()
+
+    def _exited(self, invocation: _Invocation) -> InvocationResult:
+        return _error(
+            "Runtime.ExitError",
+            f"RequestId: {invocation.request_id} Error: Runtime exited with error: exit status {self.proc.returncode}",
+        )
 
     @staticmethod
     def _timed_out(invocation: _Invocation) -> InvocationResult:
@@ -289,8 +301,9 @@ class _Environment:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=5)
         self.inbox.put(None)  # a handler thread blocked in /next returns
-        if self.current is not None:
-            self.current.finish(_error("Runtime.Stopped", "the execution environment was shut down"))
+        for invocation in (self.current, self.running):
+            if invocation is not None:
+                invocation.finish(_error("Runtime.Stopped", "the execution environment was shut down"))
         threading.Thread(target=self._close_server, daemon=True).start()
 
     def _close_server(self) -> None:
@@ -454,6 +467,53 @@ def _parse_error(body: bytes, headers: Any) -> dict:
     return payload
 
 
+# ---- the watchdog ----------------------------------------------------------------------------
+
+
+class _Watchdog:
+    """One thread that watches every running invocation: init errors, a process that exited,
+    memory over MemorySize (the resident set, sampled), the deadline. One thread instead of
+    a polling loop per invocation: a burst runs a hundred invocations at once, and each
+    wake-up takes the interpreter lock the AWS stand-ins in this process need."""
+
+    INTERVAL = 0.1  # seconds between checks
+
+    def __init__(self) -> None:
+        self._watched: dict[_Environment, _Invocation] = {}
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, env: _Environment, invocation: _Invocation) -> None:
+        with self._lock:
+            self._watched[env] = invocation
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="lambda-watchdog", daemon=True)
+                self._thread.start()
+
+    def unwatch(self, env: _Environment) -> None:
+        with self._lock:
+            self._watched.pop(env, None)
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self.INTERVAL):
+            with self._lock:
+                watched = list(self._watched.items())
+            now = time.monotonic()
+            for env, invocation in watched:
+                if invocation.done.is_set():
+                    continue
+                try:
+                    result = env.check(invocation, now)
+                    if result is not None:
+                        env.end(invocation, result)
+                except Exception:  # one environment's surprise must not stop the watching
+                    log.exception("checking environment %s failed", env.id)
+
+
 # ---- a function's environments ---------------------------------------------------------------
 
 
@@ -557,6 +617,7 @@ class LambdaRuntime:
         self._records_lock = threading.Lock()
         self._pending = 0
         self._pending_lock = threading.Lock()
+        self.watchdog = _Watchdog()
         self._routes: dict[str, Callable[[str, bytes], tuple[int, Any]]] = {INVOCATIONS_PATH: self._invocations_route}
         self._admin: _Server | None = None
         self._started = False
@@ -921,6 +982,7 @@ class LambdaRuntime:
             pools = list(self._pools.values())
         for pool in pools:
             pool.close()
+        self.watchdog.stop()
         for thread in self._threads:
             thread.join(timeout=5)
         if self._admin is not None:

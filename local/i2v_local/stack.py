@@ -205,6 +205,7 @@ class LocalStack:
 
         self._saved_sfn_config = moto_internals.enable_state_machine_execution()  # run the real ASL
         moto_internals.serialise_dynamodb_item_operations()  # conditional writes atomic, as on AWS
+        moto_internals.cache_state_machine_parses()
 
         # moto's server behind the middleware that injects AWS faults and enforces AWS's call limits.
         self._server = FaultingMotoServer(

@@ -3,6 +3,8 @@
 An upgrade that moves one fails here, naming it, instead of somewhere deep in an e2e run.
 """
 
+import json
+
 import pytest
 
 from i2v_local import moto_internals
@@ -90,3 +92,28 @@ def test_dynamodb_item_operations_run_one_at_a_time_as_conditional_writes_do_on_
             assert not done.wait(0.5)
         assert done.wait(10)
         writer.join()
+
+
+def test_a_state_machine_definition_is_parsed_once_and_each_execution_gets_fresh_components():
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser, ASLParserException
+
+    moto_internals.cache_state_machine_parses()
+    moto_internals.cache_state_machine_parses()  # idempotent
+    definition = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}})
+    first, first_tree = AmazonStateLanguageParser.parse(definition)
+    second, second_tree = AmazonStateLanguageParser.parse(definition)
+    assert first_tree is second_tree  # the ANTLR parse is kept
+    assert first is not second  # the evaluation components are per execution
+    with pytest.raises(ASLParserException):  # a bad definition still fails, every time
+        AmazonStateLanguageParser.parse("{not asl")
+    with pytest.raises(ASLParserException):
+        AmazonStateLanguageParser.parse("{not asl")
+
+
+def test_the_servers_service_lookup_lists_moto_once():
+    from moto import backends
+
+    moto_internals.cache_moto_module_list()
+    listed = backends.list_of_moto_modules()
+    assert "dynamodb" in listed and "stepfunctions" in listed
+    assert backends.list_of_moto_modules() is listed
