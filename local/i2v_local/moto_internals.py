@@ -49,12 +49,16 @@ REQUIRED: list[tuple[str, str]] = [
     ("moto.stepfunctions.parser.asl.eval.event.event_detail", "EventDetails"),
     ("moto.stepfunctions.parser.asl.parse.asl_parser", "AmazonStateLanguageParser.parse"),
     ("moto.stepfunctions.parser.asl.parse.preprocessor", "Preprocessor"),
+    ("moto.stepfunctions.parser.asl.component.state.exec.state_task.lambda_eval_utils", "boto_client_for"),
+    ("moto.stepfunctions.parser.asl.utils.json_path", "parse"),
+    ("jsonpath_ng.ext", "parse"),
     ("moto.stepfunctions.parser.asl.component.common.error_name.error_equals_decl", "ErrorEqualsDecl._eval_body"),
     ("moto.stepfunctions.parser.api", "HistoryEventType.TaskFailed"),
     ("moto.stepfunctions.parser.api", "TaskFailedEventDetails"),
     *(("moto.dynamodb.models", f"DynamoDBBackend.{name}") for name in ("put_item", "update_item", "delete_item")),
 ]
 
+STATE_MACHINE_CONNECTIONS = 256  # the interpreter's pool of connections to the Lambda API
 STATE_DATA_LIMIT = 256 * 1024  # bytes of UTF-8: Step Functions' limit on a state's input and output
 
 
@@ -182,6 +186,58 @@ def cache_state_machine_parses() -> None:
 
     parse.cached = True  # type: ignore[attr-defined]
     AmazonStateLanguageParser.parse = staticmethod(parse)  # type: ignore[method-assign]
+
+
+def share_state_machine_clients() -> None:
+    """One Lambda client for the interpreter's Lambda tasks, and each JSONPath parsed once
+    (idempotent, process-wide).
+
+    moto's interpreter builds a new boto3 client for every Lambda task (10-20 ms of CPU: the
+    service model, the event hooks) and re-parses every JSONPath it evaluates (the
+    interpreter's paths, EventBridge's input paths); botocore clients are thread-safe and a
+    parsed path is immutable, so both are kept. The client is the one moto would build, with a
+    connection pool sized for a burst of tasks instead of botocore's 10."""
+    import boto3
+    import jsonpath_ng.ext
+    from botocore.config import Config
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+    from moto.stepfunctions.parser.asl.utils import json_path
+
+    if getattr(lambda_eval_utils.boto_client_for, "shared", False):
+        return
+    clients: dict[tuple, Any] = {}
+    lock = threading.Lock()
+
+    def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        from moto.core.models import botocore_stubber
+        from moto.settings import moto_server_port
+        from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import TimeoutSeconds
+
+        key = (region, service, repr(state_credentials), moto_server_port(), botocore_stubber.enabled)
+        with lock:
+            if key not in clients:
+                endpoint = {} if botocore_stubber.enabled else {"endpoint_url": f"http://localhost:{moto_server_port()}"}
+                clients[key] = boto3.client(
+                    aws_access_key_id="ak",
+                    region_name=region,
+                    service_name=service,
+                    aws_secret_access_key="sk",
+                    config=Config(
+                        parameter_validation=False,
+                        retries={"max_attempts": 0, "total_max_attempts": 1},
+                        connect_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
+                        read_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
+                        max_pool_connections=STATE_MACHINE_CONNECTIONS,
+                    ),
+                    **endpoint,
+                )
+            return clients[key]
+
+    boto_client_for.shared = True  # type: ignore[attr-defined]
+    lambda_eval_utils.boto_client_for = boto_client_for
+    parse = functools.lru_cache(maxsize=1024)(jsonpath_ng.ext.parse)
+    jsonpath_ng.ext.parse = parse
+    json_path.parse = parse
 
 
 def restore_stepfunctions_config(saved: dict) -> None:

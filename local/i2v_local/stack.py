@@ -58,6 +58,7 @@ COLLECTOR_EVENTS_QUEUE = "i2v-local-collector-events"
 EVENT_SOURCE = "image-to-video"
 WEBHOOK_SECRET_NAME = "i2v-local/webhook-signing-secret"
 LOCAL_EMAIL = "you@example.com"
+ENVIRONMENT_NICENESS = 5
 ROLE_NAME = "i2v-local-lambda"
 LOCAL_ONLY_ENVIRONMENT = {"ALLOW_LOOPBACK_HTTP": "true", "ALLOW_INSECURE_WEBHOOK": "true"}
 FAKE_CREDENTIALS = {
@@ -206,6 +207,7 @@ class LocalStack:
         self._saved_sfn_config = moto_internals.enable_state_machine_execution()  # run the real ASL
         moto_internals.serialise_dynamodb_item_operations()  # conditional writes atomic, as on AWS
         moto_internals.cache_state_machine_parses()
+        moto_internals.share_state_machine_clients()
 
         # moto's server behind the middleware that injects AWS faults and enforces AWS's call limits.
         self._server = FaultingMotoServer(
@@ -236,6 +238,9 @@ class LocalStack:
             sqs_client_factory=lambda: self.client("sqs"),
             default_concurrency=self.lambda_concurrency,
             fault_injector=self.aws_faults,
+            # This process is every AWS service at once; on AWS none of them waits for a
+            # function's core, so here the functions yield the cores to it.
+            environment_niceness=ENVIRONMENT_NICENESS,
         )
         self._provision()
         self.runtime.start()

@@ -117,3 +117,18 @@ def test_the_servers_service_lookup_lists_moto_once():
     listed = backends.list_of_moto_modules()
     assert "dynamodb" in listed and "stepfunctions" in listed
     assert backends.list_of_moto_modules() is listed
+
+
+def test_the_interpreter_shares_one_lambda_client_and_parses_each_json_path_once():
+    import jsonpath_ng.ext
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+    from moto.stepfunctions.parser.asl.utils import json_path
+
+    moto_internals.share_state_machine_clients()
+    moto_internals.share_state_machine_clients()  # idempotent
+    client = lambda_eval_utils.boto_client_for("us-east-1", "lambda")
+    assert lambda_eval_utils.boto_client_for("us-east-1", "lambda") is client
+    assert lambda_eval_utils.boto_client_for("eu-west-1", "lambda") is not client
+    assert client.meta.config.max_pool_connections == moto_internals.STATE_MACHINE_CONNECTIONS
+    assert jsonpath_ng.ext.parse("$.a.b") is json_path.parse("$.a.b")
+    assert json_path.extract_json("$.a.b", {"a": {"b": 7}}) == 7
