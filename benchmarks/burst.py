@@ -361,7 +361,7 @@ def run(provider: str, *, jobs: int, rate: int, cap: int, small: int, render_sec
         poll_interval=1,
         quiet=True,
         params=params,
-        lambda_concurrency=max(20, min(cap, jobs) + 10),
+        lambda_concurrency=jobs + 10,
     ) as stack:
         stack.set_faults({"nanobanana_rate_limit": rate})
         one = single(stack)

@@ -306,3 +306,49 @@ def test_a_held_lease_still_waits_out_a_retry_after(table):
     admission.rate_limited(table=table, provider="nanobanana", job_key="j2", retry_after=30, clock=clock)
     again = take(table, "j1", clock)
     assert not again.admitted and again.wait_seconds >= 29
+
+
+def test_jobs_asking_at_once_spread_their_reservations_over_the_slots_that_free_first(table, monkeypatch):
+    """A full window whose creates went out within a few seconds: jobs reserving the next turns
+    try those slots in random order (not all the earliest first, which makes every job but
+    one fail a conditional write, in turn), and never a slot that frees later while one of
+    those is still free."""
+    clock = Clock()
+    for i in range(8):  # one create per half second fills the window
+        clock.now = T0 + i * 0.5
+        assert take(table, f"early-{i}", clock, rate=8).admitted
+    first_tried = []
+    real_put = admission._put_rate
+
+    def recording_put(table_name, provider, slot, **kwargs):
+        first_tried.append(slot["k"])
+        return real_put(table_name, provider, slot, **kwargs)
+
+    monkeypatch.setattr(admission, "_put_rate", recording_put)
+    clock.now = T0 + 4
+    turns = []
+    for i in range(4):
+        before = len(first_tried)
+        decision = take(table, f"late-{i}", clock, rate=8)
+        assert not decision.admitted and decision.reserved_at is not None
+        assert len(first_tried) - before == 1  # no lost race: the first write took its slot
+        turns.append(decision.reserved_at)
+    # Every turn is within the spread of the earliest one, and none is taken twice.
+    assert len(set(turns)) == 4
+    assert max(turns) <= T0 + 62 + admission.RESERVATION_SPREAD_SECONDS
+    # Simultaneous askers (the same view, every write lost) do not all aim at the same slot first.
+    aims = set()
+
+    def losing_put(table_name, provider, slot, **kwargs):
+        if not attempts[-1]:  # the first slot this asker tried
+            aims.add(slot["k"])
+        attempts[-1] = True
+        return False
+
+    monkeypatch.setattr(admission, "_put_rate", losing_put)
+    view = admission._read(table, "nanobanana", 8, 10)
+    attempts = []
+    for attempt in range(20):
+        attempts.append(False)
+        assert admission._rate(table, "nanobanana", view, f"probe-{attempt}", None, 8, T0 + 4) == "conflict"
+    assert len(aims) > 1

@@ -67,6 +67,8 @@ RESERVATION_TOLERANCE_SECONDS = 0.5
 # A reservation not confirmed this long after its time is given up (its holder crashed, or
 # came back late: it then asks again); others may chain on it as if it had been used.
 RESERVATION_GRACE_SECONDS = 30.0
+# Slots that free within this long of the earliest are equally first: reservations spread over them.
+RESERVATION_SPREAD_SECONDS = 5.0
 # Conditional writes that lost a race tolerated in one Admit before the job waits and asks again.
 MAX_CONFLICTS = 12
 # Jobs waiting for an in-flight slot retry after about this long (jittered, older jobs sooner).
@@ -393,9 +395,14 @@ def _rate(
             if _put_rate(table, provider, slot, at=now, state=USED, holder=job_key):
                 return slot, slot["at"], now
         return "conflict"
-    # Reserve the slot that frees first (ties spread at random): first come, first served.
+    # Reserve the slot that frees first: first come, first served. Slots that free within a few
+    # seconds of it are tried in random order: jobs asking at once would otherwise all write to
+    # the same slot, one winning and every other failing a write (and paying for it), in turn.
     chainable.sort(key=lambda s: (times[s["k"]], random.random()))
-    for slot in chainable[:MAX_CONFLICTS]:
+    earliest = times[chainable[0]["k"]]
+    near = [s for s in chainable if times[s["k"]] <= earliest + RESERVATION_SPREAD_SECONDS]
+    random.shuffle(near)
+    for slot in (near + chainable[len(near) :])[:MAX_CONFLICTS]:
         at = round(times[slot["k"]], 3)
         if _put_rate(table, provider, slot, at=at, state=RESERVED, holder=job_key):
             return Decision(False, _wait_until(at, now), at, "rate limit")
