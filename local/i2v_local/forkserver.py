@@ -119,9 +119,11 @@ class ForkServer:
             self._sock.sendall(line.encode())
             deadline = time.monotonic() + timeout
             while request_id not in self._answers:
-                if self.process.poll() is not None or not self._answered.wait(max(0.0, deadline - time.monotonic())):
-                    if request_id not in self._answers:
-                        raise OSError("the fork server did not answer")
+                gone = self.process.poll() is not None
+                if (gone or not self._answered.wait(max(0.0, deadline - time.monotonic()))) and (
+                    request_id not in self._answers
+                ):
+                    raise OSError("the fork server did not answer")
             answer = self._answers.pop(request_id)
         if "pid" not in answer:
             raise OSError(f"the fork server could not start an environment: {answer.get('error')}")

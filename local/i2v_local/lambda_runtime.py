@@ -700,7 +700,9 @@ class LambdaRuntime:
             )
         if self.environment_niceness:
             with contextlib.suppress(OSError):
-                os.setpriority(os.PRIO_PROCESS, process.pid, os.getpriority(os.PRIO_PROCESS, 0) + self.environment_niceness)
+                os.setpriority(
+                    os.PRIO_PROCESS, process.pid, os.getpriority(os.PRIO_PROCESS, 0) + self.environment_niceness
+                )
         return process
 
     # ---- invocation -----------------------------------------------------------------

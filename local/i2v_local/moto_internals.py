@@ -216,7 +216,9 @@ def share_state_machine_clients() -> None:
         key = (region, service, repr(state_credentials), moto_server_port(), botocore_stubber.enabled)
         with lock:
             if key not in clients:
-                endpoint = {} if botocore_stubber.enabled else {"endpoint_url": f"http://localhost:{moto_server_port()}"}
+                endpoint = (
+                    {} if botocore_stubber.enabled else {"endpoint_url": f"http://localhost:{moto_server_port()}"}
+                )
                 clients[key] = boto3.client(
                     aws_access_key_id="ak",
                     region_name=region,

@@ -1,6 +1,7 @@
 """Admission: the shared rate window and in-flight leases, atomic in DynamoDB (moto)."""
 
 import concurrent.futures
+import math
 import threading
 import time
 
@@ -11,6 +12,7 @@ from i2v import admission
 from tests.aws_resources import create_table
 
 T0 = 1_800_000_000.0
+TURN = admission.RATE_WINDOW_SECONDS + admission.RATE_MARGIN_SECONDS  # a slot's next create, after its last
 
 
 class Clock:
@@ -61,7 +63,7 @@ def test_a_full_minute_reserves_the_next_turn_first_come_first_served(table):
     d = take(table, "d", clock)
     assert not c.admitted and not d.admitted
     # Two per minute: c's turn is a window (plus the margin) after a's, d's after b's, in order.
-    assert c.reserved_at == pytest.approx(T0 + 62) and c.wait_seconds == 62
+    assert c.reserved_at == pytest.approx(T0 + TURN) and c.wait_seconds == math.ceil(TURN - 0.5)
     assert d.reserved_at >= c.reserved_at
     clock.now = c.reserved_at
     assert take(table, "c", clock, reserved_at=c.reserved_at).admitted
@@ -165,13 +167,13 @@ def test_a_reservation_is_never_chained_on_before_it_is_confirmed(table):
     clock = Clock()
     assert take(table, "a", clock, rate=1).admitted
     b = take(table, "b", clock, rate=1)
-    assert not b.admitted and b.reserved_at == pytest.approx(T0 + 62)
+    assert not b.admitted and b.reserved_at == pytest.approx(T0 + TURN)
     c = take(table, "c", clock, rate=1)  # the only slot is owed to b: c asks again after b's turn
-    assert not c.admitted and c.reserved_at is None and c.wait_seconds >= 62
+    assert not c.admitted and c.reserved_at is None and c.wait_seconds >= TURN - 1
     clock.now = b.reserved_at
     assert take(table, "b", clock, rate=1, reserved_at=b.reserved_at).admitted
     c = take(table, "c", clock, rate=1)
-    assert not c.admitted and c.reserved_at == pytest.approx(b.reserved_at + 62)
+    assert not c.admitted and c.reserved_at == pytest.approx(b.reserved_at + TURN)
 
 
 def test_a_reservation_past_its_grace_is_given_up(table):
@@ -180,7 +182,7 @@ def test_a_reservation_past_its_grace_is_given_up(table):
     b = take(table, "b", clock, rate=1)
     clock.now = b.reserved_at + admission.RESERVATION_GRACE_SECONDS + 1  # b crashed and never came
     c = take(table, "c", clock, rate=1)
-    assert c.admitted or c.reserved_at >= b.reserved_at + 62
+    assert c.admitted or c.reserved_at >= b.reserved_at + TURN
 
 
 def test_a_refused_create_still_counts_against_the_rate(table):
@@ -189,7 +191,7 @@ def test_a_refused_create_still_counts_against_the_rate(table):
     admission.rate_limited(table=table, provider="nanobanana", job_key="a", retry_after=5, clock=clock)
     clock.now += 5
     again = take(table, "a", clock, rate=1)  # the provider counted the refused request too
-    assert not again.admitted and again.reserved_at == pytest.approx(T0 + 62)
+    assert not again.admitted and again.reserved_at == pytest.approx(T0 + TURN)
 
 
 def test_simultaneous_jobs_never_exceed_the_cap_or_the_rate(table):
@@ -335,7 +337,7 @@ def test_jobs_asking_at_once_spread_their_reservations_over_the_slots_that_free_
         turns.append(decision.reserved_at)
     # Every turn is within the spread of the earliest one, and none is taken twice.
     assert len(set(turns)) == 4
-    assert max(turns) <= T0 + 62 + admission.RESERVATION_SPREAD_SECONDS
+    assert max(turns) <= T0 + TURN + admission.RESERVATION_SPREAD_SECONDS
     # Simultaneous askers (the same view, every write lost) do not all aim at the same slot first.
     aims = set()
 

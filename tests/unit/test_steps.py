@@ -1,5 +1,6 @@
 """The workflow steps with a hand-driven clock: Admit (slot + create) and Poll (one check window)."""
 
+import math
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
@@ -118,7 +119,8 @@ def test_admit_without_a_slot_waits_and_keeps_its_turn(settings):
         assert admit(queued(settings, key), provider, settings, clock)["status"] == RUNNING
     job = admit(queued(settings, "c"), provider, settings, clock)
     assert job["status"] == "queued" and provider.creates == 2
-    assert job["wait_seconds"] == 62 and job["reserved_at"] == pytest.approx(T0 + 62)
+    turn = admission.RATE_WINDOW_SECONDS + admission.RATE_MARGIN_SECONDS
+    assert job["wait_seconds"] == math.ceil(turn - 0.5) and job["reserved_at"] == pytest.approx(T0 + turn)
     clock.now += job["wait_seconds"]
     job = admit(job, provider, settings, clock)
     assert job["status"] == RUNNING and provider.creates == 3 and job["admit_count"] == 2
@@ -170,7 +172,7 @@ def test_queue_timeout_has_its_own_code(settings):
         admit(queued(settings, key), provider, settings, clock)
     job = queued(settings, "c")
     job["queued_at"] = isoformat(datetime.fromtimestamp(T0 - 9.5 * 60, UTC))
-    job = admit(job, provider, settings, clock)  # its turn (62 s away) is past its 10 minutes
+    job = admit(job, provider, settings, clock)  # its turn (a window and the margin away) is past its 10 minutes
     assert job["status"] == FAILED and job["error"]["code"] == "QueueTimeout"
     assert "10" in job["error"]["message"]
 

@@ -61,7 +61,7 @@ logger = Logger(child=True)
 RATE_WINDOW_SECONDS = 60.0
 # Our clock and the provider's differ, and the create reaches the provider a little after we
 # decide: a rate slot is used again this much later than the window strictly needs.
-RATE_MARGIN_SECONDS = 2.0
+RATE_MARGIN_SECONDS = 3.0
 # A reservation this close to now is taken at once (and confirmed this early at most).
 RESERVATION_TOLERANCE_SECONDS = 0.5
 # A reservation not confirmed this long after its time is given up (its holder crashed, or

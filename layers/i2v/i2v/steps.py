@@ -101,6 +101,10 @@ def admit(
 
     estimate = _estimate(state, settings)
     state["render_estimate"] = estimate.to_dict()
+    # Read the API key (cached after the first read) before taking a slot: the rate slot is
+    # stamped when admission decides, so everything between that and the request reaching the
+    # provider eats into the window's margin.
+    provider.load_api_key()
     synchronous = provider.name == "nanobanana"
     lease = (provider.http.create_read_timeout if synchronous else 2 * estimate.p90) + LEASE_GRACE_SECONDS
     decision = admission.acquire(
