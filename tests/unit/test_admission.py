@@ -354,3 +354,36 @@ def test_jobs_asking_at_once_spread_their_reservations_over_the_slots_that_free_
         attempts.append(False)
         assert admission._rate(table, "nanobanana", view, f"probe-{attempt}", None, 8, T0 + 4) == "conflict"
     assert len(aims) > 1
+
+
+def test_a_create_sent_late_counts_its_rate_slot_from_when_it_went_out(table):
+    clock = Clock()
+    a = take(table, "a", clock, rate=1)
+    assert a.admitted and a.details == {"rate_slot": 0, "stamped_at": T0}
+    # The claim write was slow: the create goes out 5 s after admission decided.
+    admission.sending(table=table, provider="nanobanana", job_key="a", rate_slot=0, stamped_at=T0, now=T0 + 5)
+    clock.now = T0 + 6
+    b = take(table, "b", clock, rate=1)
+    assert not b.admitted and b.reserved_at == pytest.approx(T0 + 5 + TURN)
+
+
+def test_a_late_create_moves_a_turn_already_reserved_after_it(table):
+    clock = Clock()
+    assert take(table, "a", clock, rate=1).admitted
+    b = take(table, "b", clock, rate=1)
+    assert b.reserved_at == pytest.approx(T0 + TURN)
+    admission.sending(table=table, provider="nanobanana", job_key="a", rate_slot=0, stamped_at=T0, now=T0 + 4)
+    clock.now = b.reserved_at  # b comes at its turn: it is a window after a's create now
+    again = take(table, "b", clock, rate=1, reserved_at=b.reserved_at)
+    assert not again.admitted and again.reserved_at == pytest.approx(T0 + 4 + TURN)
+    clock.now = again.reserved_at
+    assert take(table, "b", clock, rate=1, reserved_at=again.reserved_at).admitted
+
+
+def test_a_create_sent_at_once_keeps_its_stamp(table, monkeypatch):
+    clock = Clock()
+    assert take(table, "a", clock, rate=1).admitted
+    writes = []
+    monkeypatch.setattr(admission, "_conditional", lambda *a, **k: writes.append(a) or True)
+    admission.sending(table=table, provider="nanobanana", job_key="a", rate_slot=0, stamped_at=T0, now=T0 + 0.2)
+    assert writes == []

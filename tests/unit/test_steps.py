@@ -334,3 +334,28 @@ def test_fallback_wait_grows_with_age_within_bounds():
     assert polling.fallback_wait(created_at=0, cadence=5, now=400, deadline=10_000) == 100
     assert polling.fallback_wait(created_at=0, cadence=5, now=5000, deadline=10_000) == polling.MAX_FALLBACK_SECONDS
     assert polling.fallback_wait(created_at=0, cadence=5, now=400, deadline=420) == 20
+
+
+def test_the_rate_slot_counts_from_when_the_create_went_out(settings):
+    """Between admission's decision and the request (claim write, spend counter) time passes:
+    the slot is restamped right before the create is sent, so the next turn is a window after
+    the request the provider saw."""
+    clock = Clock()
+
+    class SlowToSend(FakeProvider):
+        def create_job(self, image_url, options):
+            self.sent_at = clock()
+            return super().create_job(image_url, options)
+
+    provider = SlowToSend()
+    real_claim = records.claim_submission
+
+    def slow_claim(*args, **kwargs):
+        clock.now += 4  # a throttled claim write, retried by botocore
+        return real_claim(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(records, "claim_submission", slow_claim)
+        assert admit(queued(settings, "a"), provider, settings, clock)["status"] == RUNNING
+    starts = admission.snapshot(table="control", provider="nohuman")["starts"]
+    assert provider.sent_at == T0 + 4 and provider.sent_at in starts

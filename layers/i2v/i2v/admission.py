@@ -67,6 +67,8 @@ RESERVATION_TOLERANCE_SECONDS = 0.5
 # A reservation not confirmed this long after its time is given up (its holder crashed, or
 # came back late: it then asks again); others may chain on it as if it had been used.
 RESERVATION_GRACE_SECONDS = 30.0
+# A create that goes out this long after admission stamped its slot restamps it (see sending).
+RESTAMP_AFTER_SECONDS = 0.5
 # Slots that free within this long of the earliest are equally first: reservations spread over them.
 RESERVATION_SPREAD_SECONDS = 5.0
 # Conditional writes that lost a race tolerated in one Admit before the job waits and asks again.
@@ -348,7 +350,12 @@ def acquire(
         random.shuffle(free_leases)
         for lease in free_leases:
             if _take_lease(table, provider, lease["k"], job_key, now, now + lease_seconds, now + expected_seconds):
-                return Decision(True, in_flight=len(leases) + 1, reason="admitted")
+                return Decision(
+                    True,
+                    in_flight=len(leases) + 1,
+                    reason="admitted",
+                    details={"rate_slot": slot["k"], "stamped_at": taken_at},
+                )
         # Every free lease went to someone else meanwhile: give the rate slot back and wait.
         _restore_rate(table, provider, slot["k"], job_key, taken_at, previous_at)
         wait = in_flight_wait(leases, now, now - (queued_at or now))
@@ -407,6 +414,41 @@ def _rate(
         if _put_rate(table, provider, slot, at=at, state=RESERVED, holder=job_key):
             return Decision(False, _wait_until(at, now), at, "rate limit")
     return "conflict"
+
+
+def sending(*, table: str, provider: str, job_key: str, rate_slot: int, stamped_at: float, now: float) -> None:
+    """The create admitted at ``stamped_at`` goes out only ``now``: when that is later than the
+    margin allows for (a slow claim write, botocore retrying a throttled one), its rate slot
+    counts from now, so the next create on the slot is not early at the provider. If the next
+    job has reserved that turn already, its reservation moves to a window after now."""
+    if now - stamped_at <= RESTAMP_AFTER_SECONDS:
+        return
+    names = {"#at": "at", "#state": "state"}
+    if _conditional(
+        "update_item",
+        TableName=table,
+        Key=rate_key(provider, rate_slot),
+        UpdateExpression="SET #at = :now",
+        ConditionExpression="holder = :me AND #state = :used AND #at = :stamped",
+        ExpressionAttributeNames=names,
+        ExpressionAttributeValues={
+            ":now": _number(now),
+            ":me": {"S": job_key},
+            ":used": {"S": USED},
+            ":stamped": _number(stamped_at),
+        },
+    ):
+        return
+    turn = now + RATE_WINDOW_SECONDS + RATE_MARGIN_SECONDS
+    _conditional(
+        "update_item",
+        TableName=table,
+        Key=rate_key(provider, rate_slot),
+        UpdateExpression="SET #at = :turn",
+        ConditionExpression="#state = :reserved AND #at < :turn",
+        ExpressionAttributeNames=names,
+        ExpressionAttributeValues={":turn": _number(round(turn, 3)), ":reserved": {"S": RESERVED}},
+    )
 
 
 def _restore_rate(table: str, provider: str, k: int, job_key: str, taken_at: float, previous_at: float | None) -> None:

@@ -146,6 +146,7 @@ def admit(
             now=datetime.now(UTC),
             source=state["source"],
             caps=spend.Caps.parse(settings.spend_caps),
+            before_send=lambda: _stamp_rate_slot(state, decision, settings, clock),
         )
     except ProviderTransientError as exc:
         # Nothing was created (the claim is released): back to waiting, never to failure.
@@ -182,6 +183,26 @@ def admit(
     else:
         state["wait_seconds"] = polling.first_wait(created_at, estimate.low, state["poll_interval_seconds"], clock())
     return state
+
+
+def _stamp_rate_slot(
+    state: dict, decision: admission.Decision, settings: AdmitSettings, clock: Callable[[], float]
+) -> None:
+    """Right before the create goes out: its rate slot counts from now if admission's stamp is
+    stale (best effort: a failed write leaves the stamp, which the margin mostly covers)."""
+    if "rate_slot" not in decision.details:
+        return  # an earlier attempt's lease: its slot was stamped then
+    best_effort(
+        "restamping the rate slot",
+        lambda: admission.sending(
+            table=settings.control_table,
+            provider=state["provider"],
+            job_key=state["job_key"],
+            rate_slot=decision.details["rate_slot"],
+            stamped_at=decision.details["stamped_at"],
+            now=clock(),
+        ),
+    )
 
 
 def _refused(

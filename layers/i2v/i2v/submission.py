@@ -7,6 +7,7 @@ costs nothing. The create is guarded by the job record's submission claim (recor
 
 import json
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -214,9 +215,12 @@ def ensure_provider_job(
     now: datetime,
     source: dict | None = None,
     caps: spend.Caps | None = None,
+    before_send: Callable[[], None] | None = None,
 ) -> ProviderJob:
     """The provider job for this upload: created at most once, reused on every retry, within
-    the daily spend ``caps`` (none when not given)."""
+    the daily spend ``caps`` (none when not given). ``before_send`` runs right before the
+    create request goes out (admission restamps its rate slot there); if it raises, nothing
+    was sent."""
     # Read the key before claiming: a key that cannot be read (missing secret, throttling,
     # no permission) must fail this attempt for S3 to retry, not leave a claim that makes
     # the retry look like a create that was sent.
@@ -241,6 +245,8 @@ def ensure_provider_job(
 
     def sending() -> None:
         nonlocal sent
+        if before_send is not None:
+            before_send()
         sent = True
 
     try:
