@@ -354,7 +354,8 @@ def single(stack: LocalStack) -> float:
 
 def run(provider: str, *, jobs: int, rate: int, cap: int, small: int, render_seconds: float, faults: dict) -> dict:
     params = {"ProviderRequestsPerMinute": str(rate), "MaxJobsInFlight": str(cap), "MaxQueueMinutes": "60"}
-    # AWS's account concurrency (1000) is far above what a burst needs; the local default is 10.
+    # AWS's account concurrency (1000) is far above what a burst needs: no function is throttled
+    # here either (the local default is 10; forked environments make a burst's worth cheap).
     with LocalStack(
         provider=provider,
         render_seconds=render_seconds,
