@@ -240,7 +240,9 @@ class _Environment:
         self.runtime.watchdog.watch(self, invocation)
         try:
             self.inbox.put(invocation)
-            invocation.done.wait()
+            while not invocation.done.wait(1.0):
+                if self.dead:  # killed before the watchdog or kill() could end it (stop() racing)
+                    invocation.finish(_error("Runtime.Stopped", "the execution environment was shut down"))
         finally:
             self.runtime.watchdog.unwatch(self)
             self.running = None
