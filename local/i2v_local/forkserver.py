@@ -119,11 +119,10 @@ class ForkServer:
             self._sock.sendall(line.encode())
             deadline = time.monotonic() + timeout
             while request_id not in self._answers:
-                gone = self.process.poll() is not None
-                if (gone or not self._answered.wait(max(0.0, deadline - time.monotonic()))) and (
-                    request_id not in self._answers
-                ):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self.process.poll() is not None:
                     raise OSError("the fork server did not answer")
+                self._answered.wait(min(remaining, 1.0))
             answer = self._answers.pop(request_id)
         if "pid" not in answer:
             raise OSError(f"the fork server could not start an environment: {answer.get('error')}")
