@@ -8,6 +8,7 @@ differs between environments), and an exit status reported like ``Popen.returnco
 """
 
 import json
+import os
 import textwrap
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +41,7 @@ HANDLER = textwrap.dedent(
             "calls": len(CALLS),
             "jitter": random.random(),
             "remaining_ms": context.get_remaining_time_in_millis(),
+            "niceness": os.nice(0),
         }
     """
 )
@@ -99,3 +101,18 @@ def test_an_exiting_environment_reports_its_status(runtime):
     assert result.payload["errorType"] == "Runtime.ExitError"
     assert "exit status 3" in result.payload["errorMessage"], json.dumps(result.payload)
     assert not runtime.invoke("probe", {}).error  # replaced by a cold one
+
+
+def test_environments_yield_the_cores_by_the_niceness_asked_for(tmp_path: Path):
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "app.py").write_text(HANDLER)
+    for fork_server in (True, False):
+        runtime = LambdaRuntime(fork_server=fork_server, environment_niceness=3)
+        runtime.register(FunctionSpec("Probe", "probe", code, "app.handler"))
+        runtime.start(patch_moto=False)
+        try:
+            seen = runtime.invoke("probe", {}).payload
+        finally:
+            runtime.stop()
+        assert seen["niceness"] == os.nice(0) + 3
