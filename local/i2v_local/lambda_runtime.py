@@ -276,6 +276,7 @@ class _Environment:
     def end(self, invocation: _Invocation, result: InvocationResult) -> None:
         """End the invocation with result and kill the environment (it is not reused)."""
         self.dead = True  # first: the invoking thread must not hand it back to the pool
+        self._kill_process()  # then the process: the error is answered once the sandbox is gone
         invocation.finish(result)
         self.kill()
 
@@ -295,6 +296,14 @@ class _Environment:
     def kill(self) -> None:
         """The sandbox goes away: its process (group) is killed and its Runtime API closed."""
         self.dead = True
+        self._kill_process()
+        self.inbox.put(None)  # a handler thread blocked in /next returns
+        for invocation in (self.current, self.running):
+            if invocation is not None:
+                invocation.finish(_error("Runtime.Stopped", "the execution environment was shut down"))
+        threading.Thread(target=self._close_server, daemon=True).start()
+
+    def _kill_process(self) -> None:
         if self.proc.poll() is None:
             try:
                 os.killpg(self.proc.pid, signal.SIGKILL)
@@ -302,11 +311,6 @@ class _Environment:
                 self.proc.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=5)
-        self.inbox.put(None)  # a handler thread blocked in /next returns
-        for invocation in (self.current, self.running):
-            if invocation is not None:
-                invocation.finish(_error("Runtime.Stopped", "the execution environment was shut down"))
-        threading.Thread(target=self._close_server, daemon=True).start()
 
     def _close_server(self) -> None:
         self.server.shutdown()
