@@ -131,12 +131,9 @@ def test_a_429_on_create_goes_back_to_waiting_never_to_failure(settings):
     provider = FakeProvider(create=ProviderTransientError("HTTP 429", status=429, retry_after=7))
     job = admit(queued(settings), provider, settings, clock)
     assert job["status"] == "queued" and job["error"] is None
-    assert job["wait_seconds"] == 7 and job["create_attempts"] == 1
+    assert 7 <= job["wait_seconds"] <= 11 and job["create_attempts"] == 1
     snapshot = admission.snapshot(table="control", provider="nohuman")
     assert snapshot["leases"] == {} and snapshot["blocked_until"] == pytest.approx(T0 + 7)
-    # The job keeps its rate slot as its turn at the provider's Retry-After.
-    assert job["reserved_at"] == pytest.approx(T0 + 7)
-    assert snapshot["reservations"] == {job["job_key"]: pytest.approx(T0 + 7)}
     assert records.get(settings.jobs_table, job["job_key"]) is None  # the claim was released: a later create is allowed
     provider._create = ProviderJob(id="gen_2", status=RUNNING)
     clock.now += job["wait_seconds"]

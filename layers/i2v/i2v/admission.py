@@ -557,34 +557,11 @@ def rate_limited(
     clock: Callable[[], float] = time.time,
     pause: Callable[[float], None] = time.sleep,
     max_in_flight: int | None = None,
-    rate_slot: int | None = None,
-) -> float | None:
+) -> None:
     """The provider answered 429: nobody creates before Retry-After and the job's lease is free
-    again. The refused request's rate slot stays taken (the provider may count refused requests
-    too). Given ``rate_slot`` (the provider sent Retry-After, its own word on when a request
-    will be accepted), the job keeps that slot as its turn at Retry-After instead of queueing
-    again behind everyone, unless another job has already reserved the turn after it:
-    returns that turn's time, or None."""
-    retry_at = round(clock() + retry_after, 3)
-    _block(table, provider, retry_at)
+    again. Its rate slot stays used: the provider counts every request, refused or not."""
+    _block(table, provider, clock() + retry_after)
     release(table=table, provider=provider, job_key=job_key, max_in_flight=max_in_flight)
-    if rate_slot is None:
-        return None
-    kept = _conditional(
-        "update_item",
-        TableName=table,
-        Key=rate_key(provider, rate_slot),
-        UpdateExpression="SET #at = :retry_at, #state = :reserved",
-        ConditionExpression="holder = :me AND #state = :used",
-        ExpressionAttributeNames={"#at": "at", "#state": "state"},
-        ExpressionAttributeValues={
-            ":retry_at": _number(retry_at),
-            ":reserved": {"S": RESERVED},
-            ":me": {"S": job_key},
-            ":used": {"S": USED},
-        },
-    )
-    return retry_at if kept else None
 
 
 def learn_limit(

@@ -150,7 +150,7 @@ def admit(
         )
     except ProviderTransientError as exc:
         # Nothing was created (the claim is released): back to waiting, never to failure.
-        return _refused(state, exc, settings, clock=clock, pause=pause, rate_slot=decision.details.get("rate_slot"))
+        return _refused(state, exc, settings, clock=clock, pause=pause)
     except PipelineError as error:
         release_slot(state, settings)
         return fail(state, error)
@@ -212,12 +212,11 @@ def _refused(
     *,
     clock: Callable[[], float],
     pause: Callable[[float], None],
-    rate_slot: int | None = None,
 ) -> dict:
     state["create_attempts"] += 1
     if exc.status == 429:
         retry_after = exc.retry_after if exc.retry_after is not None else CREATE_RETRY_BASE_SECONDS
-        turn = admission.rate_limited(
+        admission.rate_limited(
             table=settings.control_table,
             provider=state["provider"],
             job_key=state["job_key"],
@@ -225,14 +224,8 @@ def _refused(
             clock=clock,
             pause=pause,
             max_in_flight=settings.max_jobs_in_flight,
-            # The provider's own Retry-After: the job keeps its slot as its turn then.
-            rate_slot=rate_slot if exc.retry_after is not None else None,
         )
-        if turn is not None:
-            state["reserved_at"] = turn
-            wait = retry_after
-        else:
-            wait = retry_after + random.uniform(0, max(1.0, retry_after / 2))
+        wait = retry_after + random.uniform(0, max(1.0, retry_after / 2))
     else:
         release_slot(state, settings)
         ceiling = min(CREATE_RETRY_MAX_SECONDS, CREATE_RETRY_BASE_SECONDS * 2 ** (state["create_attempts"] - 1))
