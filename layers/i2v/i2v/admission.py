@@ -216,21 +216,28 @@ def _put_rate(table: str, provider: str, slot: dict, *, at: float, state: str, h
     return _conditional("put_item", **kwargs)
 
 
-def _update_reservation(table: str, provider: str, k: int, holder: str, *, at: float, state: str) -> bool:
-    """Move or confirm the reservation ``holder`` has on rate slot ``k`` (if it still has it)."""
+def _update_rate(table: str, provider: str, k: int, update: str, condition: str, values: dict) -> bool:
+    """One conditional update of rate slot ``k`` (``#at`` and ``#state`` name its attributes)."""
     return _conditional(
         "update_item",
         TableName=table,
         Key=rate_key(provider, k),
-        UpdateExpression="SET #at = :at, #state = :state",
-        ConditionExpression="holder = :me AND #state = :reserved",
+        UpdateExpression=update,
+        ConditionExpression=condition,
         ExpressionAttributeNames={"#at": "at", "#state": "state"},
-        ExpressionAttributeValues={
-            ":at": _number(at),
-            ":state": {"S": state},
-            ":me": {"S": holder},
-            ":reserved": {"S": RESERVED},
-        },
+        ExpressionAttributeValues=values,
+    )
+
+
+def _update_reservation(table: str, provider: str, k: int, holder: str, *, at: float, state: str) -> bool:
+    """Move or confirm the reservation ``holder`` has on rate slot ``k`` (if it still has it)."""
+    return _update_rate(
+        table,
+        provider,
+        k,
+        "SET #at = :at, #state = :state",
+        "holder = :me AND #state = :reserved",
+        {":at": _number(at), ":state": {"S": state}, ":me": {"S": holder}, ":reserved": {"S": RESERVED}},
     )
 
 
@@ -423,31 +430,23 @@ def sending(*, table: str, provider: str, job_key: str, rate_slot: int, stamped_
     job has reserved that turn already, its reservation moves to a window after now."""
     if now - stamped_at <= RESTAMP_AFTER_SECONDS:
         return
-    names = {"#at": "at", "#state": "state"}
-    if _conditional(
-        "update_item",
-        TableName=table,
-        Key=rate_key(provider, rate_slot),
-        UpdateExpression="SET #at = :now",
-        ConditionExpression="holder = :me AND #state = :used AND #at = :stamped",
-        ExpressionAttributeNames=names,
-        ExpressionAttributeValues={
-            ":now": _number(now),
-            ":me": {"S": job_key},
-            ":used": {"S": USED},
-            ":stamped": _number(stamped_at),
-        },
+    if _update_rate(
+        table,
+        provider,
+        rate_slot,
+        "SET #at = :now",
+        "holder = :me AND #state = :used AND #at = :stamped",
+        {":now": _number(now), ":me": {"S": job_key}, ":used": {"S": USED}, ":stamped": _number(stamped_at)},
     ):
         return
     turn = now + RATE_WINDOW_SECONDS + RATE_MARGIN_SECONDS
-    _conditional(
-        "update_item",
-        TableName=table,
-        Key=rate_key(provider, rate_slot),
-        UpdateExpression="SET #at = :turn",
-        ConditionExpression="#state = :reserved AND #at < :turn",
-        ExpressionAttributeNames=names,
-        ExpressionAttributeValues={":turn": _number(round(turn, 3)), ":reserved": {"S": RESERVED}},
+    _update_rate(
+        table,
+        provider,
+        rate_slot,
+        "SET #at = :turn",
+        "#state = :reserved AND #at < :turn",
+        {":turn": _number(round(turn, 3)), ":reserved": {"S": RESERVED}},
     )
 
 
