@@ -58,6 +58,8 @@ REQUIRED: list[tuple[str, str]] = [
     ("moto.stepfunctions.parser.api", "TaskFailedEventDetails"),
     *(("moto.dynamodb.models", f"DynamoDBBackend.{name}") for name in ("put_item", "update_item", "delete_item")),
     ("moto.dynamodb.responses", "DynamoResult.execute_result"),
+    ("moto.dynamodb.responses", "DynamoHandler.call_action"),
+    ("moto.dynamodb.models.dynamo_type", "Item.describe_attrs"),
     ("moto.core.responses", "ActionResult.result"),
 ]
 
@@ -87,7 +89,8 @@ def missing() -> list[str]:
 
 # moto checks a ConditionExpression and then stores the item with no lock between the two, so
 # two threads of its server (two executions) can both pass "slot is free" and both take it;
-# a Scan iterating a table while a write changes it fails with a 500. AWS does neither.
+# a Scan iterating a table while a write changes it fails with a 500, and so does a
+# BatchGetItem sizing an item that an UpdateItem changes in place. AWS does none of these.
 _DYNAMODB_ITEM_OPERATIONS = (
     "put_item",
     "update_item",
@@ -101,11 +104,15 @@ _dynamodb_lock = threading.RLock()
 
 
 def serialise_dynamodb_item_operations() -> None:
-    """Make moto's DynamoDB item operations atomic across threads (idempotent, process-wide)."""
+    """Make moto's DynamoDB item operations atomic across threads (idempotent, process-wide):
+    each backend operation, and each request as a whole (its answer is built from the stored
+    item objects, which a write changes in place)."""
     from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.responses import DynamoHandler
 
-    for name in _DYNAMODB_ITEM_OPERATIONS:
-        method = getattr(DynamoDBBackend, name)
+    targets = [(DynamoDBBackend, name) for name in _DYNAMODB_ITEM_OPERATIONS] + [(DynamoHandler, "call_action")]
+    for owner, name in targets:
+        method = getattr(owner, name)
         if getattr(method, "serialised", False):
             continue
 
@@ -115,7 +122,7 @@ def serialise_dynamodb_item_operations() -> None:
                 return _method(self, *args, **kwargs)
 
         locked.serialised = True  # type: ignore[attr-defined]
-        setattr(DynamoDBBackend, name, locked)
+        setattr(owner, name, locked)
 
 
 # DynamoDB's item operations: their results are items in the wire form already.

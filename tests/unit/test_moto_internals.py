@@ -94,6 +94,37 @@ def test_dynamodb_item_operations_run_one_at_a_time_as_conditional_writes_do_on_
         writer.join()
 
 
+def test_a_dynamodb_answer_is_built_while_no_write_can_change_its_items(monkeypatch):
+    """moto builds a BatchGetItem's answer from the stored item objects after reading them,
+    and an UpdateItem changes those in place: unserialised, the read failed with a 500
+    ("dictionary changed size during iteration") under a burst. The whole request holds the lock."""
+    import boto3
+    from moto import mock_aws
+    from moto.dynamodb.models.dynamo_type import Item
+
+    moto_internals.serialise_dynamodb_item_operations()
+    describe_attrs = Item.describe_attrs
+    held = []
+
+    def describe_while_watching(self, *args, **kwargs):
+        held.append(moto_internals._dynamodb_lock._is_owned())
+        return describe_attrs(self, *args, **kwargs)
+
+    monkeypatch.setattr(Item, "describe_attrs", describe_while_watching)
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+        dynamodb.create_table(
+            TableName="slots",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        dynamodb.put_item(TableName="slots", Item={"pk": {"S": "slot#0"}, "at": {"N": "1"}})
+        answer = dynamodb.batch_get_item(RequestItems={"slots": {"Keys": [{"pk": {"S": "slot#0"}}]}})
+    assert answer["Responses"]["slots"] == [{"pk": {"S": "slot#0"}, "at": {"N": "1"}}]
+    assert held and all(held)
+
+
 def _item_calls() -> list:
     """Every DynamoDB item operation, on items holding every attribute type, as boto3 parses
     the answers (request ids left out); errors as their codes."""
