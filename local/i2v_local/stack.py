@@ -61,7 +61,8 @@ LOCAL_EMAIL = "you@example.com"
 # On AWS no service waits for a function's core. Here this process is every service at once,
 # and nice +5 was not enough: CFS still gives each runnable environment a third of the weight
 # of a thread here, so with a burst's hundred environments runnable the services starved
-# (a PutItem queued for seconds). At +19 an environment weighs 1/68 of a service thread.
+# (Admits waited seconds for answers moto computed in milliseconds). At +19 an environment
+# weighs 1/68 of a service thread.
 ENVIRONMENT_NICENESS = 19
 ROLE_NAME = "i2v-local-lambda"
 LOCAL_ONLY_ENVIRONMENT = {"ALLOW_LOOPBACK_HTTP": "true", "ALLOW_INSECURE_WEBHOOK": "true"}
