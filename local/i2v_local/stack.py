@@ -58,12 +58,13 @@ COLLECTOR_EVENTS_QUEUE = "i2v-local-collector-events"
 EVENT_SOURCE = "image-to-video"
 WEBHOOK_SECRET_NAME = "i2v-local/webhook-signing-secret"
 LOCAL_EMAIL = "you@example.com"
-# On AWS no service waits for a function's core. Here this process is every service at once,
-# and nice +5 was not enough: CFS still gives each runnable environment a third of the weight
-# of a thread here, so with a burst's hundred environments runnable the services starved
-# (Admits waited seconds for answers moto computed in milliseconds). At +19 an environment
-# weighs 1/68 of a service thread.
-ENVIRONMENT_NICENESS = 19
+# On AWS no service waits for a function's core; here this process is every service at once,
+# so the functions run a little below it. Where Linux's autogroup scheduling is on (the usual
+# default) this has no effect: each environment is a session of its own, and a process's nice
+# value only weighs inside its session. Giving the sessions themselves a nice value of +19 was
+# measured and made a burst slower (the first wave is mostly the functions' own CPU); the
+# emulator's renders, in this process's session, are what must yield (RENDER_NICENESS).
+ENVIRONMENT_NICENESS = 5
 ROLE_NAME = "i2v-local-lambda"
 LOCAL_ONLY_ENVIRONMENT = {"ALLOW_LOOPBACK_HTTP": "true", "ALLOW_INSECURE_WEBHOOK": "true"}
 FAKE_CREDENTIALS = {

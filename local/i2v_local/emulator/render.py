@@ -21,7 +21,7 @@ import imageio_ffmpeg
 from PIL import Image, ImageOps
 
 FPS = 24
-RENDER_NICENESS = 19  # ffmpeg runs below the servers' priority (see _run), as the functions do
+RENDER_NICENESS = 19  # ffmpeg yields to the servers: it shares their session (see _run)
 
 # Resolution names the short side of the frame; the long side follows the aspect ratio.
 SHORT_SIDE = {"480p": 480, "720p": 720, "1080p": 1080}
