@@ -60,24 +60,31 @@ def test_each_required_internal_resolves(module, attribute):
     assert moto_internals._resolve(module, attribute) is not None
 
 
+def _slots_table():
+    """A DynamoDB client (inside mock_aws) and its table "slots", keyed by pk."""
+    import boto3
+
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+    dynamodb.create_table(
+        TableName="slots",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return dynamodb
+
+
 def test_dynamodb_item_operations_run_one_at_a_time_as_conditional_writes_do_on_aws():
     """moto checks a condition and stores the item with no lock between: two executions could
     both take one admission slot. Serialised, a write waits while another operation runs."""
     import threading
 
-    import boto3
     from moto import mock_aws
 
     moto_internals.serialise_dynamodb_item_operations()
     moto_internals.serialise_dynamodb_item_operations()  # idempotent
     with mock_aws():
-        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
-        dynamodb.create_table(
-            TableName="slots",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        dynamodb = _slots_table()
         done = threading.Event()
 
         def take() -> None:
@@ -98,7 +105,6 @@ def test_a_dynamodb_answer_is_built_while_no_write_can_change_its_items(monkeypa
     """moto builds a BatchGetItem's answer from the stored item objects after reading them,
     and an UpdateItem changes those in place: unserialised, the read failed with a 500
     ("dictionary changed size during iteration") under a burst. The whole request holds the lock."""
-    import boto3
     from moto import mock_aws
     from moto.dynamodb.models.dynamo_type import Item
 
@@ -112,13 +118,7 @@ def test_a_dynamodb_answer_is_built_while_no_write_can_change_its_items(monkeypa
 
     monkeypatch.setattr(Item, "describe_attrs", describe_while_watching)
     with mock_aws():
-        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
-        dynamodb.create_table(
-            TableName="slots",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        dynamodb = _slots_table()
         dynamodb.put_item(TableName="slots", Item={"pk": {"S": "slot#0"}, "at": {"N": "1"}})
         answer = dynamodb.batch_get_item(RequestItems={"slots": {"Keys": [{"pk": {"S": "slot#0"}}]}})
     assert answer["Responses"]["slots"] == [{"pk": {"S": "slot#0"}, "at": {"N": "1"}}]
