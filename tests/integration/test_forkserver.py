@@ -116,3 +116,54 @@ def test_environments_yield_the_cores_by_the_niceness_asked_for(tmp_path: Path):
         finally:
             runtime.stop()
         assert seen["niceness"] == os.nice(0) + 3
+
+
+DATA_PROBE = textwrap.dedent(
+    """
+    import boto3
+    import botocore.loaders
+
+    READ = []
+    _load_file = botocore.loaders.JSONFileLoader.load_file
+
+
+    def _counting(self, file_path):
+        READ.append(file_path)
+        return _load_file(self, file_path)
+
+
+    botocore.loaders.JSONFileLoader.load_file = _counting
+
+
+    def handler(event, context):
+        dynamodb = boto3.client("dynamodb", region_name="eu-west-1")
+        return {
+            "files_read": len(READ),
+            "region": dynamodb.meta.region_name,
+            "operations": len(dynamodb.meta.service_model.operation_names),
+            "endpoint": dynamodb.meta.endpoint_url,
+        }
+    """
+)
+
+
+def test_a_forked_environment_finds_botocores_data_already_parsed(tmp_path: Path):
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "app.py").write_text(DATA_PROBE)
+    seen = {}
+    for fork_server in (True, False):
+        runtime = LambdaRuntime(fork_server=fork_server)
+        runtime.register(FunctionSpec("Probe", "probe", code, "app.handler"))
+        runtime.start(patch_moto=False)
+        try:
+            seen[fork_server] = runtime.invoke("probe", {}).payload
+        finally:
+            runtime.stop()
+    assert seen[False]["files_read"] > 0  # a fresh interpreter parses the model, rules, partitions
+    assert seen[True]["files_read"] == 0  # the fork server parsed them once for every environment
+    # The client itself is the same: made in the environment, from its own settings.
+    assert {k: v for k, v in seen[True].items() if k != "files_read"} == {
+        k: v for k, v in seen[False].items() if k != "files_read"
+    }
+    assert seen[True]["region"] == "eu-west-1"
