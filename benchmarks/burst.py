@@ -9,7 +9,7 @@ Two runs on the embedded local stack, N uploads at once each:
 
 Each run prints the makespan (first upload to last notification), the bound and their ratio,
 uploads failed, duplicate creates (a job created twice at the provider), the most jobs in
-flight seen in the admission item against MaxJobsInFlight, and Lambda GB-seconds per job
+flight at the provider (create received to render finished) against MaxJobsInFlight, and Lambda GB-seconds per job
 (measured invocation durations x memory size, every function, from the local runtime's
 invocation records) next to a run of --small uploads (waiting should cost nothing, so the two
 should be close). Figures, not tests: the machine is small and shared; read the ratios.
@@ -220,35 +220,20 @@ def report_timeline(t: dict, rate: int, jobs: int) -> None:
     )
 
 
-class InFlightSampler:
-    """The most unexpired in-flight leases held at once (admission's lease items, sampled every 0.25 s)."""
-
-    def __init__(self, stack: LocalStack, provider: str):
-        self.stack, self.provider, self.most = stack, provider, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        table = self.stack.resource("ControlTable").physical_name
-        dynamodb = self.stack.client("dynamodb")
-        prefix = f"admission#{self.provider}#lease#"
-        while not self._stop.wait(0.25):
-            items = dynamodb.scan(
-                TableName=table,
-                ConsistentRead=True,
-                FilterExpression="begins_with(pk, :p) AND attribute_exists(holder)",
-                ExpressionAttributeValues={":p": {"S": prefix}},
-            )["Items"]
-            now = time.time()
-            self.most = max(self.most, sum(1 for i in items if float(i["expires_at"]["N"]) > now))
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
+def most_in_flight(creates: list[dict]) -> int:
+    """The most jobs the provider was working on at once: each accepted create counts from the
+    moment the provider received it until its render finished (the emulator's own records, so
+    exact, and nothing is polled during the run)."""
+    events = []
+    for job in creates:
+        events.append((_epoch(job["created_at"]), 1))
+        if job.get("finished_at"):
+            events.append((_epoch(job["finished_at"]), -1))
+    most = current = 0
+    for _, change in sorted(events):  # at a tie the end (-1) sorts first
+        current += change
+        most = max(most, current)
+    return most
 
 
 class CpuSampler:
@@ -295,7 +280,7 @@ def burst(stack: LocalStack, provider: str, count: int, label: str) -> dict:
     cpu_before = _process_cpu()
     throttles_before = len(stack.runtime.throttles)
     started, started_wall = time.monotonic(), time.time()
-    with InFlightSampler(stack, provider) as sampler, CpuSampler() as cpu_sampler:
+    with CpuSampler() as cpu_sampler:
         with concurrent.futures.ThreadPoolExecutor(max_workers=min(32, count)) as pool:
             list(pool.map(lambda k: stack.upload(body, k), keys))
         notes = [stack.wait_for_notification(k, timeout=1800) for k in keys]
@@ -324,7 +309,7 @@ def burst(stack: LocalStack, provider: str, count: int, label: str) -> dict:
         "messages": sorted({(n.get("error") or {}).get("message") or "" for n in notes if n["status"] != "succeeded"}),
         "duplicates": sum(n - 1 for n in per_image.values() if n > 1),
         "rejected_creates": len([j for j in stack.emulator_jobs()[first_create:] if j.get("http_status") != 200]),
-        "in_flight": sampler.most,
+        "in_flight": most_in_flight(creates),
         "gbs_per_job": gb_seconds(records) / count,
         "gbs_by_function": {name: seconds / count for name, seconds in by_function.most_common()},
         "calls_by_function": {name: n / count for name, n in calls.items()},

@@ -277,6 +277,7 @@ def test_nanobanana_generation_failure(emulator, image_server):
     assert_nanobanana_error(response, 200, r"^content policy$")
     jobs = requests.get(emulator.url + "/_emulator/jobs", timeout=5).json()["jobs"]
     assert (jobs[-1]["status"], jobs[-1]["http_status"], jobs[-1]["error"]) == ("failed", 200, "content policy")
+    assert jobs[-1]["finished_at"] >= jobs[-1]["created_at"]  # the provider was done then
 
 
 # --- NoHuman Studio ----------------------------------------------------------------------

@@ -487,7 +487,7 @@ class ProviderEmulator:
         self._stopping.wait(max(0.0, started + render_seconds - time.monotonic()))
         if failure:
             # The generation itself failed: a definitive answer (nothing to retry, no credits used).
-            self._update_entry(entry, status="failed", http_status=200, error=failure)
+            self._update_entry(entry, status="failed", http_status=200, error=failure, finished_at=_now_iso())
             return self._delayed("nanobanana.create", nanobanana_error(200, failure))
 
         body = {
