@@ -5,6 +5,8 @@ so this function is what waits out a NanoBanana render. The create's read timeou
 inside the function's timeout; a create whose outcome is unknown is never re-sent.
 """
 
+import warnings
+
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -15,6 +17,8 @@ from i2v.settings import AdmitSettings
 
 logger = Logger()
 metrics = Metrics()
+# A job that fails before its create has nothing to count here: not a warning.
+warnings.filterwarnings("ignore", "No application metrics to publish")
 
 
 @logger.inject_lambda_context(correlation_id_path="job_key")

@@ -8,6 +8,7 @@
 Either way i2v.failure builds the failure outcome and i2v.publishing sends it at most once per job.
 """
 
+import warnings
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,8 @@ from i2v.settings import NotifyFailureSettings
 
 logger = Logger()
 metrics = Metrics()
+# A failure already notified is not counted again: not a warning.
+warnings.filterwarnings("ignore", "No application metrics to publish")
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.batch import BatchProcessor

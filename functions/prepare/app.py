@@ -4,6 +4,8 @@ Returns the job state, ``queued`` for admission or ``failed`` (options or image 
 nothing is paid for). The only function that imports Pillow, so it is the one sized for it.
 """
 
+import warnings
+
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -14,6 +16,8 @@ from i2v.settings import PrepareSettings
 
 logger = Logger()
 metrics = Metrics()
+# A prepared image has nothing to count (only rejections are): not a warning.
+warnings.filterwarnings("ignore", "No application metrics to publish")
 
 
 @logger.inject_lambda_context(correlation_id_path="job_key")
