@@ -25,7 +25,7 @@ from .ops import key_value
 
 EMULATOR_NOTICE = (
     "NOTE: the providers are a local EMULATOR of the NoHuman Studio and NanoBanana Video APIs (default: {provider}; "
-    "no account, no key, no cost); it renders a simple zoom/pan video of your image with ffmpeg."
+    "no account, no key, no cost); it renders a simple pan across your image with ffmpeg."
 )
 
 

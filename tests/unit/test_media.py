@@ -1,8 +1,11 @@
 """The MP4 probe helper and the emulator's renderer, on files rendered here (no network)."""
 
-import pytest
-from PIL import Image, UnidentifiedImageError
+import subprocess
 
+import pytest
+from PIL import Image, ImageChops, ImageStat, UnidentifiedImageError
+
+from i2v_local.emulator import render
 from i2v_local.emulator.render import RenderError, output_dimensions, render_video
 from i2v_local.media import ProbeError, parse_ffmpeg_info, probe
 from tests.fixtures import jpeg
@@ -35,6 +38,39 @@ def test_probe_sees_the_audio_track(rendered):
 def test_render_writes_a_jpeg_thumbnail_of_the_frame_size(rendered):
     with Image.open(rendered / "sound.jpg") as thumbnail:
         assert (thumbnail.format, thumbnail.size) == ("JPEG", (108, 192))
+
+
+def _frame(video, at_seconds: float, out) -> Image.Image:
+    subprocess.run(
+        [
+            render.ffmpeg_exe(),
+            "-loglevel",
+            "error",
+            "-ss",
+            str(at_seconds),
+            "-i",
+            str(video),
+            "-frames:v",
+            "1",
+            str(out),
+        ],
+        check=True,
+    )
+    return Image.open(out).convert("L")
+
+
+def _difference(a: Image.Image, b: Image.Image) -> float:
+    """Mean absolute difference of two greyscale frames, 0-255."""
+    return ImageStat.Stat(ImageChops.difference(a, b)).mean[0]
+
+
+def test_the_video_pans_from_the_thumbnails_frame(tmp_path):
+    video, thumbnail = tmp_path / "v.mp4", tmp_path / "t.jpg"
+    render_video(jpeg(640, 360, stripes=True), video, thumbnail, width=320, height=180, duration=2)
+    first, last = _frame(video, 0, tmp_path / "first.png"), _frame(video, 1.9, tmp_path / "last.png")
+    with Image.open(thumbnail) as shown:
+        assert _difference(first, shown.convert("L")) < 4  # the thumbnail is the first frame
+    assert _difference(first, last) > 10  # and the picture moves
 
 
 def test_probe_of_a_still_image_reports_its_codec(tmp_path):
@@ -120,7 +156,16 @@ def test_render_rejects_bytes_that_are_not_an_image(tmp_path):
         render_video(b"not an image", tmp_path / "v.mp4", tmp_path / "t.jpg", width=64, height=64, duration=1)
 
 
-def test_render_reports_ffmpeg_failure(tmp_path):
-    # yuv420p H.264 cannot have odd dimensions: ffmpeg refuses, and the caller hears why.
-    with pytest.raises(RenderError, match="ffmpeg exited"):
-        render_video(jpeg(320, 240), tmp_path / "v.mp4", tmp_path / "t.jpg", width=101, height=101, duration=1)
+def test_render_refuses_odd_dimensions(tmp_path):
+    # yuv420p H.264 cannot have odd dimensions: refused before ffmpeg would round them down.
+    with pytest.raises(ValueError, match="even"):
+        render_video(jpeg(320, 240), tmp_path / "v.mp4", tmp_path / "t.jpg", width=101, height=100, duration=1)
+
+
+def test_render_reports_ffmpeg_failure(tmp_path, monkeypatch):
+    failing = tmp_path / "ffmpeg"
+    failing.write_text("#!/bin/sh\necho 'Conversion failed!' >&2\nexit 3\n")
+    failing.chmod(0o755)
+    monkeypatch.setattr(render, "ffmpeg_exe", lambda: str(failing))
+    with pytest.raises(RenderError, match="ffmpeg exited with 3: Conversion failed!"):
+        render_video(jpeg(320, 240), tmp_path / "v.mp4", tmp_path / "t.jpg", width=64, height=64, duration=1)
