@@ -22,7 +22,7 @@ from PIL import Image, ImageOps
 
 FPS = 24
 PAN_SCALE = 1.15  # the image is scaled to this much of the frame, and the frame pans across it
-RENDER_NICENESS = 19  # ffmpeg yields to the servers: it shares their session (see _run)
+RENDER_NICENESS = 19  # ffmpeg yields to everything else on the machine (see _yield_cores)
 
 # Resolution names the short side of the frame; the long side follows the aspect ratio.
 SHORT_SIDE = {"480p": 480, "720p": 720, "1080p": 1080}
@@ -124,14 +124,24 @@ def render_video(
             raise RenderError(f"ffmpeg exited with {returncode}: {detail[0]}")
 
 
+def _yield_cores(pid: int) -> None:
+    """A render farm has cores of its own; here the encode takes only what everything else
+    (the process serving the provider's and, in the local stack, AWS's APIs, and the Lambda
+    environments) leaves. Under Linux's autogroup scheduling a nice value only weighs inside
+    its session, so ffmpeg runs in a session of its own and that session gets the nice value."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, pid, RENDER_NICENESS)
+    with contextlib.suppress(OSError):
+        Path(f"/proc/{pid}/autogroup").write_text(str(RENDER_NICENESS))
+
+
 def _run(cmd: list[str], timeout: float, cancel: threading.Event | None) -> tuple[int, bytes]:
     """(returncode, stderr) of cmd; RenderError if it overruns timeout or cancel is set."""
     deadline = time.monotonic() + timeout
-    with subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as process:
-        # A render farm has cores of its own; here the encode yields to the process serving the
-        # provider's (and, in the local stack, AWS's) APIs, so a burst of renders does not slow them.
-        with contextlib.suppress(OSError, AttributeError):
-            os.setpriority(os.PRIO_PROCESS, process.pid, RENDER_NICENESS)
+    with subprocess.Popen(
+        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    ) as process:
+        _yield_cores(process.pid)
         try:
             while True:
                 try:
