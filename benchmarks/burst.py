@@ -124,8 +124,9 @@ def timeline(
     throttles: list[dict],
     cpu: dict,
     sampler: CpuSampler,
+    uploads_sent: float,
 ) -> dict:
-    """Where a burst's time goes: when creates reached the provider against when the rate
+    """Where a burst's time goes: when the uploads were all in and the Submits ran, when creates reached the provider against when the rate
     allowed them, Admit round trips per job and what a queued Admit cost, Lambda throttling
     (concurrency), cold starts, and the CPU the machine spent (per function and in all)."""
     create_times = sorted(_epoch(j["created_at"]) - started for j in creates)
@@ -137,6 +138,8 @@ def timeline(
     for r in records:
         by_function[r["function"]].append(r)
     prepare = next((name for name in by_function if name.startswith("Prepare")), None)
+    submit = next((name for name in by_function if name.startswith("Submit")), None)
+    submit_start = sorted(_epoch(r["start"]) - started for r in by_function.get(submit, []))
     prepare_end = sorted(
         _epoch(r["start"]) - started + r["duration_ms"] / 1000 + (r.get("init_duration_ms") or 0) / 1000
         for r in by_function.get(prepare, [])
@@ -150,6 +153,8 @@ def timeline(
     lambda_wait = sum((r.get("cpu_wait_ms") or 0.0) for r in records) / 1000
     return {
         "create_times": create_times,
+        "uploads_sent": uploads_sent,
+        "submit_start": submit_start,
         "prepare_end": prepare_end,
         "admits_per_job": Counter(len(v) for v in admits.values()),
         "queued_admit_seconds": queued_admit,
@@ -175,6 +180,12 @@ def timeline(
 
 def report_timeline(t: dict, rate: int, jobs: int) -> None:
     print("  timeline (seconds from the first upload)")
+    print(f"    uploads all stored (PutObject answered): {t['uploads_sent']:6.1f}")
+    starts = t["submit_start"]
+    if starts:
+        print(
+            f"    Submit started:   first {starts[0]:6.1f}  median {starts[len(starts) // 2]:6.1f}  last {starts[-1]:6.1f}"
+        )
     ends = t["prepare_end"]
     if ends:
         print(f"    Prepare finished: first {ends[0]:6.1f}  median {ends[len(ends) // 2]:6.1f}  last {ends[-1]:6.1f}")
@@ -283,6 +294,7 @@ def burst(stack: LocalStack, provider: str, count: int, label: str) -> dict:
     with CpuSampler() as cpu_sampler:
         with concurrent.futures.ThreadPoolExecutor(max_workers=min(32, count)) as pool:
             list(pool.map(lambda k: stack.upload(body, k), keys))
+        uploads_sent = time.monotonic() - started
         notes = [stack.wait_for_notification(k, timeout=1800) for k in keys]
         makespan = time.monotonic() - started
     stack.settle(timeout=120)
@@ -327,6 +339,7 @@ def burst(stack: LocalStack, provider: str, count: int, label: str) -> dict:
             stack.runtime.throttles[throttles_before:],
             {k: cpu_after[k] - cpu_before[k] for k in cpu_after},
             cpu_sampler,
+            uploads_sent,
         ),
     }
 
