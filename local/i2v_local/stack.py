@@ -61,9 +61,10 @@ LOCAL_EMAIL = "you@example.com"
 # On AWS no service waits for a function's core; here this process is every service at once,
 # so the functions run a little below it. Where Linux's autogroup scheduling is on (the usual
 # default) this has no effect: each environment is a session of its own, and a process's nice
-# value only weighs inside its session. Giving the sessions themselves a nice value of +19 was
-# measured and made a burst slower (the first wave is mostly the functions' own CPU); the
-# emulator's renders, in this process's session, are what must yield (RENDER_NICENESS).
+# value only weighs inside its session. Giving the sessions themselves a nice value of +19, or
+# one session for all environments, was measured and made a burst slower (the first wave is
+# mostly the functions' own CPU); the emulator's renders, each in a session of its own at
+# +19, are what must yield (RENDER_NICENESS).
 ENVIRONMENT_NICENESS = 5
 ROLE_NAME = "i2v-local-lambda"
 LOCAL_ONLY_ENVIRONMENT = {"ALLOW_LOOPBACK_HTTP": "true", "ALLOW_INSECURE_WEBHOOK": "true"}
