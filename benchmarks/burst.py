@@ -118,7 +118,7 @@ def _quantiles(values: list[float]) -> str:
 
 def timeline(
     records: list[dict],
-    creates: list[dict],
+    requests: list[dict],
     started: float,
     makespan: float,
     throttles: list[dict],
@@ -126,10 +126,12 @@ def timeline(
     sampler: CpuSampler,
     uploads_sent: float,
 ) -> dict:
-    """Where a burst's time goes: when the uploads were all in and the Submits ran, when creates reached the provider against when the rate
-    allowed them, Admit round trips per job and what a queued Admit cost, Lambda throttling
-    (concurrency), cold starts, and the CPU the machine spent (per function and in all)."""
-    create_times = sorted(_epoch(j["created_at"]) - started for j in creates)
+    """Where a burst's time goes: when the uploads were all in and the Submits ran, when the
+    create requests reached the provider against when the rate allowed them, Admit round trips
+    per job and what a queued Admit cost, Lambda throttling (concurrency), cold starts, and the
+    CPU the machine spent (per function and in all)."""
+    # Every create request, refused ones too: the provider counts them against its rate.
+    create_times = sorted(_epoch(j["created_at"]) - started for j in requests)
     admits: dict[str, list[dict]] = defaultdict(list)
     for r in records:
         if r["function"] == "AdmitFunction" or r["function"].startswith("Admit"):
@@ -189,15 +191,16 @@ def report_timeline(t: dict, rate: int, jobs: int) -> None:
     ends = t["prepare_end"]
     if ends:
         print(f"    Prepare finished: first {ends[0]:6.1f}  median {ends[len(ends) // 2]:6.1f}  last {ends[-1]:6.1f}")
-    creates = t["create_times"]
+    creates = t["create_times"]  # create requests, refused ones included
     for wave in range(math.ceil(len(creates) / rate)):
         chunk = creates[wave * rate : (wave + 1) * rate]
-        # The rolling window allows the k-th create 60 s after the (k-L)-th.
+        # The rolling window allows the k-th request 60 s after the (k-L)-th.
         late = [
             c - (creates[wave * rate + i - rate] + 60.0) for i, c in enumerate(chunk) if wave * rate + i - rate >= 0
         ]
         print(
-            f"    creates {wave * rate + 1:3d}-{wave * rate + len(chunk):3d}: first {chunk[0]:6.1f}  last {chunk[-1]:6.1f}"
+            f"    create requests {wave * rate + 1:3d}-{wave * rate + len(chunk):3d}: "
+            f"first {chunk[0]:6.1f}  last {chunk[-1]:6.1f}"
             + (f"   after the rate allowed them: {_quantiles(late)}" if late else "")
         )
     print(f"    Admit invocations per job: {dict(sorted(t['admits_per_job'].items()))}")
@@ -333,7 +336,7 @@ def burst(stack: LocalStack, provider: str, count: int, label: str) -> dict:
         "gbs_net_per_job": gb_seconds_net(records) / count,
         "timeline": timeline(
             records,
-            creates,
+            sent,
             started_wall,
             makespan,
             stack.runtime.throttles[throttles_before:],
