@@ -219,16 +219,43 @@ def test_dynamodb_item_results_written_as_json_are_what_motos_serializer_writes(
     assert _item_calls() == written_by_moto
 
 
-def test_a_state_machine_definition_is_parsed_once_and_each_execution_gets_fresh_components():
+def test_a_state_machine_definition_is_parsed_once_and_its_components_keyed_before_they_are_shared():
+    from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
     from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser, ASLParserException
 
     moto_internals.cache_state_machine_parses()
     moto_internals.cache_state_machine_parses()  # idempotent
-    definition = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}})
+    retried = {"Type": "Pass", "End": True}
+    task = {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::lambda:invoke",
+        "Parameters": {"FunctionName": "f"},
+        "Retry": [{"ErrorEquals": ["States.ALL"], "MaxAttempts": 3, "BackoffRate": 2}],
+        "Next": "Done",
+    }
+    definition = json.dumps({"StartAt": "Call", "States": {"Call": task, "Done": retried}})
     first, first_tree = AmazonStateLanguageParser.parse(definition)
     second, second_tree = AmazonStateLanguageParser.parse(definition)
-    assert first_tree is second_tree  # the ANTLR parse is kept
-    assert first is not second  # the evaluation components are per execution
+    assert first_tree is second_tree and first is second  # parsed and preprocessed once
+    # Every component already has the key its per-execution state is stored under: executions
+    # that share the program never race to set it (the retrier's attempt counter is one).
+    components, pending, seen = [], [first], set()
+    while pending:
+        value = pending.pop()
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        if isinstance(value, EvalComponent):
+            components.append(value)
+        if isinstance(value, dict):
+            pending.extend(value.values())
+        elif isinstance(value, list | tuple):
+            pending.extend(value)
+        elif hasattr(value, "__dict__"):
+            pending.extend(vars(value).values())
+    kinds = {type(c).__name__ for c in components}
+    assert {"MaxAttemptsDecl", "BackoffRateDecl"} <= kinds
+    assert all(c.__dict__.get("_EvalComponent__heap_key") for c in components)
     with pytest.raises(ASLParserException):  # a bad definition still fails, every time
         AmazonStateLanguageParser.parse("{not asl")
     with pytest.raises(ASLParserException):
@@ -242,6 +269,17 @@ def test_the_servers_service_lookup_lists_moto_once():
     listed = backends.list_of_moto_modules()
     assert "dynamodb" in listed and "stepfunctions" in listed
     assert backends.list_of_moto_modules() is listed
+
+
+def test_moto_lists_a_response_classs_actions_once():
+    from moto.core import responses
+    from moto.dynamodb.responses import DynamoHandler
+
+    moto_internals.cache_response_method_names()
+    moto_internals.cache_response_method_names()  # idempotent
+    names = responses.method_names_from_class(DynamoHandler)
+    assert {"update_item", "put_item", "get_item"} <= names
+    assert responses.method_names_from_class(DynamoHandler) is names
 
 
 def test_the_interpreter_shares_one_lambda_client_and_parses_each_json_path_once():
