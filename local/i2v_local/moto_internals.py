@@ -285,8 +285,15 @@ def cache_state_machine_parses() -> None:
 
 def _fix_heap_keys(program: Any) -> None:
     """Give every evaluation component of a program its ``heap_key`` now (see above)."""
+    for component in evaluation_components(program):
+        _ = component.heap_key
+
+
+def evaluation_components(program: Any) -> list[Any]:
+    """Every evaluation component reachable from a preprocessed program (each once)."""
     from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
 
+    found: list[Any] = []
     seen: set[int] = set()
     pending = [program]
     while pending:
@@ -295,13 +302,14 @@ def _fix_heap_keys(program: Any) -> None:
             continue
         seen.add(id(value))
         if isinstance(value, EvalComponent):
-            _ = value.heap_key
+            found.append(value)
         if isinstance(value, dict):
             pending.extend(value.values())
         elif isinstance(value, list | tuple | set | frozenset):
             pending.extend(value)
         elif hasattr(value, "__dict__") and type(value).__module__.startswith("moto.stepfunctions"):
             pending.extend(vars(value).values())
+    return found
 
 
 def share_state_machine_clients() -> None:

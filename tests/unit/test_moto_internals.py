@@ -220,12 +220,11 @@ def test_dynamodb_item_results_written_as_json_are_what_motos_serializer_writes(
 
 
 def test_a_state_machine_definition_is_parsed_once_and_its_components_keyed_before_they_are_shared():
-    from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
     from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser, ASLParserException
 
     moto_internals.cache_state_machine_parses()
     moto_internals.cache_state_machine_parses()  # idempotent
-    retried = {"Type": "Pass", "End": True}
+    done = {"Type": "Pass", "End": True}
     task = {
         "Type": "Task",
         "Resource": "arn:aws:states:::lambda:invoke",
@@ -233,26 +232,13 @@ def test_a_state_machine_definition_is_parsed_once_and_its_components_keyed_befo
         "Retry": [{"ErrorEquals": ["States.ALL"], "MaxAttempts": 3, "BackoffRate": 2}],
         "Next": "Done",
     }
-    definition = json.dumps({"StartAt": "Call", "States": {"Call": task, "Done": retried}})
+    definition = json.dumps({"StartAt": "Call", "States": {"Call": task, "Done": done}})
     first, first_tree = AmazonStateLanguageParser.parse(definition)
     second, second_tree = AmazonStateLanguageParser.parse(definition)
     assert first_tree is second_tree and first is second  # parsed and preprocessed once
     # Every component already has the key its per-execution state is stored under: executions
     # that share the program never race to set it (the retrier's attempt counter is one).
-    components, pending, seen = [], [first], set()
-    while pending:
-        value = pending.pop()
-        if id(value) in seen:
-            continue
-        seen.add(id(value))
-        if isinstance(value, EvalComponent):
-            components.append(value)
-        if isinstance(value, dict):
-            pending.extend(value.values())
-        elif isinstance(value, list | tuple):
-            pending.extend(value)
-        elif hasattr(value, "__dict__"):
-            pending.extend(vars(value).values())
+    components = moto_internals.evaluation_components(first)
     kinds = {type(c).__name__ for c in components}
     assert {"MaxAttemptsDecl", "BackoffRateDecl"} <= kinds
     assert all(c.__dict__.get("_EvalComponent__heap_key") for c in components)
