@@ -374,14 +374,27 @@ def run(provider: str, *, jobs: int, rate: int, cap: int, small: int, render_sec
         time.sleep(61)  # a fresh rate window for the big run
         stack.set_faults(faults)
         big = burst(stack, provider, jobs, "big")
+        submit_concurrency = stack.template.parameters["SubmitReservedConcurrency"]
     bound = (math.ceil(jobs / rate) - 1) * 60 + one
-    return {"provider": provider, "one": one, "bound": bound, "small": small_run, "big": big, "rate": rate, "cap": cap}
+    return {
+        "provider": provider,
+        "one": one,
+        "bound": bound,
+        "small": small_run,
+        "big": big,
+        "rate": rate,
+        "cap": cap,
+        "submit_concurrency": submit_concurrency,
+    }
 
 
 def report(result: dict, faults: str) -> None:
     big, small = result["big"], result["small"]
     print(
         f"\n{result['provider']}: {big['jobs']} uploads at once, {result['rate']} creates/min, MaxJobsInFlight {result['cap']}; {faults}"
+    )
+    print(
+        f"  Submit's reserved concurrency (SubmitReservedConcurrency, the template's default): {result['submit_concurrency']}"
     )
     print(f"  one job alone (upload -> notification)  {result['one']:7.1f} s")
     print(f"  makespan                                 {big['makespan']:7.1f} s")
