@@ -233,11 +233,8 @@ def cache_response_method_names() -> None:
     original = responses.method_names_from_class
 
     @functools.lru_cache(maxsize=256)
-    def names(clazz: type) -> frozenset[str]:
-        return frozenset(original(clazz))
-
     def method_names_from_class(clazz: Any) -> frozenset[str]:
-        return names(clazz)
+        return frozenset(original(clazz))
 
     method_names_from_class.cached = True  # type: ignore[attr-defined]
     responses.method_names_from_class = method_names_from_class
